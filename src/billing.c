@@ -1,0 +1,66 @@
+/*
+ * billing.c — module entry point: refuses to load unless preloaded, then lets
+ * each capability define its settings and (for the outbox) its worker.
+ * Also home of the shared SPI helpers declared in billing.h.
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/guc.h"
+
+#include "billing.h"
+
+PG_MODULE_MAGIC;
+
+void		_PG_init(void);
+
+void
+_PG_init(void)
+{
+	/*
+	 * The outbox worker and the settings must exist before any backend uses
+	 * them, and a worker can only be registered by the postmaster.
+	 */
+	if (!process_shared_preload_libraries_in_progress)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("billing must be loaded via shared_preload_libraries"),
+				 errhint("Add billing to shared_preload_libraries in postgresql.conf and restart the server.")));
+
+	clock_define_gucs();
+
+	MarkGUCPrefixReserved("billing");
+}
+
+uint64
+billing_spi_exec(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes,
+				 Datum *values, const char *nulls, bool read_only, long tcount)
+{
+	int			rc;
+
+	if (*plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare(sql, nargs, argtypes);
+
+		if (p == NULL)
+			elog(ERROR, "SPI_prepare failed for \"%s\": %s",
+				 sql, SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(p) != 0)
+			elog(ERROR, "SPI_keepplan failed");
+		*plan = p;
+	}
+
+	rc = SPI_execute_plan(*plan, values, nulls, read_only, tcount);
+	if (rc < 0)
+		elog(ERROR, "SPI_execute_plan failed for \"%s\": %s",
+			 sql, SPI_result_code_string(rc));
+	return SPI_processed;
+}
+
+Datum
+billing_spi_get(uint64 row, int col, bool *isnull)
+{
+	return SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc,
+						 col, isnull);
+}

@@ -1,0 +1,46 @@
+/*
+ * billing.h — what every capability of the extension shares: the entry hooks
+ * each file exposes to _PG_init, and the small helpers for SPI and errors.
+ */
+#ifndef BILLING_H
+#define BILLING_H
+
+#include "postgres.h"
+#include "executor/spi.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+/* Custom SQLSTATE class for billing-specific conditions is not used: every
+ * error maps onto a standard code (see README, "Errors"). */
+
+/* Each capability defines its settings here; called once from _PG_init. */
+extern void clock_define_gucs(void);
+
+/*
+ * Saved SPI plans.  A call site keeps its plan in a static variable:
+ *
+ *     static SPIPlanPtr plan;
+ *     billing_spi_exec(&plan, "UPDATE ... $1", 1, argtypes, values, nulls, 0);
+ *
+ * The first call prepares and keeps the plan; later calls reuse it.  The
+ * caller must be connected to SPI.  Returns SPI_processed.
+ */
+extern uint64 billing_spi_exec(SPIPlanPtr *plan, const char *sql,
+							   int nargs, Oid *argtypes,
+							   Datum *values, const char *nulls,
+							   bool read_only, long tcount);
+
+/* Column `col` (1-based) of row `row` of SPI_tuptable; a by-reference value
+ * lives in SPI memory, so copy it out before SPI_finish. */
+extern Datum billing_spi_get(uint64 row, int col, bool *isnull);
+
+/* Raise 22004 for a NULL argument the function does not accept. */
+#define BILLING_REQUIRE_ARG(fcinfo, n, name) \
+	do { \
+		if (PG_ARGISNULL(n)) \
+			ereport(ERROR, \
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), \
+					 errmsg("%s must not be null", (name)))); \
+	} while (0)
+
+#endif							/* BILLING_H */

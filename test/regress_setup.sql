@@ -1,0 +1,16 @@
+-- Loaded once into the regression database before pg_regress runs.
+-- test_reset() empties the ledger and the catalog so that each test file
+-- starts from nothing, whatever ran before it.
+CREATE FUNCTION public.test_reset() RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    TRUNCATE billing.payment_events, billing.payments, billing.subscriptions,
+             billing.customers, billing.outbox, billing.admin_audit,
+             marketing.promo_codes, marketing.months_discounts,
+             marketing.personal_discounts, marketing.tariff_price_history,
+             marketing.tariffs RESTART IDENTITY CASCADE;
+    RESET billing.test_clock;
+    -- Readable, machine-independent output.
+    PERFORM set_config('TimeZone', 'UTC', false);
+    PERFORM set_config('DateStyle', 'ISO, YMD', false);
+END
+$$;
