@@ -1,0 +1,155 @@
+"""Shared pieces of the end-to-end tests: a throwaway cluster with billing
+preloaded, free ports, child processes that are always cleaned up, and polling
+helpers that wait on a condition instead of sleeping for luck.
+
+scripts/test exports BILLING_SRC, BILLING_WORK and BILLING_PGBIN; running a test
+file by hand needs the same (run `scripts/test e2e` once to get them)."""
+
+import atexit
+import os
+import signal
+import socket
+import subprocess
+import time
+import uuid
+
+import psycopg2
+import psycopg2.extras
+
+SRC = os.environ.get("BILLING_SRC", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+WORK = os.environ.get("BILLING_WORK", "/tmp/billing-e2e")
+PGBIN = os.environ.get("BILLING_PGBIN", "/usr/lib/postgresql/15/bin")
+PYTHON = "/usr/bin/python3"     # Debian's, with grpcio and psycopg2
+
+psycopg2.extras.register_uuid()
+_children = []
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout=30.0, interval=0.05, what="condition"):
+    """Poll predicate() until it returns a truthy value; fail after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %.0fs waiting for %s" % (timeout, what))
+        time.sleep(interval)
+
+
+def wait_port(port, timeout=30.0):
+    def is_open():
+        with socket.socket() as s:
+            s.settimeout(0.2)
+            return s.connect_ex(("127.0.0.1", port)) == 0
+    wait_for(is_open, timeout, what="port %d" % port)
+
+
+def spawn(args, log_name, env=None, cwd=None):
+    """Start a child process whose output goes to WORK/logs/log_name; it is
+    killed when the test process exits."""
+    os.makedirs(os.path.join(WORK, "logs"), exist_ok=True)
+    log = open(os.path.join(WORK, "logs", log_name), "ab")
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
+                            env=dict(os.environ, **(env or {})), cwd=cwd,
+                            start_new_session=True)
+    _children.append(proc)
+    return proc
+
+
+def stop(proc, sig=signal.SIGTERM, timeout=10):
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@atexit.register
+def _cleanup():
+    for proc in _children:
+        stop(proc, signal.SIGKILL)
+
+
+class Cluster:
+    """A PostgreSQL cluster of its own (scripts/cluster), database `billing`
+    with the extension created.  conf: extra postgresql.conf lines."""
+
+    def __init__(self, name, conf=()):
+        self.dir = os.path.join(WORK, "e2e-" + name)
+        self.port = free_port()
+        self._run("init", str(self.port), *conf)
+        atexit.register(self.destroy)
+
+    def _run(self, *args):
+        subprocess.run([os.path.join(SRC, "scripts", "cluster"), args[0], self.dir, *args[1:]],
+                       check=True, env=dict(os.environ, BILLING_PGBIN=PGBIN))
+
+    def start(self):
+        self._run("start")
+
+    def stop(self):
+        self._run("stop")
+
+    def crash(self):
+        """Immediate-mode stop: no checkpoint, like a power cut for the server."""
+        self._run("kill")
+
+    def destroy(self):
+        if os.path.isdir(self.dir):
+            self._run("destroy")
+
+    @property
+    def dsn(self):
+        return "host=%s port=%d user=postgres dbname=billing" % (self.dir, self.port)
+
+    @property
+    def url(self):
+        return "postgresql://postgres@127.0.0.1:%d/billing" % self.port
+
+    def connect(self, autocommit=True):
+        conn = psycopg2.connect(self.dsn)
+        conn.autocommit = autocommit
+        return conn
+
+    def query(self, sql, args=None):
+        """Run one statement in its own transaction; return all rows (or [])."""
+        conn = self.connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, args)
+                return cur.fetchall() if cur.description else []
+        finally:
+            conn.close()
+
+    def scalar(self, sql, args=None):
+        rows = self.query(sql, args)
+        return rows[0][0] if rows else None
+
+    def set_conf(self, **settings):
+        """ALTER SYSTEM name = value for each setting, then reload."""
+        conn = self.connect()
+        with conn.cursor() as cur:
+            for key, value in settings.items():
+                cur.execute("ALTER SYSTEM SET %s = %%s" % key.replace("__", "."), (str(value),))
+            cur.execute("SELECT pg_reload_conf()")
+        conn.close()
+
+    def log(self):
+        with open(os.path.join(self.dir, "server.log"), errors="replace") as f:
+            return f.read()
+
+
+def new_user():
+    return uuid.uuid4()
