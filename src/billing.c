@@ -29,6 +29,7 @@ _PG_init(void)
 				 errhint("Add billing to shared_preload_libraries in postgresql.conf and restart the server.")));
 
 	clock_define_gucs();
+	subscriptions_define_gucs();
 
 	MarkGUCPrefixReserved("billing");
 }

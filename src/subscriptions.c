@@ -1,0 +1,623 @@
+/*
+ * subscriptions.c — the subscription of a user to a tariff: what a paid and
+ * a refunded payment do to its term (calendar months on one anchor), and who
+ * has access now (billing.has_access, billing.payment_info).
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "common/int.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+#include "billing.h"
+#include "clock.h"
+#include "outbox.h"
+#include "subscriptions.h"
+
+/* Settings, in seconds (GUC_UNIT_S: '2d', '36h', '90min' all work). */
+static int	grace_period_secs = 2 * SECS_PER_DAY;
+static int	reminder_before_secs = 3 * SECS_PER_DAY;
+
+void
+subscriptions_define_gucs(void)
+{
+	DefineCustomIntVariable("billing.grace_period",
+							"How long access continues after a subscription's term has ended.",
+							"Stored per term when the term is set (by a payment or a refund).",
+							&grace_period_secs,
+							2 * SECS_PER_DAY, 0, 366 * SECS_PER_DAY,
+							PGC_SUSET,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("billing.reminder_before",
+							"How long before the end of a term the reminder is sent (0: no reminders).",
+							NULL,
+							&reminder_before_secs,
+							3 * SECS_PER_DAY, 0, 366 * SECS_PER_DAY,
+							PGC_SUSET,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+}
+
+int64
+subscription_grace_usecs(void)
+{
+	return (int64) grace_period_secs * USECS_PER_SEC;
+}
+
+int64
+subscription_reminder_usecs(void)
+{
+	return (int64) reminder_before_secs * USECS_PER_SEC;
+}
+
+TimestampTz
+subscription_active_next_check(TimestampTz ends_at, bool reminder_pending)
+{
+	if (reminder_pending && reminder_before_secs > 0)
+		return ends_at - subscription_reminder_usecs();
+	return ends_at;
+}
+
+int64
+subscription_epoch(TimestampTz ts)
+{
+	int64		secs = ts / USECS_PER_SEC;
+
+	/* floor, not truncation, for times before 2000 */
+	if (ts < 0 && ts % USECS_PER_SEC != 0)
+		secs--;
+	return secs + (int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY;
+}
+
+static char *
+uuid_to_cstring(pg_uuid_t *u)
+{
+	return DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(u)));
+}
+
+char *
+subscription_ordering_key(pg_uuid_t *user_id, int64 tariff_id)
+{
+	return psprintf("%s:" INT64_FORMAT, uuid_to_cstring(user_id), tariff_id);
+}
+
+/* ISO 8601 in UTC with an explicit offset: 2026-02-28T10:00:00+00:00. */
+static void
+append_iso8601(StringInfo buf, TimestampTz ts)
+{
+	struct pg_tm tm;
+	fsec_t		fsec;
+
+	/* A NULL tz pointer asks timestamp2tm for UTC, whatever the session zone. */
+	if (timestamp2tm(ts, NULL, &tm, &fsec, NULL, NULL) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("timestamp out of range")));
+	appendStringInfo(buf, "%04d-%02d-%02dT%02d:%02d:%02d",
+					 tm.tm_year, tm.tm_mon, tm.tm_mday,
+					 tm.tm_hour, tm.tm_min, tm.tm_sec);
+	if (fsec != 0)
+		appendStringInfo(buf, ".%06d", (int) fsec);
+	appendStringInfoString(buf, "+00:00");
+}
+
+bool
+subscription_notify(int template_num, pg_uuid_t *user_id, int64 tariff_id,
+					const char *tariff_title, TimestampTz end_payment,
+					const char *idempotency_key)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "{\"template\": %d, \"user_id\": \"%s\", \"tariff_id\": " INT64_FORMAT
+					 ", \"role_description\": ",
+					 template_num, uuid_to_cstring(user_id), tariff_id);
+	escape_json(&buf, tariff_title);
+	appendStringInfoString(&buf, ", \"end_payment\": \"");
+	append_iso8601(&buf, end_payment);
+	appendStringInfoString(&buf, "\"}");
+
+	return outbox_enqueue("notify", buf.data, idempotency_key,
+						  subscription_ordering_key(user_id, tariff_id));
+}
+
+bool
+subscription_role_message(const char *kind, pg_uuid_t *user_id, int64 tariff_id,
+						  const char *idempotency_key)
+{
+	char	   *payload;
+
+	payload = psprintf("{\"user_id\": \"%s\", \"tariff_id\": " INT64_FORMAT "}",
+					   uuid_to_cstring(user_id), tariff_id);
+	return outbox_enqueue(kind, payload, idempotency_key,
+						  subscription_ordering_key(user_id, tariff_id));
+}
+
+/* The subscription row as the functions below read it (locked). */
+typedef struct SubRow
+{
+	int64		id;
+	char		status[8];
+	TimestampTz anchor_at;
+	int32		months;
+	TimestampTz ends_at;
+	TimestampTz grace_ends_at;
+	bool		next_check_null;
+	TimestampTz next_check_at;
+	pg_uuid_t	user_id;
+	int64		tariff_id;
+	char	   *title;			/* copied into the caller's context */
+} SubRow;
+
+#define SUB_COLUMNS \
+	"s.id, s.status, s.anchor_at, s.months, s.ends_at, s.grace_ends_at, " \
+	"s.next_check_at, s.user_id, s.tariff_id, t.title "
+
+/* Read row 0 of SPI_tuptable (selected with SUB_COLUMNS) into *r. */
+static void
+sub_row_from_spi(SubRow *r, MemoryContext cxt)
+{
+	bool		isnull;
+	char	   *status;
+
+	r->id = DatumGetInt64(billing_spi_get(0, 1, &isnull));
+	status = TextDatumGetCString(billing_spi_get(0, 2, &isnull));
+	strlcpy(r->status, status, sizeof(r->status));
+	r->anchor_at = DatumGetTimestampTz(billing_spi_get(0, 3, &isnull));
+	r->months = DatumGetInt32(billing_spi_get(0, 4, &isnull));
+	r->ends_at = DatumGetTimestampTz(billing_spi_get(0, 5, &isnull));
+	r->grace_ends_at = DatumGetTimestampTz(billing_spi_get(0, 6, &isnull));
+	r->next_check_at = DatumGetTimestampTz(billing_spi_get(0, 7, &r->next_check_null));
+	memcpy(&r->user_id, DatumGetUUIDP(billing_spi_get(0, 8, &isnull)), sizeof(pg_uuid_t));
+	r->tariff_id = DatumGetInt64(billing_spi_get(0, 9, &isnull));
+	r->title = MemoryContextStrdup(cxt, TextDatumGetCString(billing_spi_get(0, 10, &isnull)));
+}
+
+static bool
+lock_subscription(SubRow *r, pg_uuid_t *user_id, int64 tariff_id, MemoryContext cxt)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			argtypes[2] = {UUIDOID, INT8OID};
+	Datum		values[2] = {UUIDPGetDatum(user_id), Int64GetDatum(tariff_id)};
+
+	if (billing_spi_exec(&plan,
+						 "SELECT " SUB_COLUMNS
+						 "FROM billing.subscriptions s "
+						 "JOIN marketing.tariffs t ON t.id = s.tariff_id "
+						 "WHERE s.user_id = $1 AND s.tariff_id = $2 "
+						 "FOR UPDATE OF s",
+						 2, argtypes, values, NULL, false, 0) == 0)
+		return false;
+	sub_row_from_spi(r, cxt);
+	return true;
+}
+
+static bool
+lock_subscription_by_id(SubRow *r, int64 id, MemoryContext cxt)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			argtypes[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(id)};
+
+	if (billing_spi_exec(&plan,
+						 "SELECT " SUB_COLUMNS
+						 "FROM billing.subscriptions s "
+						 "JOIN marketing.tariffs t ON t.id = s.tariff_id "
+						 "WHERE s.id = $1 "
+						 "FOR UPDATE OF s",
+						 1, argtypes, values, NULL, false, 0) == 0)
+		return false;
+	sub_row_from_spi(r, cxt);
+	return true;
+}
+
+/* Write the term and state of a locked subscription. */
+static void
+store_subscription(int64 id, const char *status, TimestampTz anchor_at, int32 months,
+				   TimestampTz ends_at, TimestampTz grace_ends_at,
+				   bool next_null, TimestampTz next_check_at)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			argtypes[8] = {INT8OID, TEXTOID, TIMESTAMPTZOID, INT4OID,
+							   TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
+	Datum		values[8];
+	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+
+	values[0] = Int64GetDatum(id);
+	values[1] = CStringGetTextDatum(status);
+	values[2] = TimestampTzGetDatum(anchor_at);
+	values[3] = Int32GetDatum(months);
+	values[4] = TimestampTzGetDatum(ends_at);
+	values[5] = TimestampTzGetDatum(grace_ends_at);
+	values[6] = TimestampTzGetDatum(next_check_at);
+	if (next_null)
+		nulls[6] = 'n';
+	values[7] = TimestampTzGetDatum(billing_now());
+
+	billing_spi_exec(&plan,
+					 "UPDATE billing.subscriptions "
+					 "SET status = $2, anchor_at = $3, months = $4, ends_at = $5, "
+					 "    grace_ends_at = $6, next_check_at = $7, updated_at = $8 "
+					 "WHERE id = $1",
+					 8, argtypes, values, nulls, false, 0);
+}
+
+/*
+ * Insert the first subscription of a user for a tariff.  Returns 0 when a
+ * concurrent transaction inserted it first (the caller then locks that row).
+ */
+static int64
+insert_subscription(pg_uuid_t *user_id, int64 tariff_id, TimestampTz anchor_at,
+					int32 months, TimestampTz ends_at, TimestampTz grace_ends_at,
+					TimestampTz next_check_at)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			argtypes[8] = {UUIDOID, INT8OID, TIMESTAMPTZOID, INT4OID,
+							   TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
+	Datum		values[8];
+	bool		isnull;
+
+	values[0] = UUIDPGetDatum(user_id);
+	values[1] = Int64GetDatum(tariff_id);
+	values[2] = TimestampTzGetDatum(anchor_at);
+	values[3] = Int32GetDatum(months);
+	values[4] = TimestampTzGetDatum(ends_at);
+	values[5] = TimestampTzGetDatum(grace_ends_at);
+	values[6] = TimestampTzGetDatum(next_check_at);
+	values[7] = TimestampTzGetDatum(billing_now());
+
+	if (billing_spi_exec(&plan,
+						 "INSERT INTO billing.subscriptions AS s "
+						 "  (user_id, tariff_id, status, anchor_at, months, ends_at, "
+						 "   grace_ends_at, next_check_at, created_at, updated_at) "
+						 "VALUES ($1, $2, 'active', $3, $4, $5, $6, $7, $8, $8) "
+						 "ON CONFLICT (user_id, tariff_id) DO NOTHING "
+						 "RETURNING s.id",
+						 8, argtypes, values, NULL, false, 0) == 0)
+		return 0;
+	return DatumGetInt64(billing_spi_get(0, 1, &isnull));
+}
+
+static char *
+tariff_title(int64 tariff_id)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			argtypes[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(tariff_id)};
+	bool		isnull;
+
+	if (billing_spi_exec(&plan,
+						 "SELECT title FROM marketing.tariffs WHERE id = $1",
+						 1, argtypes, values, NULL, true, 0) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("tariff " INT64_FORMAT " does not exist", tariff_id)));
+	return TextDatumGetCString(billing_spi_get(0, 1, &isnull));
+}
+
+int64
+subscription_apply_payment(pg_uuid_t *payment_id, pg_uuid_t *user_id,
+						   int64 tariff_id, int32 months, TimestampTz paid_at)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	SubRow		r;
+	char	   *pid;
+	char	   *title;
+	int64		id;
+	bool		new_term;
+	TimestampTz anchor_at;
+	int32		total_months;
+	TimestampTz ends_at;
+	TimestampTz grace_ends_at;
+
+	if (months < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("months must be at least 1, not %d", months)));
+	if (TIMESTAMP_NOT_FINITE(paid_at))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the payment time must be finite")));
+
+	SPI_connect();
+	pid = uuid_to_cstring(payment_id);
+
+	if (!lock_subscription(&r, user_id, tariff_id, cxt))
+	{
+		/* The first purchase of this tariff: a term anchored at paid_at. */
+		ends_at = billing_add_months(paid_at, months);
+		grace_ends_at = ends_at + subscription_grace_usecs();
+		id = insert_subscription(user_id, tariff_id, paid_at, months, ends_at,
+								 grace_ends_at,
+								 subscription_active_next_check(ends_at, true));
+		if (id != 0)
+		{
+			title = tariff_title(tariff_id);
+			subscription_role_message("grant_role", user_id, tariff_id,
+									  psprintf("payment:%s:grant", pid));
+			subscription_notify(TEMPLATE_SUBSCRIBED, user_id, tariff_id, title,
+								ends_at, psprintf("payment:%s:subscribed", pid));
+			SPI_finish();
+			return id;
+		}
+
+		/*
+		 * A concurrent first purchase committed the row between our look and
+		 * our insert (ON CONFLICT waited for it); lock it and extend it.
+		 */
+		if (!lock_subscription(&r, user_id, tariff_id, cxt))
+			elog(ERROR, "subscription of the user for tariff " INT64_FORMAT " vanished",
+				 tariff_id);
+	}
+
+	/*
+	 * Judge the state at the payment's time, not only by the stored status:
+	 * the sweep may not have run yet.  Blocked, or past its grace when the
+	 * money came: a new term from paid_at.  Active or in grace: the months go
+	 * onto the same anchor, so the term goes on from its current end.
+	 */
+	new_term = strcmp(r.status, "blocked") == 0 || paid_at >= r.grace_ends_at;
+	if (new_term)
+	{
+		anchor_at = paid_at;
+		total_months = months;
+	}
+	else
+	{
+		anchor_at = r.anchor_at;
+		if (pg_add_s32_overflow(r.months, months, &total_months))
+			ereport(ERROR,
+					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+					 errmsg("subscription term is too long")));
+	}
+	ends_at = billing_add_months(anchor_at, total_months);
+	grace_ends_at = ends_at + subscription_grace_usecs();
+
+	store_subscription(r.id, "active", anchor_at, total_months, ends_at,
+					   grace_ends_at, false,
+					   subscription_active_next_check(ends_at, true));
+
+	/*
+	 * In grace the role is still held; a lapsed term (blocked, or its grace
+	 * over before the sweep came) gets the role again.  A grant the auth
+	 * service already applied is harmless: grants are idempotent there.
+	 */
+	if (new_term)
+		subscription_role_message("grant_role", user_id, tariff_id,
+								  psprintf("payment:%s:grant", pid));
+	subscription_notify(TEMPLATE_SUBSCRIBED, user_id, tariff_id, r.title,
+						ends_at, psprintf("payment:%s:subscribed", pid));
+
+	SPI_finish();
+	return r.id;
+}
+
+void
+subscription_refund_payment(pg_uuid_t *payment_id, int64 subscription_id, int32 months)
+{
+	static SPIPlanPtr payment_plan = NULL;
+	MemoryContext cxt = CurrentMemoryContext;
+	Oid			argtypes[1] = {UUIDOID};
+	Datum		values[1] = {UUIDPGetDatum(payment_id)};
+	SubRow		r;
+	char	   *pid;
+	bool		isnull;
+	bool		sub_isnull;
+	TimestampTz paid_at;
+	TimestampTz now = billing_now();
+	TimestampTz end_payment;
+
+	if (months < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("months must be at least 1, not %d", months)));
+
+	SPI_connect();
+	pid = uuid_to_cstring(payment_id);
+
+	if (!lock_subscription_by_id(&r, subscription_id, cxt))
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("subscription " INT64_FORMAT " does not exist", subscription_id)));
+
+	if (billing_spi_exec(&payment_plan,
+						 "SELECT paid_at, subscription_id FROM billing.payments WHERE id = $1",
+						 1, argtypes, values, NULL, false, 0) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("payment %s does not exist", pid)));
+	paid_at = DatumGetTimestampTz(billing_spi_get(0, 1, &isnull));
+	if (isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("payment %s was never paid", pid)));
+	if (DatumGetInt64(billing_spi_get(0, 2, &sub_isnull)) != subscription_id && !sub_isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("payment %s does not belong to subscription " INT64_FORMAT,
+						pid, subscription_id)));
+
+	if (paid_at < r.anchor_at)
+	{
+		/*
+		 * Paid before the current term began: that term ended (the
+		 * subscription was blocked and started again since), so the refund
+		 * takes nothing off the present one.
+		 */
+		end_payment = strcmp(r.status, "blocked") == 0 ? r.grace_ends_at : r.ends_at;
+	}
+	else
+	{
+		int32		left = r.months > months ? r.months - months : 0;
+		TimestampTz ends_at = billing_add_months(r.anchor_at, left);
+
+		if (ends_at <= now)
+		{
+			/*
+			 * Nothing paid is left: access ends at once, no grace for refunded
+			 * time.  A subscription blocked already had its role revoked.
+			 */
+			store_subscription(r.id, "blocked", r.anchor_at, left, ends_at,
+							   ends_at, true, 0);
+			if (strcmp(r.status, "blocked") != 0)
+			{
+				subscription_role_message("revoke_role", &r.user_id, r.tariff_id,
+										  psprintf("payment:%s:revoke", pid));
+				end_payment = now;
+			}
+			else
+				end_payment = Min(r.grace_ends_at, now);
+		}
+		else
+		{
+			/* Still paid until ends_at: a shorter active term, its own reminder. */
+			store_subscription(r.id, "active", r.anchor_at, left, ends_at,
+							   ends_at + subscription_grace_usecs(), false,
+							   subscription_active_next_check(ends_at, true));
+			end_payment = ends_at;
+		}
+	}
+
+	subscription_notify(TEMPLATE_REFUNDED, &r.user_id, r.tariff_id, r.title,
+						end_payment, psprintf("payment:%s:refunded", pid));
+	SPI_finish();
+}
+
+/*
+ * billing.has_access(user_id uuid, tariff text) → boolean: true while the
+ * subscription is active or in grace, judged at billing.now() from the
+ * stored term, so the answer is right before the sweep has run.
+ */
+PG_FUNCTION_INFO_V1(billing_has_access);
+Datum
+billing_has_access(PG_FUNCTION_ARGS)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			argtypes[2] = {UUIDOID, TEXTOID};
+	Datum		values[2];
+	bool		isnull;
+	bool		result = false;
+
+	BILLING_REQUIRE_ARG(fcinfo, 0, "user_id");
+	BILLING_REQUIRE_ARG(fcinfo, 1, "tariff");
+	values[0] = PG_GETARG_DATUM(0);
+	values[1] = PG_GETARG_DATUM(1);
+
+	SPI_connect();
+	if (billing_spi_exec(&plan,
+						 "SELECT s.status, s.grace_ends_at "
+						 "FROM marketing.tariffs t "
+						 "LEFT JOIN billing.subscriptions s "
+						 "  ON s.tariff_id = t.id AND s.user_id = $1 "
+						 "WHERE t.code = $2",
+						 2, argtypes, values, NULL, true, 0) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("tariff \"%s\" does not exist", text_to_cstring(PG_GETARG_TEXT_PP(1)))));
+
+	{
+		Datum		status = billing_spi_get(0, 1, &isnull);
+
+		if (!isnull)
+		{
+			TimestampTz grace_ends_at = DatumGetTimestampTz(billing_spi_get(0, 2, &isnull));
+
+			/* grace_ends_at >= ends_at, so this covers active and grace. */
+			result = strcmp(TextDatumGetCString(status), "blocked") != 0 &&
+				billing_now() < grace_ends_at;
+		}
+	}
+	SPI_finish();
+	PG_RETURN_BOOL(result);
+}
+
+/*
+ * billing.payment_info(user_id uuid) → jsonb: the user's subscriptions (state
+ * judged at billing.now(), term end, grace end) and payments, newest first.
+ */
+PG_FUNCTION_INFO_V1(billing_payment_info);
+Datum
+billing_payment_info(PG_FUNCTION_ARGS)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			argtypes[2] = {UUIDOID, TIMESTAMPTZOID};
+	Datum		values[2];
+	bool		isnull;
+	Jsonb	   *result;
+
+	BILLING_REQUIRE_ARG(fcinfo, 0, "user_id");
+	values[0] = PG_GETARG_DATUM(0);
+	values[1] = TimestampTzGetDatum(billing_now());
+
+	SPI_connect();
+	billing_spi_exec(&plan,
+					 "SELECT jsonb_build_object("
+					 " 'user_id', $1,"
+					 " 'at', $2,"
+					 " 'subscriptions', COALESCE((SELECT jsonb_agg(jsonb_build_object("
+					 "    'subscription_id', s.id,"
+					 "    'tariff', t.code,"
+					 "    'tariff_title', t.title,"
+					 "    'status', CASE WHEN s.status = 'blocked' OR $2 >= s.grace_ends_at THEN 'blocked'"
+					 "                   WHEN $2 >= s.ends_at THEN 'grace' ELSE 'active' END,"
+					 "    'has_access', s.status <> 'blocked' AND $2 < s.grace_ends_at,"
+					 "    'term_started_at', s.anchor_at,"
+					 "    'months', s.months,"
+					 "    'ends_at', s.ends_at,"
+					 "    'grace_ends_at', s.grace_ends_at) ORDER BY t.code)"
+					 "   FROM billing.subscriptions s"
+					 "   JOIN marketing.tariffs t ON t.id = s.tariff_id"
+					 "   WHERE s.user_id = $1), '[]'::jsonb),"
+					 " 'payments', COALESCE((SELECT jsonb_agg(jsonb_build_object("
+					 "    'payment_id', p.id,"
+					 "    'tariff', p.tariff_code,"
+					 "    'tariff_title', p.tariff_title,"
+					 "    'months', p.months,"
+					 "    'list_price', p.list_price,"
+					 "    'applied', p.applied,"
+					 "    'promo_code', p.promo_code,"
+					 "    'total', p.total,"
+					 "    'currency', p.currency,"
+					 "    'status', p.status,"
+					 "    'created_at', p.created_at,"
+					 "    'paid_at', p.paid_at,"
+					 "    'closed_at', p.closed_at,"
+					 "    'subscription_id', p.subscription_id) ORDER BY p.created_at DESC, p.id)"
+					 "   FROM billing.payments p WHERE p.user_id = $1), '[]'::jsonb))",
+					 2, argtypes, values, NULL, true, 0);
+	/* into the caller's context: SPI_finish frees the SPI one */
+	result = DatumGetJsonbP(SPI_datumTransfer(billing_spi_get(0, 1, &isnull), false, -1));
+	SPI_finish();
+	PG_RETURN_JSONB_P(result);
+}
+
+/*
+ * Test paths: not installed by the extension script.  A regression test (as
+ * superuser, the only one who may create a C function) declares them to
+ * drive the two entry points above without the payment state machine.
+ */
+PG_FUNCTION_INFO_V1(billing_test_apply_payment);
+Datum
+billing_test_apply_payment(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT64(subscription_apply_payment(PG_GETARG_UUID_P(0), PG_GETARG_UUID_P(1),
+											   PG_GETARG_INT64(2), PG_GETARG_INT32(3),
+											   PG_GETARG_TIMESTAMPTZ(4)));
+}
+
+PG_FUNCTION_INFO_V1(billing_test_refund_payment);
+Datum
+billing_test_refund_payment(PG_FUNCTION_ARGS)
+{
+	subscription_refund_payment(PG_GETARG_UUID_P(0), PG_GETARG_INT64(1), PG_GETARG_INT32(2));
+	PG_RETURN_VOID();
+}

@@ -1,0 +1,72 @@
+/*
+ * subscriptions.h — one subscription per user and tariff: what a paid or a
+ * refunded payment does to it, and the pieces the expiry sweep (expiry.c)
+ * shares with it (settings, the next-check rule, outbox messages).
+ */
+#ifndef BILLING_SUBSCRIPTIONS_H
+#define BILLING_SUBSCRIPTIONS_H
+
+#include "postgres.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+/*
+ * A payment became paid at paid_at: extend (or start) the user's subscription
+ * for the tariff by months; writes grant_role / notify(subscribed) outbox
+ * rows as needed.  Returns billing.subscriptions.id (payments stores it).
+ *
+ * While the subscription is active or in grace at paid_at, the months are
+ * added to the same anchor (the term goes on from its current end); when it
+ * is new, blocked, or its grace had ended by paid_at, a new term starts at
+ * paid_at and the role is granted again.  Every paid payment writes one
+ * "subscribed" notification (a renewal too: it is the payment's receipt).
+ * Locks the subscription row; the caller must be in a transaction (SPI is
+ * connected here, nested calls are fine).
+ */
+extern int64 subscription_apply_payment(pg_uuid_t *payment_id, pg_uuid_t *user_id,
+										int64 tariff_id, int32 months,
+										TimestampTz paid_at);
+
+/*
+ * A paid payment was refunded: take its months off; if that ends the term,
+ * access ends now (status blocked, revoke_role); writes notify(refunded).
+ * A payment of an earlier term (paid before the current anchor) has no
+ * months left in the current term: only the notification is written.
+ */
+extern void subscription_refund_payment(pg_uuid_t *payment_id, int64 subscription_id,
+										int32 months);
+
+/* Settings (microseconds), read by the sweep too. */
+extern int64 subscription_grace_usecs(void);
+extern int64 subscription_reminder_usecs(void);
+
+/*
+ * When the expiry sweep must next look at an active subscription whose term
+ * ends at ends_at: the reminder time while the reminder of this term is still
+ * to be sent, else the end itself.
+ */
+extern TimestampTz subscription_active_next_check(TimestampTz ends_at,
+												  bool reminder_pending);
+
+/*
+ * Queue one notify message (template 1..5) for user and tariff.  end_payment
+ * is the time the payload reports as the end of the paid access.
+ * Returns true when the row was new (false: this event was already queued).
+ */
+extern bool subscription_notify(int template_num, pg_uuid_t *user_id,
+								int64 tariff_id, const char *tariff_title,
+								TimestampTz end_payment,
+								const char *idempotency_key);
+
+/* Queue grant_role or revoke_role ("grant_role"/"revoke_role"). */
+extern bool subscription_role_message(const char *kind, pg_uuid_t *user_id,
+									  int64 tariff_id,
+									  const char *idempotency_key);
+
+/* Whole seconds since the Unix epoch: the term part of idempotency keys. */
+extern int64 subscription_epoch(TimestampTz ts);
+
+/* "user_id:tariff_id", the outbox ordering key, palloc'd. */
+extern char *subscription_ordering_key(pg_uuid_t *user_id, int64 tariff_id);
+
+#endif							/* BILLING_SUBSCRIPTIONS_H */
