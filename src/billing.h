@@ -16,6 +16,7 @@
 /* Each capability defines its settings here; called once from _PG_init. */
 extern void clock_define_gucs(void);
 extern void subscriptions_define_gucs(void);
+extern void expiry_define_gucs(void);
 
 /*
  * Saved SPI plans.  A call site keeps its plan in a static variable:

@@ -1,0 +1,12 @@
+---------------------------------------------------------------------------
+-- Expiry and grace (expiry.c): the sweep pg_cron runs.
+---------------------------------------------------------------------------
+
+CREATE FUNCTION billing.run_expiry() RETURNS jsonb
+    VOLATILE LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'billing_run_expiry';
+COMMENT ON FUNCTION billing.run_expiry() IS
+    'Reminders before the end, active → grace at the end, grace → blocked after it; returns the counts.';
+
+REVOKE ALL ON FUNCTION billing.run_expiry() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION billing.run_expiry() TO billing_admin;

@@ -1,0 +1,265 @@
+/*
+ * expiry.c — billing.run_expiry(), the sweep pg_cron runs: reminders before
+ * the end of a term, active → grace at the end, grace → blocked after it.
+ * It reads only due rows through the subscriptions_due index.
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+#include "billing.h"
+#include "clock.h"
+#include "outbox.h"
+#include "subscriptions.h"
+
+static char *expiry_schedule = NULL;
+static int	expiry_batch_size = 1000;
+
+void
+expiry_define_gucs(void)
+{
+	DefineCustomStringVariable("billing.expiry_schedule",
+							   "pg_cron schedule of billing.run_expiry().",
+							   "Applied when the scheduled jobs are (re)installed.",
+							   &expiry_schedule,
+							   "7 * * * *",
+							   PGC_SIGHUP,
+							   0,
+							   NULL, NULL, NULL);
+
+	DefineCustomIntVariable("billing.expiry_batch_size",
+							"Subscriptions billing.run_expiry() locks and handles per batch.",
+							NULL,
+							&expiry_batch_size,
+							1000, 1, 100000,
+							PGC_SUSET,
+							0,
+							NULL, NULL, NULL);
+}
+
+typedef enum ExpiryAction
+{
+	EXPIRY_NONE,				/* only next_check_at was stale */
+	EXPIRY_REMINDER,
+	EXPIRY_GRACE,
+	EXPIRY_BLOCK
+} ExpiryAction;
+
+/* The due rows of one batch, locked by the statement that reads them. */
+#define DUE_SQL \
+	"SELECT s.id, s.status, s.ends_at, s.grace_ends_at, s.next_check_at, " \
+	"       s.user_id, s.tariff_id, t.title " \
+	"FROM billing.subscriptions s " \
+	"JOIN marketing.tariffs t ON t.id = s.tariff_id " \
+	"WHERE s.next_check_at <= $1 " \
+	"ORDER BY s.next_check_at " \
+	"LIMIT $2 " \
+	"FOR UPDATE OF s SKIP LOCKED"
+
+/*
+ * One statement writes the new state of the whole batch.  The status guard
+ * is redundant while we hold the row locks, and keeps a bug from ever
+ * turning a row that changed under us.
+ */
+#define STORE_SQL \
+	"UPDATE billing.subscriptions s " \
+	"SET status = u.status, next_check_at = u.next_check_at, updated_at = $5 " \
+	"FROM unnest($1::bigint[], $2::text[], $3::text[], $4::timestamptz[]) " \
+	"     AS u(id, old_status, status, next_check_at) " \
+	"WHERE s.id = u.id AND s.status = u.old_status"
+
+/*
+ * What the sweep does to one due row at `now`.  A row jumps straight to the
+ * state `now` calls for: an active row whose grace is over too is blocked
+ * without a belated "ended" message (it would announce a grace already past).
+ */
+static ExpiryAction
+decide(const char *status, TimestampTz now, TimestampTz ends_at,
+	   TimestampTz grace_ends_at, TimestampTz next_check_at,
+	   const char **new_status, bool *next_null, TimestampTz *next)
+{
+	*next_null = false;
+	if (strcmp(status, "blocked") == 0)
+	{
+		*new_status = "blocked";
+		*next_null = true;
+		return EXPIRY_NONE;
+	}
+	if (now >= grace_ends_at)
+	{
+		*new_status = "blocked";
+		*next_null = true;
+		return EXPIRY_BLOCK;
+	}
+	if (strcmp(status, "grace") == 0)
+	{
+		*new_status = "grace";
+		*next = grace_ends_at;
+		return EXPIRY_NONE;
+	}
+	if (now >= ends_at)
+	{
+		*new_status = "grace";
+		*next = grace_ends_at;
+		return EXPIRY_GRACE;
+	}
+	/* Active, before the end: the check was the reminder time. */
+	*new_status = "active";
+	*next = ends_at;
+	return next_check_at < ends_at ? EXPIRY_REMINDER : EXPIRY_NONE;
+}
+
+static char *
+term_key(int64 id, const char *event, TimestampTz ends_at)
+{
+	return psprintf("sub:" INT64_FORMAT ":%s:" INT64_FORMAT,
+					id, event, subscription_epoch(ends_at));
+}
+
+PG_FUNCTION_INFO_V1(billing_run_expiry);
+Datum
+billing_run_expiry(PG_FUNCTION_ARGS)
+{
+	static SPIPlanPtr due_plan = NULL;
+	static SPIPlanPtr store_plan = NULL;
+	TimestampTz now = billing_now();
+	int			batch_size = expiry_batch_size;
+	int64		reminders = 0,
+				graces = 0,
+				blocks = 0,
+				batches = 0;
+	MemoryContext batch_cxt;
+	MemoryContext outer_cxt;
+	Jsonb	   *result;
+	char	   *json;
+
+	SPI_connect();
+	outer_cxt = CurrentMemoryContext;
+	batch_cxt = AllocSetContextCreate(outer_cxt, "run_expiry batch",
+									  ALLOCSET_DEFAULT_SIZES);
+
+	for (;;)
+	{
+		Oid			due_types[2] = {TIMESTAMPTZOID, INT4OID};
+		Datum		due_values[2] = {TimestampTzGetDatum(now), Int32GetDatum(batch_size)};
+		Oid			store_types[5] = {INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
+									  TIMESTAMPTZARRAYOID, TIMESTAMPTZOID};
+		Datum		store_values[5];
+		uint64		n;
+		uint64		i;
+		Datum	   *ids;
+		Datum	   *old_statuses;
+		Datum	   *statuses;
+		Datum	   *nexts;
+		bool	   *next_nulls;
+		int			dims[1];
+		int			lbs[1] = {1};
+		SPITupleTable *tuptable;
+
+		CHECK_FOR_INTERRUPTS();
+		MemoryContextReset(batch_cxt);
+
+		n = billing_spi_exec(&due_plan, DUE_SQL, 2, due_types, due_values,
+							 NULL, false, 0);
+		if (n == 0)
+			break;
+		batches++;
+
+		/* SPI_tuptable is replaced by the outbox inserts below: keep ours. */
+		tuptable = SPI_tuptable;
+		MemoryContextSwitchTo(batch_cxt);
+		ids = palloc(n * sizeof(Datum));
+		old_statuses = palloc(n * sizeof(Datum));
+		statuses = palloc(n * sizeof(Datum));
+		nexts = palloc(n * sizeof(Datum));
+		next_nulls = palloc(n * sizeof(bool));
+
+		for (i = 0; i < n; i++)
+		{
+			HeapTuple	tup = tuptable->vals[i];
+			TupleDesc	desc = tuptable->tupdesc;
+			bool		isnull;
+			int64		id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+			char	   *status = TextDatumGetCString(SPI_getbinval(tup, desc, 2, &isnull));
+			TimestampTz ends_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 3, &isnull));
+			TimestampTz grace_ends_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 4, &isnull));
+			TimestampTz next_check_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 5, &isnull));
+			pg_uuid_t  *user_id = DatumGetUUIDP(SPI_getbinval(tup, desc, 6, &isnull));
+			int64		tariff_id = DatumGetInt64(SPI_getbinval(tup, desc, 7, &isnull));
+			char	   *title = TextDatumGetCString(SPI_getbinval(tup, desc, 8, &isnull));
+			const char *new_status;
+			TimestampTz next = 0;
+
+			/*
+			 * The idempotency keys carry the term's end: each message goes out
+			 * once per term, and a later sweep or a concurrent one writes
+			 * nothing new.
+			 */
+			switch (decide(status, now, ends_at, grace_ends_at, next_check_at,
+						   &new_status, &next_nulls[i], &next))
+			{
+				case EXPIRY_REMINDER:
+					subscription_notify(TEMPLATE_REMINDER, user_id, tariff_id, title,
+										ends_at, term_key(id, "reminder", ends_at));
+					reminders++;
+					break;
+				case EXPIRY_GRACE:
+					subscription_notify(TEMPLATE_ENDED, user_id, tariff_id, title,
+										ends_at, term_key(id, "ended", ends_at));
+					graces++;
+					break;
+				case EXPIRY_BLOCK:
+					subscription_role_message("revoke_role", user_id, tariff_id,
+											  term_key(id, "revoke", ends_at));
+					subscription_notify(TEMPLATE_BLOCKED, user_id, tariff_id, title,
+										grace_ends_at, term_key(id, "blocked", ends_at));
+					blocks++;
+					break;
+				case EXPIRY_NONE:
+					break;
+			}
+
+			ids[i] = Int64GetDatum(id);
+			old_statuses[i] = CStringGetTextDatum(status);
+			statuses[i] = CStringGetTextDatum(new_status);
+			nexts[i] = TimestampTzGetDatum(next);
+		}
+
+		dims[0] = (int) n;
+		store_values[0] = PointerGetDatum(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		store_values[1] = PointerGetDatum(construct_array(old_statuses, n, TEXTOID, -1, false, TYPALIGN_INT));
+		store_values[2] = PointerGetDatum(construct_array(statuses, n, TEXTOID, -1, false, TYPALIGN_INT));
+		store_values[3] = PointerGetDatum(construct_md_array(nexts, next_nulls, 1, dims, lbs,
+															 TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL,
+															 TYPALIGN_DOUBLE));
+		store_values[4] = TimestampTzGetDatum(now);
+		MemoryContextSwitchTo(outer_cxt);
+
+		if (billing_spi_exec(&store_plan, STORE_SQL, 5, store_types, store_values,
+							 NULL, false, 0) != n)
+			elog(ERROR, "run_expiry: a locked subscription changed under the sweep");
+		SPI_freetuptable(tuptable);
+
+		/* Handled rows are no longer due: a short batch was the last one. */
+		if (n < (uint64) batch_size)
+			break;
+	}
+
+	MemoryContextDelete(batch_cxt);
+
+	SPI_finish();
+	json = psprintf("{\"reminders\": " INT64_FORMAT ", \"grace\": " INT64_FORMAT
+					", \"blocked\": " INT64_FORMAT ", \"batches\": " INT64_FORMAT "}",
+					reminders, graces, blocks, batches);
+	result = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(json)));
+	PG_RETURN_JSONB_P(result);
+}
