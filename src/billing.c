@@ -31,6 +31,7 @@ _PG_init(void)
 	clock_define_gucs();
 	subscriptions_define_gucs();
 	expiry_define_gucs();
+	pricing_define_gucs();
 
 	MarkGUCPrefixReserved("billing");
 }
