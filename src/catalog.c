@@ -665,13 +665,14 @@ billing_delete_promo_code(PG_FUNCTION_ARGS)
 	connect_spi();
 	values[0] = CStringGetTextDatum(code);
 	if (billing_spi_exec(&lock_plan,
-						 "SELECT p.id, to_jsonb(p) FROM marketing.promo_codes p "
+						 "SELECT p.id, to_jsonb(p), p.code FROM marketing.promo_codes p "
 						 "WHERE lower(p.code) = lower($1) AND p.deleted_at IS NULL FOR UPDATE",
 						 1, codetypes, values, NULL, false, 1) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
 				 errmsg("promo code \"%s\" does not exist", code)));
 	before = result_jsonb(2);
+	code = TextDatumGetCString(billing_spi_get(0, 3, &isnull));	/* as stored */
 
 	/* Soft delete: payments that used the code still show it. */
 	values[0] = billing_spi_get(0, 1, &isnull);

@@ -1,0 +1,68 @@
+-- Admin audit: every admin change writes one billing.admin_audit row in the
+-- same transaction — the calling role, the action, the object, the row before
+-- and after, the billing time.  Failed calls and rolled-back ones leave none.
+SELECT test_reset();
+SET billing.test_clock = '2026-03-01 12:00:00+00';
+
+CREATE FUNCTION pg_temp.err(sql text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE sql;
+    RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLSTATE || ': ' || SQLERRM;
+END
+$$;
+
+-- The actor is the calling role, not the owner the functions run as.
+CREATE ROLE audit_marketer IN ROLE billing_admin;
+SET ROLE audit_marketer;
+SELECT billing.create_tariff('premium', 'Priority films', 29900) IS NOT NULL;
+SELECT billing.update_tariff('premium', title => 'Priority HD', active => false) IS NOT NULL;
+SELECT billing.set_tariff_price('premium', 31900) IS NOT NULL;
+SELECT billing.set_personal_discount('a0000000-0000-0000-0000-000000000001', 10) IS NOT NULL;
+SELECT billing.set_personal_discount('a0000000-0000-0000-0000-000000000001', 12.5, '2026-05-01') IS NOT NULL;
+SELECT billing.remove_personal_discount('a0000000-0000-0000-0000-000000000001') IS NOT NULL;
+SELECT billing.set_months_discount(6, 10) IS NOT NULL;
+SELECT billing.remove_months_discount(6) IS NOT NULL;
+SELECT billing.create_promo_code('Spring', 20, '2026-06-01', 5) IS NOT NULL;
+SELECT billing.delete_promo_code('SPRING') IS NOT NULL;
+RESET ROLE;
+
+SELECT id, actor, action, target, at FROM billing.admin_audit ORDER BY id;
+
+-- before and after are the whole rows; only what changed differs.
+SELECT a.action, key, a.before->key AS before, a.after->key AS after
+FROM billing.admin_audit a, jsonb_object_keys(coalesce(a.after, a.before)) AS key
+WHERE (a.before->key) IS DISTINCT FROM (a.after->key)
+  AND key NOT IN ('created_at', 'id')
+ORDER BY a.id, key;
+
+-- The price history and the promo code name the same actor.
+SELECT changed_by, old_price, new_price FROM marketing.tariff_price_history ORDER BY id;
+SELECT created_by FROM marketing.promo_codes;
+
+-- Bad input changes nothing: no audit row either.
+SELECT count(*) AS audit_rows FROM billing.admin_audit;
+SELECT pg_temp.err($$SELECT billing.set_tariff_price('premium', -1)$$);
+SELECT pg_temp.err($$SELECT billing.create_tariff('premium', 'Again', 100)$$);
+SELECT pg_temp.err($$SELECT billing.set_months_discount(3, 0)$$);
+SELECT pg_temp.err($$SELECT billing.remove_months_discount(3)$$);
+SELECT count(*) AS audit_rows FROM billing.admin_audit;
+
+-- Same transaction: a rolled-back change leaves no audit row and no outbox row.
+BEGIN;
+SELECT billing.create_tariff('ghost', 'Ghost', 100) IS NOT NULL;
+SELECT count(*) AS audit_rows_inside FROM billing.admin_audit;
+ROLLBACK;
+SELECT count(*) AS audit_rows FROM billing.admin_audit;
+SELECT count(*) AS ghost_outbox FROM billing.outbox WHERE payload->>'name' = 'Ghost';
+
+-- The audit is append-only, even for a superuser.
+SELECT pg_temp.err($$UPDATE billing.admin_audit SET actor = 'someone_else'$$);
+SELECT pg_temp.err($$DELETE FROM billing.admin_audit$$);
+SET ROLE audit_marketer;
+SELECT pg_temp.err($$INSERT INTO billing.admin_audit (action, target) VALUES ('forged', 'x')$$);
+RESET ROLE;
+SELECT count(*) AS audit_rows FROM billing.admin_audit;
+
+DROP ROLE audit_marketer;
