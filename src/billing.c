@@ -32,6 +32,7 @@ _PG_init(void)
 	subscriptions_define_gucs();
 	expiry_define_gucs();
 	pricing_define_gucs();
+	payments_define_gucs();
 
 	MarkGUCPrefixReserved("billing");
 }

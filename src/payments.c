@@ -1,0 +1,756 @@
+/*
+ * payments.c — the payment state machine: create_invoice (quote snapshot,
+ * customer, promo reservation), settle_payment (the one transition path for
+ * every source), cancel_payment (cancel or refund request) and expire_invoices.
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "catalog/pg_type.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+
+#include "billing.h"
+#include "clock.h"
+#include "outbox.h"
+#include "payments.h"
+#include "pricing.h"
+#include "subscriptions.h"
+
+int			payments_invoice_lifetime = 24 * 60 * 60;
+int			payments_refund_window = 60 * 60;
+int			payments_expiry_batch = 1000;
+static char *payments_expiry_schedule = NULL;
+
+payment_cancel_hook_type payment_cancel_hook = NULL;
+
+/* ------------------------------------------------------------------------
+ * Settings
+ * ------------------------------------------------------------------------
+ */
+
+void
+payments_define_gucs(void)
+{
+	/*
+	 * Business rules, not session preferences: a user with a login must not
+	 * widen their own refund window, hence superuser-only.
+	 */
+	DefineCustomIntVariable("billing.invoice_lifetime",
+							"How long an unpaid invoice stays payable.",
+							"billing.expire_invoices() expires it after that.",
+							&payments_invoice_lifetime,
+							24 * 60 * 60, 60, 30 * 24 * 60 * 60,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("billing.refund_window",
+							"How long after a payment succeeded its buyer may still get a refund.",
+							"Measured from the provider's time of success (paid_at).",
+							&payments_refund_window,
+							60 * 60, 0, 30 * 24 * 60 * 60,
+							PGC_SUSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("billing.invoice_expiry_batch",
+							"Most invoices one run of billing.expire_invoices() expires.",
+							NULL,
+							&payments_expiry_batch,
+							1000, 1, 1000000,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomStringVariable("billing.invoice_expiry_schedule",
+							   "pg_cron schedule of billing.expire_invoices() (empty: not scheduled).",
+							   "Read by billing.schedule_jobs(), which CREATE EXTENSION runs.",
+							   &payments_expiry_schedule,
+							   "*/5 * * * *",
+							   PGC_SUSET, 0,
+							   NULL, NULL, NULL);
+}
+
+/* ------------------------------------------------------------------------
+ * The state machine
+ * ------------------------------------------------------------------------
+ */
+
+/* Statuses from which nothing but a refund can follow. */
+static bool
+is_closed_unpaid(const char *status)
+{
+	return strcmp(status, "canceled") == 0 ||
+		strcmp(status, "expired") == 0 ||
+		strcmp(status, "failed") == 0;
+}
+
+static bool
+is_open(const char *status)
+{
+	return strcmp(status, "invoiced") == 0 || strcmp(status, "pending") == 0;
+}
+
+/*
+ * Canonical string constant for an outcome or a status, or NULL when unknown.
+ * Returning constants lets callers keep the result past SPI_finish.
+ */
+static const char *
+status_const(const char *s)
+{
+	static const char *const all[] = {
+		"invoiced", "pending", "paid", "canceled", "expired", "failed",
+		"refund_pending", "refunded"
+	};
+
+	for (int i = 0; i < lengthof(all); i++)
+		if (strcmp(s, all[i]) == 0)
+			return all[i];
+	return NULL;
+}
+
+/*
+ * Does `outcome` reported for a payment in `status` change nothing because
+ * it already happened?  Besides the same outcome twice, a late "paid" for a
+ * payment that has moved on to a refund, and a closing outcome for a payment
+ * that is already closed unpaid (a provider reports "expired" for the session
+ * we expired when the user canceled) are no-ops.
+ */
+static bool
+outcome_already_applied(const char *outcome, const char *status)
+{
+	if (strcmp(outcome, status) == 0)
+		return true;
+	if (strcmp(outcome, "paid") == 0)
+		return strcmp(status, "refund_pending") == 0 || strcmp(status, "refunded") == 0;
+	if (is_closed_unpaid(outcome))
+		return is_closed_unpaid(status);
+	return false;
+}
+
+/* Is `status` -> `outcome` a transition of the state machine? */
+static bool
+transition_allowed(const char *status, const char *outcome)
+{
+	if (strcmp(outcome, "pending") == 0)
+		return strcmp(status, "invoiced") == 0;
+	if (strcmp(outcome, "paid") == 0 || is_closed_unpaid(outcome))
+		return is_open(status);
+	if (strcmp(outcome, "refund_pending") == 0)
+		return strcmp(status, "paid") == 0;
+	if (strcmp(outcome, "refunded") == 0)
+		return strcmp(status, "paid") == 0 || strcmp(status, "refund_pending") == 0;
+	return false;
+}
+
+static const char *
+check_source(const char *source)
+{
+	static const char *const all[] = {"api", "webhook", "poll", "admin", "system"};
+
+	for (int i = 0; i < lengthof(all); i++)
+		if (strcmp(source, all[i]) == 0)
+			return all[i];
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid payment event source \"%s\"", source),
+			 errhint("Use api, webhook, poll, admin or system.")));
+	return NULL;				/* keep compiler quiet */
+}
+
+static char *
+uuid_to_cstring(const pg_uuid_t *id)
+{
+	return DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(id)));
+}
+
+/*
+ * Text column `col` of the first SPI row, copied with SPI_palloc into the
+ * context that was current when the caller connected to SPI, so it survives
+ * SPI_finish.  NULL for a NULL value.
+ */
+static char *
+spi_text_upper(int col)
+{
+	bool		isnull;
+	Datum		d = billing_spi_get(0, col, &isnull);
+	char	   *s;
+	char	   *copy;
+	size_t		len;
+
+	if (isnull)
+		return NULL;
+	s = TextDatumGetCString(d);
+	len = strlen(s) + 1;
+	copy = SPI_palloc(len);
+	memcpy(copy, s, len);
+	return copy;
+}
+
+void
+payment_lock(PaymentInfo *p, const pg_uuid_t *payment_id, const pg_uuid_t *user_id)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			argtypes[2] = {UUIDOID, UUIDOID};
+	Datum		values[2];
+	char		nulls[2] = {' ', ' '};
+	bool		isnull;
+	Datum		d;
+
+	values[0] = UUIDPGetDatum(payment_id);
+	if (user_id)
+		values[1] = UUIDPGetDatum(user_id);
+	else
+		nulls[1] = 'n';
+
+	/* Someone else's payment looks exactly like a missing one. */
+	if (billing_spi_exec(&plan,
+						 "SELECT status, user_id, tariff_id, tariff_code, tariff_title, months, "
+						 "       total, currency::text, promo_code_id, subscription_id, "
+						 "       created_at, expires_at, paid_at, provider_session_id, "
+						 "       provider_url, provider_payment_intent, provider_refund_id "
+						 "FROM billing.payments "
+						 "WHERE id = $1 AND ($2::uuid IS NULL OR user_id = $2) "
+						 "FOR UPDATE",
+						 2, argtypes, values, nulls, false, 1) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("payment not found")));
+
+	memset(p, 0, sizeof(*p));
+	memcpy(&p->id, payment_id, sizeof(pg_uuid_t));
+	strlcpy(p->status, TextDatumGetCString(billing_spi_get(0, 1, &isnull)),
+			sizeof(p->status));
+	memcpy(&p->user_id, DatumGetUUIDP(billing_spi_get(0, 2, &isnull)), sizeof(pg_uuid_t));
+	p->tariff_id = DatumGetInt64(billing_spi_get(0, 3, &isnull));
+	p->tariff_code = spi_text_upper(4);
+	p->tariff_title = spi_text_upper(5);
+	p->months = DatumGetInt32(billing_spi_get(0, 6, &isnull));
+	p->total = DatumGetInt64(billing_spi_get(0, 7, &isnull));
+	strlcpy(p->currency, TextDatumGetCString(billing_spi_get(0, 8, &isnull)),
+			sizeof(p->currency));
+	d = billing_spi_get(0, 9, &isnull);
+	p->promo_code_id = isnull ? 0 : DatumGetInt64(d);
+	d = billing_spi_get(0, 10, &isnull);
+	p->subscription_id = isnull ? 0 : DatumGetInt64(d);
+	p->created_at = DatumGetTimestampTz(billing_spi_get(0, 11, &isnull));
+	p->expires_at = DatumGetTimestampTz(billing_spi_get(0, 12, &isnull));
+	d = billing_spi_get(0, 13, &isnull);
+	p->has_paid_at = !isnull;
+	p->paid_at = isnull ? 0 : DatumGetTimestampTz(d);
+	p->provider_session_id = spi_text_upper(14);
+	p->provider_url = spi_text_upper(15);
+	p->provider_payment_intent = spi_text_upper(16);
+	p->provider_refund_id = spi_text_upper(17);
+}
+
+/*
+ * Give the promo code reservation of a payment back (canceled, expired,
+ * failed, refunded).  Guarded so a counter can never go below zero even if
+ * the catalog was edited by hand.
+ */
+static void
+promo_release(int64 promo_code_id)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			argtypes[1] = {INT8OID};
+	Datum		values[1];
+
+	values[0] = Int64GetDatum(promo_code_id);
+	billing_spi_exec(&plan,
+					 "UPDATE marketing.promo_codes SET redemptions = redemptions - 1 "
+					 "WHERE id = $1 AND redemptions > 0",
+					 1, argtypes, values, NULL, false, 0);
+}
+
+/*
+ * Apply `outcome` to the payment *p, whose row the caller has locked (see
+ * payment_lock) inside its SPI connection.  Updates *p->status.
+ */
+static const char *
+settle_locked(PaymentInfo *p, const char *outcome, const char *provider_ref,
+			  const TimestampTz *at, const char *source, const char *detail_json)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			argtypes[10] = {UUIDOID, TEXTOID, TEXTOID, TIMESTAMPTZOID,
+								TIMESTAMPTZOID, INT8OID, TEXTOID, TEXTOID,
+								TEXTOID, TIMESTAMPTZOID};
+	Datum		values[10];
+	char		nulls[10] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	TimestampTz now = billing_now();
+	TimestampTz when = at ? *at : now;
+	int64		subscription_id = 0;
+
+	if (outcome_already_applied(outcome, p->status))
+		return status_const(p->status);
+
+	if (!transition_allowed(p->status, outcome))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("payment cannot go from %s to %s", p->status, outcome)));
+
+	/* Side effects first: the payment row then records their results. */
+	if (strcmp(outcome, "paid") == 0)
+		subscription_id = subscription_apply_payment(&p->id, &p->user_id,
+													 p->tariff_id, p->months, when);
+	else if (strcmp(outcome, "refunded") == 0)
+	{
+		if (p->subscription_id == 0)
+			elog(ERROR, "paid payment %s has no subscription", uuid_to_cstring(&p->id));
+		subscription_refund_payment(&p->id, p->subscription_id, p->months);
+	}
+
+	/* paid keeps the promo code; every other way out of a reservation frees it */
+	if (p->promo_code_id != 0 &&
+		(is_closed_unpaid(outcome) || strcmp(outcome, "refunded") == 0))
+		promo_release(p->promo_code_id);
+
+	values[0] = UUIDPGetDatum(&p->id);
+	values[1] = CStringGetTextDatum(outcome);
+	values[2] = CStringGetTextDatum(p->status);
+	values[3] = TimestampTzGetDatum(now);
+	values[4] = TimestampTzGetDatum(when);
+	if (subscription_id != 0)
+		values[5] = Int64GetDatum(subscription_id);
+	else
+		nulls[5] = 'n';
+	if (provider_ref)
+		values[6] = CStringGetTextDatum(provider_ref);
+	else
+		nulls[6] = 'n';
+	values[7] = CStringGetTextDatum(source);
+	if (detail_json)
+		values[8] = CStringGetTextDatum(detail_json);
+	else
+		nulls[8] = 'n';
+	/* An event reported for another time than now also says when we learnt it. */
+	if (when != now)
+		values[9] = TimestampTzGetDatum(now);
+	else
+		nulls[9] = 'n';
+
+	/*
+	 * One statement for the guarded update and its event: the WHERE on the
+	 * old status makes the transition happen at most once even without the
+	 * row lock, and the event exists exactly when the update happened.
+	 */
+	if (billing_spi_exec(&plan,
+						 "WITH u AS ("
+						 " UPDATE billing.payments SET"
+						 "  status = $2,"
+						 "  updated_at = $4,"
+						 "  paid_at = CASE WHEN $2 = 'paid' THEN $5 ELSE paid_at END,"
+						 "  closed_at = CASE WHEN $2 IN ('canceled', 'expired', 'failed', 'refunded')"
+						 "              THEN $5 ELSE closed_at END,"
+						 "  subscription_id = COALESCE($6, subscription_id),"
+						 "  provider_session_id = CASE WHEN $2 = 'pending'"
+						 "              THEN COALESCE(provider_session_id, $7) ELSE provider_session_id END,"
+						 "  provider_payment_intent = CASE WHEN $2 = 'paid'"
+						 "              THEN COALESCE(provider_payment_intent, $7) ELSE provider_payment_intent END,"
+						 "  provider_refund_id = CASE WHEN $2 IN ('refund_pending', 'refunded')"
+						 "              THEN COALESCE(provider_refund_id, $7) ELSE provider_refund_id END"
+						 " WHERE id = $1 AND status = $3"
+						 " RETURNING id)"
+						 "INSERT INTO billing.payment_events (payment_id, from_status, to_status, source, at, detail) "
+						 "SELECT id, $3, $2, $8, $5,"
+						 "       NULLIF(pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object("
+						 "                'provider_ref', $7, 'recorded_at', $10))"
+						 "              || COALESCE($9::jsonb, '{}'), '{}') "
+						 "FROM u",
+						 10, argtypes, values, nulls, false, 0) != 1)
+		elog(ERROR, "payment %s changed under its row lock", uuid_to_cstring(&p->id));
+
+	strlcpy(p->status, outcome, sizeof(p->status));
+	if (subscription_id != 0)
+		p->subscription_id = subscription_id;
+	if (strcmp(outcome, "paid") == 0)
+	{
+		p->has_paid_at = true;
+		p->paid_at = when;
+	}
+	return status_const(outcome);
+}
+
+const char *
+payment_settle(const pg_uuid_t *payment_id, const char *outcome,
+			   const char *provider_ref, const TimestampTz *at,
+			   const char *source, const char *detail_json)
+{
+	PaymentInfo p;
+	const char *canonical = status_const(outcome);
+	const char *result;
+
+	if (canonical == NULL || strcmp(canonical, "invoiced") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid payment outcome \"%s\"", outcome)));
+	source = check_source(source);
+	if (at && TIMESTAMP_NOT_FINITE(*at))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the time of a payment event must be finite")));
+
+	SPI_connect();
+	payment_lock(&p, payment_id, NULL);
+	result = settle_locked(&p, canonical, provider_ref, at, source, detail_json);
+	SPI_finish();
+	return result;
+}
+
+/* ------------------------------------------------------------------------
+ * create_invoice
+ * ------------------------------------------------------------------------
+ */
+
+/* The customer row, created on first use; a new one needs its e-mail fetched. */
+static void
+customer_ensure(pg_uuid_t *user_id)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			argtypes[1] = {UUIDOID};
+	Datum		values[1];
+
+	values[0] = UUIDPGetDatum(user_id);
+
+	/*
+	 * ON CONFLICT DO NOTHING waits for a concurrent first purchase of the same
+	 * user to commit and then does nothing: one customer per user, and only
+	 * the session that inserted it queues the e-mail fetch.
+	 */
+	if (billing_spi_exec(&plan,
+						 "INSERT INTO billing.customers (user_id) VALUES ($1) "
+						 "ON CONFLICT (user_id) DO NOTHING",
+						 1, argtypes, values, NULL, false, 0) > 0)
+	{
+		char	   *u = uuid_to_cstring(user_id);
+
+		outbox_enqueue("fetch_email",
+					   psprintf("{\"user_id\": \"%s\"}", u),
+					   psprintf("customer:%s:email", u),
+					   NULL);
+	}
+}
+
+/*
+ * Take one redemption of the promo code.  The guarded UPDATE re-checks the
+ * limit on the latest row version after waiting for a concurrent reservation,
+ * so two sessions can never both take the last one.
+ */
+static void
+promo_reserve(const BillingQuote *q)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			argtypes[1] = {INT8OID};
+	Datum		values[1];
+
+	values[0] = Int64GetDatum(q->promo_id);
+	if (billing_spi_exec(&plan,
+						 "UPDATE marketing.promo_codes SET redemptions = redemptions + 1 "
+						 "WHERE id = $1 AND deleted_at IS NULL "
+						 "  AND (max_redemptions IS NULL OR redemptions < max_redemptions)",
+						 1, argtypes, values, NULL, false, 0) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("promo code \"%s\" is exhausted", q->promo_code),
+				 errdetail("Its last redemption was just taken, or it was deleted.")));
+}
+
+#define INSERT_PAYMENT \
+	"WITH p AS (" \
+	" INSERT INTO billing.payments (user_id, tariff_id, tariff_code, tariff_title, months," \
+	"   monthly_price, list_price, personal_percent, months_percent, promo_percent," \
+	"   promo_code_id, promo_code, applied, total, currency, created_at, updated_at, expires_at)" \
+	" VALUES ($1, $2, $3, $4, $5, $6, $7, $8 / 100.0, $9 / 100.0, $10 / 100.0," \
+	"   $11, $12, $13, $14, $15, $16, $16, $17)" \
+	" %s" \
+	" RETURNING id, created_at) " \
+	"INSERT INTO billing.payment_events (payment_id, from_status, to_status, source, at) " \
+	"SELECT id, NULL, 'invoiced', 'api', created_at FROM p " \
+	"RETURNING payment_id"
+
+/* Store the quote snapshot and its creation event; returns the payment id. */
+static pg_uuid_t *
+payment_insert(pg_uuid_t *user_id, const BillingQuote *q)
+{
+	/* Two plans: only an invoice with a promo code needs the conflict arbiter. */
+	static SPIPlanPtr plan_plain = NULL;
+	static SPIPlanPtr plan_promo = NULL;
+	static char *sql_plain = NULL;
+	static char *sql_promo = NULL;
+	Oid			argtypes[17] = {UUIDOID, INT8OID, TEXTOID, TEXTOID, INT4OID,
+								INT8OID, INT8OID, INT4OID, INT4OID, INT4OID,
+								INT8OID, TEXTOID, TEXTOID, INT8OID, TEXTOID,
+								TIMESTAMPTZOID, TIMESTAMPTZOID};
+	Datum		values[17];
+	char		nulls[17];
+	TimestampTz now = billing_now();
+	bool		isnull;
+	pg_uuid_t  *id;
+	bool		with_promo = q->promo_id != 0;
+
+	if (sql_plain == NULL)
+	{
+		sql_plain = MemoryContextStrdup(TopMemoryContext, psprintf(INSERT_PAYMENT, ""));
+		sql_promo = MemoryContextStrdup(TopMemoryContext, psprintf(INSERT_PAYMENT,
+			"ON CONFLICT (promo_code_id, user_id) WHERE promo_code_id IS NOT NULL"
+			" AND status IN ('invoiced', 'pending', 'paid', 'refund_pending') DO NOTHING"));
+	}
+
+	memset(nulls, ' ', sizeof(nulls));
+	values[0] = UUIDPGetDatum(user_id);
+	values[1] = Int64GetDatum(q->tariff_id);
+	values[2] = CStringGetTextDatum(q->tariff_code);
+	values[3] = CStringGetTextDatum(q->tariff_title);
+	values[4] = Int32GetDatum(q->months);
+	values[5] = Int64GetDatum(q->monthly_price);
+	values[6] = Int64GetDatum(q->list_price);
+	values[7] = Int32GetDatum(q->personal_bp);
+	values[8] = Int32GetDatum(q->months_bp);
+	values[9] = Int32GetDatum(q->promo_bp);
+	if (with_promo)
+	{
+		values[10] = Int64GetDatum(q->promo_id);
+		values[11] = CStringGetTextDatum(q->promo_code);
+	}
+	else
+		nulls[10] = nulls[11] = 'n';
+	values[12] = CStringGetTextDatum(q->applied);
+	values[13] = Int64GetDatum(q->total);
+	values[14] = CStringGetTextDatum(q->currency);
+	values[15] = TimestampTzGetDatum(now);
+	values[16] = TimestampTzGetDatum(now + (int64) payments_invoice_lifetime * USECS_PER_SEC);
+
+	if (billing_spi_exec(with_promo ? &plan_promo : &plan_plain,
+						 with_promo ? sql_promo : sql_plain,
+						 17, argtypes, values, nulls, false, 0) != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("promo code \"%s\" was already used by this user", q->promo_code),
+				 errdetail("A promo code can be used once per user; another invoice of this user holds it.")));
+
+	id = palloc(sizeof(pg_uuid_t));
+	memcpy(id, DatumGetUUIDP(billing_spi_get(0, 1, &isnull)), sizeof(pg_uuid_t));
+	return id;
+}
+
+PG_FUNCTION_INFO_V1(billing_create_invoice);
+Datum
+billing_create_invoice(PG_FUNCTION_ARGS)
+{
+	pg_uuid_t  *user_id;
+	char	   *tariff;
+	int32		months;
+	char	   *promo = NULL;
+	BillingQuote q;
+	pg_uuid_t  *id;
+	pg_uuid_t  *result;
+
+	BILLING_REQUIRE_ARG(fcinfo, 0, "user_id");
+	BILLING_REQUIRE_ARG(fcinfo, 1, "tariff");
+	BILLING_REQUIRE_ARG(fcinfo, 2, "months");
+	user_id = PG_GETARG_UUID_P(0);
+	tariff = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	months = PG_GETARG_INT32(2);
+	if (!PG_ARGISNULL(3))
+		promo = text_to_cstring(PG_GETARG_TEXT_PP(3));
+
+	/* Validates tariff, months and promo code; raises before we change anything. */
+	pricing_quote(&q, user_id, tariff, months, promo);
+
+	SPI_connect();
+	customer_ensure(user_id);
+	if (q.promo_id != 0)
+		promo_reserve(&q);
+	id = payment_insert(user_id, &q);
+	result = (pg_uuid_t *) SPI_palloc(sizeof(pg_uuid_t));
+	memcpy(result, id, sizeof(pg_uuid_t));
+
+	/* Nothing to collect: paid at once, through the one settle path. */
+	if (q.total == 0)
+		payment_settle(result, "paid", NULL, NULL, "system", NULL);
+	SPI_finish();
+
+	PG_RETURN_UUID_P(result);
+}
+
+/* ------------------------------------------------------------------------
+ * settle_payment
+ * ------------------------------------------------------------------------
+ */
+
+PG_FUNCTION_INFO_V1(billing_settle_payment);
+Datum
+billing_settle_payment(PG_FUNCTION_ARGS)
+{
+	char	   *outcome;
+	char	   *provider_ref = NULL;
+	TimestampTz at = 0;
+	const char *status;
+
+	BILLING_REQUIRE_ARG(fcinfo, 0, "payment_id");
+	BILLING_REQUIRE_ARG(fcinfo, 1, "outcome");
+	BILLING_REQUIRE_ARG(fcinfo, 4, "source");
+	outcome = text_to_cstring(PG_GETARG_TEXT_PP(1));
+
+	/* "pending" and "refund_pending" come from checkout and cancel, not from here. */
+	if (strcmp(outcome, "paid") != 0 && strcmp(outcome, "canceled") != 0 &&
+		strcmp(outcome, "expired") != 0 && strcmp(outcome, "failed") != 0 &&
+		strcmp(outcome, "refunded") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid payment outcome \"%s\"", outcome),
+				 errhint("Use paid, canceled, expired, failed or refunded.")));
+	if (!PG_ARGISNULL(2))
+		provider_ref = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	if (!PG_ARGISNULL(3))
+		at = PG_GETARG_TIMESTAMPTZ(3);
+
+	status = payment_settle(PG_GETARG_UUID_P(0), outcome, provider_ref,
+							PG_ARGISNULL(3) ? NULL : &at,
+							text_to_cstring(PG_GETARG_TEXT_PP(4)), NULL);
+	PG_RETURN_TEXT_P(cstring_to_text(status));
+}
+
+/* ------------------------------------------------------------------------
+ * cancel_payment
+ * ------------------------------------------------------------------------
+ */
+
+const char *
+payment_cancel(const pg_uuid_t *user_id, const pg_uuid_t *payment_id, const char *source)
+{
+	PaymentInfo p;
+	PaymentCancelKind kind;
+	const char *outcome;
+	char	   *provider_ref = NULL;
+	const char *result;
+
+	source = check_source(source);
+	SPI_connect();
+	payment_lock(&p, payment_id, user_id);
+
+	if (is_open(p.status))
+	{
+		kind = PAYMENT_CANCEL_UNPAID;
+		outcome = "canceled";
+	}
+	else if (strcmp(p.status, "paid") == 0)
+	{
+		TimestampTz now = billing_now();
+		TimestampTz deadline = p.paid_at + (int64) payments_refund_window * USECS_PER_SEC;
+
+		if (now > deadline)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("refund window has passed"),
+					 errdetail("The payment succeeded at %s; refunds are accepted until %s.",
+							   timestamptz_to_str(p.paid_at), timestamptz_to_str(deadline))));
+		kind = PAYMENT_CANCEL_REFUND;
+		/* No money moved for a zero total: nothing to wait for. */
+		outcome = (p.total == 0 && p.provider_session_id == NULL) ? "refunded" : "refund_pending";
+	}
+	else if (strcmp(p.status, "refund_pending") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("a refund of this payment is already in progress")));
+	else if (strcmp(p.status, "refunded") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("payment is already refunded")));
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("payment is already %s", p.status),
+				 errdetail("Only an unpaid or a recently paid payment can be canceled.")));
+
+	if (payment_cancel_hook && p.provider_session_id)
+	{
+		const char *hooked = payment_cancel_hook(&p, kind, &provider_ref);
+
+		if (hooked)
+		{
+			outcome = status_const(hooked);
+			if (outcome == NULL)
+				elog(ERROR, "payment cancel hook returned invalid outcome \"%s\"", hooked);
+		}
+	}
+
+	result = settle_locked(&p, outcome, provider_ref, NULL, source, NULL);
+	SPI_finish();
+	return result;
+}
+
+PG_FUNCTION_INFO_V1(billing_cancel_payment);
+Datum
+billing_cancel_payment(PG_FUNCTION_ARGS)
+{
+	BILLING_REQUIRE_ARG(fcinfo, 0, "user_id");
+	BILLING_REQUIRE_ARG(fcinfo, 1, "payment_id");
+
+	PG_RETURN_TEXT_P(cstring_to_text(payment_cancel(PG_GETARG_UUID_P(0),
+													PG_GETARG_UUID_P(1), "api")));
+}
+
+/* ------------------------------------------------------------------------
+ * expire_invoices
+ * ------------------------------------------------------------------------
+ */
+
+/*
+ * Expire unpaid invoices past their lifetime, oldest first, at most
+ * billing.invoice_expiry_batch per call, through the payments_open index.
+ * A payment whose checkout is open at the provider is left to the provider
+ * poller: only the provider knows whether it was paid at the last second.
+ * Rows locked by a concurrent settle are skipped and taken next time.
+ */
+PG_FUNCTION_INFO_V1(billing_expire_invoices);
+Datum
+billing_expire_invoices(PG_FUNCTION_ARGS)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			argtypes[2] = {TIMESTAMPTZOID, INT4OID};
+	Datum		values[2];
+	uint64		n;
+	pg_uuid_t  *ids;
+	MemoryContext loopcxt;
+	MemoryContext oldcxt;
+	int32		expired = 0;
+
+	SPI_connect();
+	values[0] = TimestampTzGetDatum(billing_now());
+	values[1] = Int32GetDatum(payments_expiry_batch);
+	n = billing_spi_exec(&plan,
+						 "SELECT id FROM billing.payments "
+						 "WHERE status IN ('invoiced', 'pending') AND expires_at <= $1 "
+						 "  AND (status = 'invoiced' OR provider_session_id IS NULL) "
+						 "ORDER BY expires_at "
+						 "LIMIT $2 "
+						 "FOR UPDATE SKIP LOCKED",
+						 2, argtypes, values, NULL, false, 0);
+
+	ids = palloc(sizeof(pg_uuid_t) * Max(n, 1));
+	for (uint64 i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		memcpy(&ids[i], DatumGetUUIDP(billing_spi_get(i, 1, &isnull)), sizeof(pg_uuid_t));
+	}
+
+	loopcxt = AllocSetContextCreate(CurrentMemoryContext, "expire_invoices",
+									ALLOCSET_DEFAULT_SIZES);
+	for (uint64 i = 0; i < n; i++)
+	{
+		CHECK_FOR_INTERRUPTS();
+		oldcxt = MemoryContextSwitchTo(loopcxt);
+		/* We hold the row locks, so each is still open: this cannot be refused. */
+		payment_settle(&ids[i], "expired", NULL, NULL, "system", NULL);
+		expired++;
+		MemoryContextSwitchTo(oldcxt);
+		MemoryContextReset(loopcxt);
+	}
+	SPI_finish();
+
+	PG_RETURN_INT32(expired);
+}
