@@ -453,8 +453,18 @@ promo_reserve(const BillingQuote *q)
 						 1, argtypes, values, NULL, false, 0) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("promo code \"%s\" is exhausted", q->promo_code),
-				 errdetail("Its last redemption was just taken, or it was deleted.")));
+				 errmsg("promo code \"%s\" has no redemptions left", q->promo_code),
+				 errdetail("Its last redemption was taken by a concurrent purchase, or it was withdrawn.")));
+}
+
+/*
+ * A promo code counts (reserved, stored with the payment, once per user) only
+ * when it won over the discounts; a code that lost is not used up.
+ */
+static bool
+promo_used(const BillingQuote *q)
+{
+	return q->promo_id != 0 && strcmp(q->applied, "promo") == 0;
 }
 
 #define INSERT_PAYMENT \
@@ -488,7 +498,7 @@ payment_insert(pg_uuid_t *user_id, const BillingQuote *q)
 	TimestampTz now = billing_now();
 	bool		isnull;
 	pg_uuid_t  *id;
-	bool		with_promo = q->promo_id != 0;
+	bool		with_promo = promo_used(q);
 
 	if (sql_plain == NULL)
 	{
@@ -508,7 +518,7 @@ payment_insert(pg_uuid_t *user_id, const BillingQuote *q)
 	values[6] = Int64GetDatum(q->list_price);
 	values[7] = Int32GetDatum(q->personal_bp);
 	values[8] = Int32GetDatum(q->months_bp);
-	values[9] = Int32GetDatum(q->promo_bp);
+	values[9] = Int32GetDatum(with_promo ? q->promo_bp : 0);
 	if (with_promo)
 	{
 		values[10] = Int64GetDatum(q->promo_id);
@@ -527,8 +537,8 @@ payment_insert(pg_uuid_t *user_id, const BillingQuote *q)
 						 17, argtypes, values, nulls, false, 0) != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("promo code \"%s\" was already used by this user", q->promo_code),
-				 errdetail("A promo code can be used once per user; another invoice of this user holds it.")));
+				 errmsg("promo code \"%s\" has already been used by this user", q->promo_code),
+				 errdetail("A code can be used once per user; a concurrent invoice of this user took it.")));
 
 	id = palloc(sizeof(pg_uuid_t));
 	memcpy(id, DatumGetUUIDP(billing_spi_get(0, 1, &isnull)), sizeof(pg_uuid_t));
@@ -561,7 +571,7 @@ billing_create_invoice(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	customer_ensure(user_id);
-	if (q.promo_id != 0)
+	if (promo_used(&q))
 		promo_reserve(&q);
 	id = payment_insert(user_id, &q);
 	result = (pg_uuid_t *) SPI_palloc(sizeof(pg_uuid_t));
@@ -646,7 +656,8 @@ payment_cancel(const pg_uuid_t *user_id, const pg_uuid_t *payment_id, const char
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("refund window has passed"),
 					 errdetail("The payment succeeded at %s; refunds are accepted until %s.",
-							   timestamptz_to_str(p.paid_at), timestamptz_to_str(deadline))));
+							   pstrdup(timestamptz_to_str(p.paid_at)),
+							   pstrdup(timestamptz_to_str(deadline)))));
 		kind = PAYMENT_CANCEL_REFUND;
 		/* No money moved for a zero total: nothing to wait for. */
 		outcome = (p.total == 0 && p.provider_session_id == NULL) ? "refunded" : "refund_pending";
