@@ -118,21 +118,40 @@ copy_text(MemoryContext cxt, Datum d)
 	return r;
 }
 
-/* Fills the tariff part of *q, or raises P0002 / 55000. */
+/*
+ * Fills the tariff part of *q and the two discounts (P0002 / 55000 for the
+ * tariff).  One statement for the three lookups: create_invoice runs this on
+ * every purchase.
+ */
 static void
-load_tariff(BillingQuote *q, const char *tariff_code, MemoryContext cxt)
+load_tariff_and_discounts(BillingQuote *q, const char *tariff_code,
+						  pg_uuid_t *user_id, int32 months, TimestampTz now,
+						  MemoryContext cxt)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		values[1];
+	Oid			argtypes[4] = {TEXTOID, UUIDOID, TIMESTAMPTZOID, INT4OID};
+	Datum		values[4];
 	bool		isnull;
+	Datum		d;
 	char	   *currency;
 
 	values[0] = CStringGetTextDatum(tariff_code);
+	values[1] = UUIDPGetDatum(user_id);
+	values[2] = TimestampTzGetDatum(now);
+	values[3] = Int32GetDatum(months);
+
+	/*
+	 * The personal discount's valid_until is the first instant it no longer
+	 * applies; the months tier is the one with the largest months <= months.
+	 */
 	if (billing_spi_exec(&plan,
-						 "SELECT id, code, title, currency::text, monthly_price, active "
-						 "FROM marketing.tariffs WHERE code = $1",
-						 1, argtypes, values, NULL, true, 1) == 0)
+						 "SELECT t.id, t.code, t.title, t.currency::text, t.monthly_price, t.active, "
+						 "  (SELECT (d.percent * 100)::int4 FROM marketing.personal_discounts d "
+						 "    WHERE d.user_id = $2 AND (d.valid_until IS NULL OR d.valid_until > $3)), "
+						 "  (SELECT (m.percent * 100)::int4 FROM marketing.months_discounts m "
+						 "    WHERE m.months <= $4 ORDER BY m.months DESC LIMIT 1) "
+						 "FROM marketing.tariffs t WHERE t.code = $1",
+						 4, argtypes, values, NULL, true, 1) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
 				 errmsg("tariff \"%s\" does not exist", tariff_code)));
@@ -149,44 +168,10 @@ load_tariff(BillingQuote *q, const char *tariff_code, MemoryContext cxt)
 	currency = TextDatumGetCString(billing_spi_get(0, 4, &isnull));
 	strlcpy(q->currency, currency, sizeof(q->currency));
 	q->monthly_price = DatumGetInt64(billing_spi_get(0, 5, &isnull));
-}
-
-/* The user's personal discount valid at `now`, in basis points (0: none). */
-static int32
-load_personal_bp(pg_uuid_t *user_id, TimestampTz now)
-{
-	static SPIPlanPtr plan = NULL;
-	Oid			argtypes[2] = {UUIDOID, TIMESTAMPTZOID};
-	Datum		values[2];
-	bool		isnull;
-
-	values[0] = UUIDPGetDatum(user_id);
-	values[1] = TimestampTzGetDatum(now);
-	/* valid_until is the first instant the discount no longer applies. */
-	if (billing_spi_exec(&plan,
-						 "SELECT (percent * 100)::int4 FROM marketing.personal_discounts "
-						 "WHERE user_id = $1 AND (valid_until IS NULL OR valid_until > $2)",
-						 2, argtypes, values, NULL, true, 1) == 0)
-		return 0;
-	return DatumGetInt32(billing_spi_get(0, 1, &isnull));
-}
-
-/* The tier with the largest months <= months, in basis points (0: none). */
-static int32
-load_months_bp(int32 months)
-{
-	static SPIPlanPtr plan = NULL;
-	Oid			argtypes[1] = {INT4OID};
-	Datum		values[1];
-	bool		isnull;
-
-	values[0] = Int32GetDatum(months);
-	if (billing_spi_exec(&plan,
-						 "SELECT (percent * 100)::int4 FROM marketing.months_discounts "
-						 "WHERE months <= $1 ORDER BY months DESC LIMIT 1",
-						 1, argtypes, values, NULL, true, 1) == 0)
-		return 0;
-	return DatumGetInt32(billing_spi_get(0, 1, &isnull));
+	d = billing_spi_get(0, 7, &isnull);
+	q->personal_bp = isnull ? 0 : DatumGetInt32(d);
+	d = billing_spi_get(0, 8, &isnull);
+	q->months_bp = isnull ? 0 : DatumGetInt32(d);
 }
 
 /* Finds the code and checks that this user may use it for this purchase now. */
@@ -319,7 +304,7 @@ pricing_quote(BillingQuote *q, pg_uuid_t *user_id, const char *tariff_code,
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
-	load_tariff(q, tariff_code, cxt);
+	load_tariff_and_discounts(q, tariff_code, user_id, months, now, cxt);
 
 	if (pg_mul_s64_overflow(q->monthly_price, months, &q->list_price))
 		ereport(ERROR,
@@ -327,8 +312,6 @@ pricing_quote(BillingQuote *q, pg_uuid_t *user_id, const char *tariff_code,
 				 errmsg("price of %d months of tariff \"%s\" is out of range",
 						months, tariff_code)));
 
-	q->personal_bp = load_personal_bp(user_id, now);
-	q->months_bp = load_months_bp(months);
 	if (promo_code != NULL)
 		load_promo(q, user_id, promo_code, now, cxt);
 
