@@ -397,20 +397,66 @@ billing_set_tariff_price(PG_FUNCTION_ARGS)
 	PG_RETURN_DATUM(after);
 }
 
+/*
+ * Replace-or-create of a one-row-per-key setting (a personal discount, a
+ * months tier) that also reports the row before, for the audit.  Three saved
+ * statements share one parameter list: lock_sql ($1 = key) returns the row
+ * locked, update_sql and insert_sql (ON CONFLICT DO NOTHING) return the new
+ * row.  A row created by a concurrent call between our look and our insert
+ * is locked and updated on the next turn, so "before" is never missed.
+ */
+typedef struct UpsertPlans
+{
+	SPIPlanPtr	lock;
+	SPIPlanPtr	update;
+	SPIPlanPtr	insert;
+} UpsertPlans;
+
+static void
+upsert_setting(UpsertPlans *plans, const char *lock_sql, const char *update_sql,
+			   const char *insert_sql, int nargs, Oid *argtypes, Datum *values,
+			   const char *nulls, Datum *before, Datum *after)
+{
+	for (int attempt = 0; attempt < 3; attempt++)
+	{
+		if (billing_spi_exec(&plans->lock, lock_sql, nargs, argtypes, values,
+							 nulls, false, 1) > 0)
+		{
+			*before = result_jsonb(1);
+			billing_spi_exec(&plans->update, update_sql, nargs, argtypes, values,
+							 nulls, false, 0);
+			*after = result_jsonb(1);
+			return;
+		}
+		if (billing_spi_exec(&plans->insert, insert_sql, nargs, argtypes, values,
+							 nulls, false, 0) > 0)
+		{
+			*before = (Datum) 0;
+			*after = result_jsonb(1);
+			return;
+		}
+	}
+
+	/* Only a snapshot that cannot see the concurrent row gets here. */
+	ereport(ERROR,
+			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+			 errmsg("could not serialize access due to a concurrent change of the same setting"),
+			 errhint("Retry the transaction.")));
+}
+
 /* ---------- personal discounts ---------- */
 
 PG_FUNCTION_INFO_V1(billing_set_personal_discount);
 Datum
 billing_set_personal_discount(PG_FUNCTION_ARGS)
 {
-	static SPIPlanPtr lock_plan = NULL;
-	static SPIPlanPtr plan = NULL;
+	static UpsertPlans plans;
 	Oid			argtypes[4] = {UUIDOID, NUMERICOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
 	Datum		values[4];
 	char		nulls[4] = {' ', ' ', ' ', ' '};
 	pg_uuid_t  *user_id;
 	int32		bp;
-	Datum		before = (Datum) 0,
+	Datum		before,
 				after;
 	char	   *target;
 
@@ -423,28 +469,24 @@ billing_set_personal_discount(PG_FUNCTION_ARGS)
 
 	target = psprintf("user:%s", DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(user_id))));
 
-	connect_spi();
-
 	values[0] = UUIDPGetDatum(user_id);
-	if (billing_spi_exec(&lock_plan,
-						 "SELECT to_jsonb(d) FROM marketing.personal_discounts d WHERE d.user_id = $1 FOR UPDATE",
-						 1, argtypes, values, NULL, false, 1) > 0)
-		before = result_jsonb(1);
-
 	values[1] = NumericGetDatum(pricing_bp_to_numeric(bp));
 	if (PG_ARGISNULL(2))
 		nulls[2] = 'n';
 	else
 		values[2] = PG_GETARG_DATUM(2);
 	values[3] = TimestampTzGetDatum(billing_now());
-	billing_spi_exec(&plan,
-					 "INSERT INTO marketing.personal_discounts AS d (user_id, percent, valid_until, updated_at) "
-					 "VALUES ($1, $2, $3, $4) "
-					 "ON CONFLICT (user_id) DO UPDATE SET percent = EXCLUDED.percent, "
-					 "  valid_until = EXCLUDED.valid_until, updated_at = EXCLUDED.updated_at "
-					 "RETURNING to_jsonb(d)",
-					 4, argtypes, values, nulls, false, 0);
-	after = result_jsonb(1);
+
+	connect_spi();
+	upsert_setting(&plans,
+				   "SELECT to_jsonb(d) FROM marketing.personal_discounts d "
+				   "WHERE d.user_id = $1 FOR UPDATE",
+				   "UPDATE marketing.personal_discounts AS d "
+				   "SET percent = $2, valid_until = $3, updated_at = $4 "
+				   "WHERE d.user_id = $1 RETURNING to_jsonb(d)",
+				   "INSERT INTO marketing.personal_discounts AS d (user_id, percent, valid_until, updated_at) "
+				   "VALUES ($1, $2, $3, $4) ON CONFLICT (user_id) DO NOTHING RETURNING to_jsonb(d)",
+				   4, argtypes, values, nulls, &before, &after);
 
 	audit_record("set_personal_discount", target, before, after);
 
@@ -489,13 +531,12 @@ PG_FUNCTION_INFO_V1(billing_set_months_discount);
 Datum
 billing_set_months_discount(PG_FUNCTION_ARGS)
 {
-	static SPIPlanPtr lock_plan = NULL;
-	static SPIPlanPtr plan = NULL;
+	static UpsertPlans plans;
 	Oid			argtypes[2] = {INT4OID, NUMERICOID};
 	Datum		values[2];
 	int32		months;
 	int32		bp;
-	Datum		before = (Datum) 0,
+	Datum		before,
 				after;
 
 	BILLING_REQUIRE_ARG(fcinfo, 0, "months");
@@ -507,20 +548,18 @@ billing_set_months_discount(PG_FUNCTION_ARGS)
 				 errmsg("months must be at least 1")));
 	bp = pricing_percent_to_bp(PG_GETARG_NUMERIC(1), "percent");
 
-	connect_spi();
 	values[0] = Int32GetDatum(months);
-	if (billing_spi_exec(&lock_plan,
-						 "SELECT to_jsonb(m) FROM marketing.months_discounts m WHERE m.months = $1 FOR UPDATE",
-						 1, argtypes, values, NULL, false, 1) > 0)
-		before = result_jsonb(1);
-
 	values[1] = NumericGetDatum(pricing_bp_to_numeric(bp));
-	billing_spi_exec(&plan,
-					 "INSERT INTO marketing.months_discounts AS m (months, percent) VALUES ($1, $2) "
-					 "ON CONFLICT (months) DO UPDATE SET percent = EXCLUDED.percent "
-					 "RETURNING to_jsonb(m)",
-					 2, argtypes, values, NULL, false, 0);
-	after = result_jsonb(1);
+
+	connect_spi();
+	upsert_setting(&plans,
+				   "SELECT to_jsonb(m) FROM marketing.months_discounts m "
+				   "WHERE m.months = $1 FOR UPDATE",
+				   "UPDATE marketing.months_discounts AS m SET percent = $2 "
+				   "WHERE m.months = $1 RETURNING to_jsonb(m)",
+				   "INSERT INTO marketing.months_discounts AS m (months, percent) VALUES ($1, $2) "
+				   "ON CONFLICT (months) DO NOTHING RETURNING to_jsonb(m)",
+				   2, argtypes, values, NULL, &before, &after);
 
 	audit_record("set_months_discount", psprintf("months:%d", months), before, after);
 
