@@ -28,11 +28,11 @@ void
 expiry_define_gucs(void)
 {
 	DefineCustomStringVariable("billing.expiry_schedule",
-							   "pg_cron schedule of billing.run_expiry().",
-							   "Applied when the scheduled jobs are (re)installed.",
+							   "pg_cron schedule of billing.run_expiry() (empty: not scheduled).",
+							   "Read by billing.schedule_jobs(), which CREATE EXTENSION runs.",
 							   &expiry_schedule,
 							   "7 * * * *",
-							   PGC_SIGHUP,
+							   PGC_SUSET,
 							   0,
 							   NULL, NULL, NULL);
 

@@ -10,3 +10,9 @@ COMMENT ON FUNCTION billing.run_expiry() IS
 
 REVOKE ALL ON FUNCTION billing.run_expiry() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION billing.run_expiry() TO billing_admin;
+
+-- Hourly by default (billing.expiry_schedule); billing.schedule_jobs()
+-- re-installs it after the setting changes.
+INSERT INTO billing.cron_jobs (name, schedule_setting, command)
+VALUES ('billing-run-expiry', 'billing.expiry_schedule', 'SELECT billing.run_expiry()');
+SELECT billing.schedule_jobs();

@@ -153,6 +153,17 @@ SELECT count(*) AS rows, count(DISTINCT idempotency_key) AS keys,
        bool_and(ordering_key = (payload->>'user_id') || ':' || (payload->>'tariff_id')) AS ordered
 FROM billing.outbox;
 
+-- The extension schedules the sweep (hourly; test_reset pauses the jobs so
+-- they never act under a test); schedule_jobs() applies a new schedule.
+SELECT jobname, schedule, command FROM cron.job WHERE jobname = 'billing-run-expiry';
+SET billing.expiry_schedule = '*/10 * * * *';
+SELECT * FROM billing.schedule_jobs() WHERE job = 'billing-run-expiry';
+UPDATE cron.job SET active = false;
+SELECT schedule, active FROM cron.job WHERE jobname = 'billing-run-expiry';
+RESET billing.expiry_schedule;
+SELECT * FROM billing.schedule_jobs() WHERE job = 'billing-run-expiry';
+UPDATE cron.job SET active = false;
+
 -- The sweep is for the scheduler and admins only.
 CREATE ROLE expiry_user;
 SET ROLE expiry_user;
