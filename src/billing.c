@@ -33,6 +33,7 @@ _PG_init(void)
 	expiry_define_gucs();
 	pricing_define_gucs();
 	payments_define_gucs();
+	stripe_define_gucs();
 
 	MarkGUCPrefixReserved("billing");
 }

@@ -19,6 +19,7 @@ extern void subscriptions_define_gucs(void);
 extern void expiry_define_gucs(void);
 extern void pricing_define_gucs(void);
 extern void payments_define_gucs(void);
+extern void stripe_define_gucs(void);
 
 /*
  * Saved SPI plans.  A call site keeps its plan in a static variable:

@@ -3,7 +3,7 @@
 -- starts from nothing, whatever ran before it.
 CREATE FUNCTION public.test_reset() RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
-    TRUNCATE billing.payment_events, billing.payments, billing.subscriptions,
+    TRUNCATE billing.stripe_events, billing.payment_events, billing.payments, billing.subscriptions,
              billing.customers, billing.outbox, billing.admin_audit,
              marketing.promo_codes, marketing.months_discounts,
              marketing.personal_discounts, marketing.tariff_price_history,

@@ -1,0 +1,808 @@
+/*
+ * stripe.c — the Stripe HTTP client (libcurl) and the billing.stripe_*
+ * settings: form-encoded requests with Bearer auth, Idempotency-Key and
+ * Stripe-Version, timeouts, cancellation, and mapping failures to SQLSTATEs.
+ */
+#include "postgres.h"
+
+#include <curl/curl.h>
+#include <string.h>
+
+#include "common/jsonapi.h"
+#include "fmgr.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/jsonb.h"
+#include "utils/numeric.h"
+
+#include "billing.h"
+#include "stripe.h"
+
+/* A Stripe object is a few kB; anything far larger is not Stripe talking. */
+#define STRIPE_MAX_RESPONSE (1024 * 1024)
+#define STRIPE_USER_AGENT "billing-postgres/1.0"
+
+char	   *stripe_api_base = NULL;
+char	   *stripe_api_version = NULL;
+int			stripe_connect_timeout_ms = 2000;
+int			stripe_timeout_ms = 10000;
+int			stripe_webhook_tolerance = 300;
+char	   *stripe_success_url = NULL;
+char	   *stripe_cancel_url = NULL;
+int			stripe_poll_interval = 60;
+int			stripe_poll_max_interval = 3600;
+int			stripe_poll_batch = 50;
+int			stripe_event_retention = 30;
+
+static char *stripe_secret_key = NULL;
+static char *stripe_poll_schedule = NULL;
+static char *stripe_webhook_secrets = NULL;
+
+/* Parsed billing.stripe_webhook_secrets (the GUC "extra"). */
+typedef struct WebhookSecrets
+{
+	int			count;
+	char	   *secret[FLEXIBLE_ARRAY_MEMBER];	/* point into the same block */
+} WebhookSecrets;
+
+static WebhookSecrets *webhook_secrets = NULL;
+
+/* ---------------------------------------------------------------------
+ * Settings
+ * --------------------------------------------------------------------- */
+
+static bool
+url_is_acceptable(const char *s)
+{
+	const char *p;
+
+	if (strncmp(s, "https://", 8) != 0 && strncmp(s, "http://", 7) != 0)
+		return false;
+	if (strlen(s) > 2048)
+		return false;
+	/* No spaces or control characters: the value goes into a request. */
+	for (p = s; *p; p++)
+		if ((unsigned char) *p <= ' ' || *p == 0x7f)
+			return false;
+	return true;
+}
+
+static bool
+check_api_base(char **newval, void **extra, GucSource source)
+{
+	if (!url_is_acceptable(*newval))
+	{
+		GUC_check_errdetail("The Stripe API base must be an http:// or https:// URL without spaces.");
+		return false;
+	}
+	return true;
+}
+
+static bool
+check_optional_url(char **newval, void **extra, GucSource source)
+{
+	if (*newval == NULL || (*newval)[0] == '\0')
+		return true;
+	if (!url_is_acceptable(*newval))
+	{
+		GUC_check_errdetail("The URL must start with http:// or https:// and contain no spaces.");
+		return false;
+	}
+	return true;
+}
+
+/* Keys and secrets are [A-Za-z0-9_-]: nothing that could break a header. */
+static bool
+token_is_acceptable(const char *s, size_t len)
+{
+	size_t		i;
+
+	if (len == 0 || len > 255)
+		return false;
+	for (i = 0; i < len; i++)
+	{
+		char		c = s[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			  (c >= '0' && c <= '9') || c == '_' || c == '-'))
+			return false;
+	}
+	return true;
+}
+
+static bool
+check_secret_key(char **newval, void **extra, GucSource source)
+{
+	if (*newval == NULL || (*newval)[0] == '\0')
+		return true;
+	if (!token_is_acceptable(*newval, strlen(*newval)))
+	{
+		/* Never echo the value: it is a secret. */
+		GUC_check_errmsg("invalid value for billing.stripe_secret_key");
+		GUC_check_errdetail("A Stripe secret key consists of letters, digits, \"_\" and \"-\".");
+		return false;
+	}
+	return true;
+}
+
+static bool
+check_api_version(char **newval, void **extra, GucSource source)
+{
+	const char *p;
+
+	if (*newval == NULL || (*newval)[0] == '\0')
+		return true;
+	for (p = *newval; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' || *p == '.'))
+		{
+			GUC_check_errdetail("A Stripe API version looks like 2024-06-20.");
+			return false;
+		}
+	return true;
+}
+
+/* "whsec_a, whsec_b" (commas and/or spaces): several secrets while rotating. */
+static bool
+check_webhook_secrets(char **newval, void **extra, GucSource source)
+{
+	const char *s = *newval ? *newval : "";
+	size_t		len = strlen(s);
+	int			count = 0;
+	size_t		i;
+	WebhookSecrets *ws;
+	char	   *copy;
+
+	/* First pass: validate and count. */
+	for (i = 0; i < len;)
+	{
+		size_t		start;
+
+		while (i < len && (s[i] == ',' || s[i] == ' ' || s[i] == '\t'))
+			i++;
+		start = i;
+		while (i < len && s[i] != ',' && s[i] != ' ' && s[i] != '\t')
+			i++;
+		if (i > start)
+		{
+			if (!token_is_acceptable(s + start, i - start))
+			{
+				GUC_check_errmsg("invalid value for billing.stripe_webhook_secrets");
+				GUC_check_errdetail("Each webhook secret (whsec_...) consists of letters, digits, \"_\" and \"-\"; separate several with commas.");
+				return false;
+			}
+			count++;
+		}
+	}
+
+	ws = (WebhookSecrets *) malloc(offsetof(WebhookSecrets, secret) +
+								   sizeof(char *) * Max(count, 1) + len + 1);
+	if (ws == NULL)
+		return false;
+	copy = (char *) ws + offsetof(WebhookSecrets, secret) + sizeof(char *) * Max(count, 1);
+	memcpy(copy, s, len + 1);
+	ws->count = 0;
+	for (i = 0; i < len;)
+	{
+		size_t		start;
+
+		while (i < len && (copy[i] == ',' || copy[i] == ' ' || copy[i] == '\t'))
+			copy[i++] = '\0';
+		start = i;
+		while (i < len && copy[i] != ',' && copy[i] != ' ' && copy[i] != '\t')
+			i++;
+		if (i > start)
+			ws->secret[ws->count++] = copy + start;
+	}
+	*extra = ws;
+	return true;
+}
+
+static void
+assign_webhook_secrets(const char *newval, void *extra)
+{
+	webhook_secrets = (WebhookSecrets *) extra;
+}
+
+int
+stripe_webhook_secret_count(void)
+{
+	return webhook_secrets ? webhook_secrets->count : 0;
+}
+
+const char *
+stripe_webhook_secret(int i)
+{
+	Assert(webhook_secrets && i >= 0 && i < webhook_secrets->count);
+	return webhook_secrets->secret[i];
+}
+
+void
+stripe_define_gucs(void)
+{
+	/*
+	 * The base URL decides where the secret key is sent: superusers only.
+	 * The secrets are hidden from everyone else (GUC_SUPERUSER_ONLY) and from
+	 * SHOW ALL / pg_settings listings (GUC_NO_SHOW_ALL).
+	 */
+	DefineCustomStringVariable("billing.stripe_api_base",
+							   "Base URL of the Stripe API.",
+							   "Point it at the Stripe stand-in for tests and the local stack.",
+							   &stripe_api_base, "https://api.stripe.com",
+							   PGC_SUSET, 0, check_api_base, NULL, NULL);
+	DefineCustomStringVariable("billing.stripe_secret_key",
+							   "Stripe secret API key (sk_...).",
+							   NULL,
+							   &stripe_secret_key, "",
+							   PGC_SUSET,
+							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
+							   check_secret_key, NULL, NULL);
+	DefineCustomStringVariable("billing.stripe_webhook_secrets",
+							   "Webhook signing secrets (whsec_...), comma-separated; several while rotating.",
+							   NULL,
+							   &stripe_webhook_secrets, "",
+							   PGC_SUSET,
+							   GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE,
+							   check_webhook_secrets, assign_webhook_secrets, NULL);
+	DefineCustomStringVariable("billing.stripe_api_version",
+							   "Stripe-Version header sent with every request (empty: the account's default).",
+							   NULL,
+							   &stripe_api_version, "2024-06-20",
+							   PGC_SUSET, 0, check_api_version, NULL, NULL);
+	DefineCustomIntVariable("billing.stripe_connect_timeout",
+							"Time allowed to connect to Stripe.",
+							NULL,
+							&stripe_connect_timeout_ms, 2000, 1, 60000,
+							PGC_USERSET, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("billing.stripe_timeout",
+							"Time allowed for a whole Stripe request, connecting included.",
+							NULL,
+							&stripe_timeout_ms, 10000, 1, 300000,
+							PGC_USERSET, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("billing.stripe_webhook_tolerance",
+							"How far a webhook's signed timestamp may be from billing.now().",
+							NULL,
+							&stripe_webhook_tolerance, 300, 1, 86400,
+							PGC_SUSET, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomStringVariable("billing.stripe_success_url",
+							   "Where Stripe Checkout sends the buyer after paying, when checkout() is given none.",
+							   "{CHECKOUT_SESSION_ID} is replaced by Stripe.",
+							   &stripe_success_url, "",
+							   PGC_SUSET, 0, check_optional_url, NULL, NULL);
+	DefineCustomStringVariable("billing.stripe_cancel_url",
+							   "Where Stripe Checkout sends a buyer who goes back, when checkout() is given none.",
+							   NULL,
+							   &stripe_cancel_url, "",
+							   PGC_SUSET, 0, check_optional_url, NULL, NULL);
+	DefineCustomIntVariable("billing.stripe_poll_interval",
+							"Delay before the first poll of a pending payment; doubles after each poll.",
+							NULL,
+							&stripe_poll_interval, 60, 1, 86400,
+							PGC_SUSET, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("billing.stripe_poll_max_interval",
+							"Longest delay between two polls of one payment.",
+							NULL,
+							&stripe_poll_max_interval, 3600, 1, 7 * 86400,
+							PGC_SUSET, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("billing.stripe_poll_batch",
+							"Most payments one run of billing.stripe_poll() asks Stripe about.",
+							NULL,
+							&stripe_poll_batch, 50, 1, 10000,
+							PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("billing.stripe_poll_schedule",
+							   "pg_cron schedule of billing.stripe_poll() (empty: not scheduled).",
+							   "Read by billing.schedule_jobs(), which CREATE EXTENSION runs.",
+							   &stripe_poll_schedule, "* * * * *",
+							   PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("billing.stripe_event_retention",
+							"Days a received Stripe event is kept (replays of it are recognised meanwhile).",
+							NULL,
+							&stripe_event_retention, 30, 4, 3650,
+							PGC_SUSET, 0, NULL, NULL, NULL);
+
+	/* billing.cancel_payment asks Stripe through this hook. */
+	checkout_init();
+}
+
+/* ---------------------------------------------------------------------
+ * libcurl
+ * --------------------------------------------------------------------- */
+
+/* One handle per backend, made on first use (never in the postmaster); its
+ * connection cache keeps the TLS session to Stripe alive between calls. */
+static CURL *curl_handle = NULL;
+
+typedef struct ResponseBuffer
+{
+	char	   *data;			/* malloc'd: no palloc inside callbacks */
+	size_t		len;
+	size_t		cap;
+	bool		too_large;
+} ResponseBuffer;
+
+static size_t
+write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+	ResponseBuffer *buf = (ResponseBuffer *) userdata;
+	size_t		n = size * nmemb;
+
+	if (buf->len + n + 1 > STRIPE_MAX_RESPONSE)
+	{
+		buf->too_large = true;
+		return 0;				/* makes curl stop with CURLE_WRITE_ERROR */
+	}
+	if (buf->len + n + 1 > buf->cap)
+	{
+		size_t		cap = Max(buf->cap * 2, buf->len + n + 1);
+		char	   *p = realloc(buf->data, Max(cap, 4096));
+
+		if (p == NULL)
+			return 0;
+		buf->data = p;
+		buf->cap = Max(cap, 4096);
+	}
+	memcpy(buf->data + buf->len, ptr, n);
+	buf->len += n;
+	buf->data[buf->len] = '\0';
+	return n;
+}
+
+/*
+ * Runs inside libcurl: only look at the interrupt flags and tell curl to
+ * stop; the interrupt itself is serviced after curl has returned.
+ */
+static int
+progress_cb(void *clientp, curl_off_t dltotal, curl_off_t dlnow,
+			curl_off_t ultotal, curl_off_t ulnow)
+{
+	return (QueryCancelPending || ProcDiePending) ? 1 : 0;
+}
+
+static CURL *
+get_handle(void)
+{
+	if (curl_handle == NULL)
+	{
+		static bool global_done = false;
+
+		if (!global_done)
+		{
+			if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+				ereport(ERROR,
+						(errcode(ERRCODE_SYSTEM_ERROR),
+						 errmsg("could not initialise libcurl")));
+			global_done = true;
+		}
+		curl_handle = curl_easy_init();
+		if (curl_handle == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("could not create a libcurl handle")));
+	}
+	else
+		curl_easy_reset(curl_handle);	/* keeps the live connections */
+	return curl_handle;
+}
+
+void
+stripe_form_add(StringInfo form, const char *key, const char *value)
+{
+	const char *parts[2] = {key, value};
+	int			i;
+
+	if (form->len > 0)
+		appendStringInfoChar(form, '&');
+	for (i = 0; i < 2; i++)
+	{
+		const unsigned char *p;
+
+		if (i == 1)
+			appendStringInfoChar(form, '=');
+		for (p = (const unsigned char *) parts[i]; *p; p++)
+		{
+			if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+				(*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == '.' || *p == '*')
+				appendStringInfoChar(form, (char) *p);
+			else if (*p == ' ')
+				appendStringInfoChar(form, '+');
+			else
+				appendStringInfo(form, "%%%02X", *p);
+		}
+	}
+}
+
+void
+stripe_check_id(const char *id, const char *what)
+{
+	if (!token_is_acceptable(id, strlen(id)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("malformed stripe %s id", what)));
+}
+
+/* A header line "Name: value"; curl copies it. */
+static struct curl_slist *
+add_header(struct curl_slist *list, const char *line, bool *oom)
+{
+	struct curl_slist *l;
+
+	if (*oom)
+		return list;
+	l = curl_slist_append(list, line);
+	if (l == NULL)
+	{
+		*oom = true;
+		return list;
+	}
+	return l;
+}
+
+static void
+parse_body(StripeResult *r, const char *data, size_t len)
+{
+	JsonLexContext *lex;
+	JsonSemAction sem;
+	char	   *text;
+	Jsonb	   *jb;
+
+	if (data == NULL || len == 0)
+		return;
+	/* Validate without throwing; then convert to the server encoding. */
+	lex = makeJsonLexContextCstringLen((char *) data, (int) len, PG_UTF8, false);
+	memset(&sem, 0, sizeof(sem));
+	if (pg_parse_json(lex, &sem) != JSON_SUCCESS)
+		return;
+	text = pg_any_to_server(data, (int) len, PG_UTF8);
+	if (text == data)
+		text = pnstrdup(data, len);
+	jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(text)));
+	if (!JB_ROOT_IS_OBJECT(jb))
+		return;
+	r->body = jb;
+}
+
+void
+stripe_request(StripeResult *r, const char *method, const char *path,
+			   const char *form, const char *idempotency_key)
+{
+	CURL	   *h;
+	CURLcode	rc;
+	struct curl_slist *headers = NULL;
+	ResponseBuffer buf = {0};
+	char		errbuf[CURL_ERROR_SIZE];
+	StringInfoData url;
+	StringInfoData line;
+	bool		oom = false;
+	bool		is_post = strcmp(method, "POST") == 0;
+	long		status = 0;
+	size_t		base_len;
+
+	memset(r, 0, sizeof(*r));
+
+	if (stripe_secret_key == NULL || stripe_secret_key[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("billing.stripe_secret_key is not set"),
+				 errhint("Set it in postgresql.conf (or ALTER SYSTEM) and reload.")));
+
+	initStringInfo(&url);
+	base_len = strlen(stripe_api_base);
+	while (base_len > 0 && stripe_api_base[base_len - 1] == '/')
+		base_len--;
+	appendBinaryStringInfo(&url, stripe_api_base, (int) base_len);
+	appendStringInfoString(&url, path);
+	if (!is_post && form != NULL && form[0] != '\0')
+		appendStringInfo(&url, "?%s", form);
+
+	h = get_handle();
+
+	/* Every curl_easy_setopt result is checked; a failure is a bug or OOM. */
+#define SETOPT(opt, val) \
+	do { if ((rc = curl_easy_setopt(h, opt, val)) != CURLE_OK) goto setopt_failed; } while (0)
+
+	errbuf[0] = '\0';
+	SETOPT(CURLOPT_URL, url.data);
+	SETOPT(CURLOPT_PROTOCOLS_STR, "http,https");
+	SETOPT(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+	SETOPT(CURLOPT_FOLLOWLOCATION, 0L);
+	SETOPT(CURLOPT_NOSIGNAL, 1L);
+	SETOPT(CURLOPT_CONNECTTIMEOUT_MS, (long) stripe_connect_timeout_ms);
+	SETOPT(CURLOPT_TIMEOUT_MS, (long) stripe_timeout_ms);
+	SETOPT(CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_1_1);
+	SETOPT(CURLOPT_NOPROGRESS, 0L);
+	SETOPT(CURLOPT_XFERINFOFUNCTION, progress_cb);
+	SETOPT(CURLOPT_WRITEFUNCTION, write_cb);
+	SETOPT(CURLOPT_WRITEDATA, &buf);
+	SETOPT(CURLOPT_ERRORBUFFER, errbuf);
+	SETOPT(CURLOPT_USERAGENT, STRIPE_USER_AGENT);
+	if (is_post)
+	{
+		SETOPT(CURLOPT_POST, 1L);
+		SETOPT(CURLOPT_POSTFIELDS, form ? form : "");
+		SETOPT(CURLOPT_POSTFIELDSIZE, (long) (form ? strlen(form) : 0));
+	}
+	else
+		SETOPT(CURLOPT_HTTPGET, 1L);
+
+	initStringInfo(&line);
+	appendStringInfo(&line, "Authorization: Bearer %s", stripe_secret_key);
+	headers = add_header(headers, line.data, &oom);
+	/* Do not leave the key lying around in memory longer than needed. */
+	explicit_bzero(line.data, line.len);
+	if (is_post)
+		headers = add_header(headers, "Content-Type: application/x-www-form-urlencoded", &oom);
+	if (stripe_api_version && stripe_api_version[0])
+	{
+		resetStringInfo(&line);
+		appendStringInfo(&line, "Stripe-Version: %s", stripe_api_version);
+		headers = add_header(headers, line.data, &oom);
+	}
+	if (idempotency_key)
+	{
+		resetStringInfo(&line);
+		appendStringInfo(&line, "Idempotency-Key: %s", idempotency_key);
+		headers = add_header(headers, line.data, &oom);
+	}
+	headers = add_header(headers, "Expect:", &oom);
+	if (oom)
+	{
+		curl_slist_free_all(headers);
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory building a stripe request")));
+	}
+	SETOPT(CURLOPT_HTTPHEADER, headers);
+
+	rc = curl_easy_perform(h);
+	if (curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK)
+		status = 0;
+
+	/* Nothing of curl's may outlive this call: a later error must not leak. */
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
+	curl_slist_free_all(headers);
+	headers = NULL;
+
+	if (rc == CURLE_ABORTED_BY_CALLBACK)
+	{
+		free(buf.data);
+		/* The call was interrupted for a cancel or a shutdown: act on it now. */
+		CHECK_FOR_INTERRUPTS();
+		r->outcome = STRIPE_UNAVAILABLE;
+		r->transport_error = pstrdup("the request was interrupted");
+		return;
+	}
+
+	if (rc != CURLE_OK)
+	{
+		r->outcome = STRIPE_UNAVAILABLE;
+		r->connect_failed = (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
+							 rc == CURLE_COULDNT_RESOLVE_PROXY ||
+							 (rc == CURLE_OPERATION_TIMEDOUT && status == 0 && buf.len == 0 &&
+							  strstr(errbuf, "onnect") != NULL));
+		if (buf.too_large)
+			r->transport_error = pstrdup("the response was too large");
+		else
+			r->transport_error = pstrdup(errbuf[0] ? errbuf : curl_easy_strerror(rc));
+		free(buf.data);
+		return;
+	}
+
+	r->http_status = status;
+	PG_TRY();
+	{
+		parse_body(r, buf.data, buf.len);
+	}
+	PG_FINALLY();
+	{
+		free(buf.data);
+	}
+	PG_END_TRY();
+
+	if (status >= 200 && status < 300)
+		r->outcome = r->body ? STRIPE_OK : STRIPE_BAD_RESPONSE;
+	else
+	{
+		JsonbContainer *err = r->body ? stripe_json_obj(&r->body->root, "error") : NULL;
+
+		if (err)
+		{
+			r->error_type = stripe_json_str(err, "type");
+			r->error_code = stripe_json_str(err, "code");
+			r->error_message = stripe_json_str(err, "message");
+		}
+		/* 409: a concurrent request with the same key or a lock; 429: rate limit. */
+		if (status >= 500 || status == 429 || status == 409 || status < 400)
+			r->outcome = STRIPE_UNAVAILABLE;
+		else
+			r->outcome = STRIPE_REFUSED;
+	}
+	return;
+
+setopt_failed:
+	curl_slist_free_all(headers);
+	ereport(ERROR,
+			(errcode(ERRCODE_SYSTEM_ERROR),
+			 errmsg("could not configure a libcurl request: %s", curl_easy_strerror(rc))));
+#undef SETOPT
+}
+
+/* Stripe error codes that mean "the object is in the wrong state". */
+static bool
+is_state_code(const char *code)
+{
+	static const char *const codes[] = {
+		"charge_already_refunded", "charge_not_refundable", "charge_disputed",
+		"payment_intent_unexpected_state", "refund_disputed_payment",
+		"checkout_session_expired", NULL
+	};
+	int			i;
+
+	if (code == NULL)
+		return false;
+	for (i = 0; codes[i]; i++)
+		if (strcmp(code, codes[i]) == 0)
+			return true;
+	return false;
+}
+
+void
+stripe_raise(const StripeResult *r, const char *what)
+{
+	const char *msg = r->error_message ? r->error_message : "(no message)";
+
+	switch (r->outcome)
+	{
+		case STRIPE_UNAVAILABLE:
+			if (r->http_status == 0)
+				ereport(ERROR,
+						(errcode(r->connect_failed ? ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION
+								 : ERRCODE_CONNECTION_FAILURE),
+						 errmsg("could not %s: stripe is unreachable", what),
+						 errdetail("%s.", r->transport_error ? r->transport_error : "No response"),
+						 errhint("Nothing was changed; try again later.")));
+			ereport(ERROR,
+					(errcode(ERRCODE_CONNECTION_FAILURE),
+					 errmsg("could not %s: stripe is unavailable", what),
+					 errdetail("Stripe answered HTTP %ld (%s): %s", r->http_status,
+							   r->error_code ? r->error_code :
+							   (r->error_type ? r->error_type : "no code"), msg),
+					 errhint("Nothing was changed; try again later.")));
+			break;
+		case STRIPE_BAD_RESPONSE:
+			ereport(ERROR,
+					(errcode(ERRCODE_PROTOCOL_VIOLATION),
+					 errmsg("could not %s: stripe sent a response that is not a JSON object", what),
+					 errdetail("HTTP status %ld.", r->http_status),
+					 errhint("Nothing was changed; try again later.")));
+			break;
+		case STRIPE_REFUSED:
+			if (r->http_status == 401 || r->http_status == 403)
+				/* Stripe's message quotes part of the key: leave it out. */
+				ereport(ERROR,
+						(errcode(ERRCODE_SQLSERVER_REJECTED_ESTABLISHMENT_OF_SQLCONNECTION),
+						 errmsg("could not %s: stripe refused the api key", what),
+						 errdetail("Stripe answered HTTP %ld.", r->http_status),
+						 errhint("Check billing.stripe_secret_key; nothing was changed.")));
+			ereport(ERROR,
+					(errcode(r->http_status == 404 ? ERRCODE_NO_DATA_FOUND :
+							 is_state_code(r->error_code) ? ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE :
+							 ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("could not %s: stripe refused the request", what),
+					 errdetail("Stripe answered HTTP %ld (%s): %s", r->http_status,
+							   r->error_code ? r->error_code :
+							   (r->error_type ? r->error_type : "no code"), msg),
+					 errhint("Nothing was changed.")));
+			break;
+		case STRIPE_OK:
+			break;
+	}
+	elog(ERROR, "stripe_raise called for a successful call");
+}
+
+Jsonb *
+stripe_call(const char *method, const char *path, const char *form,
+			const char *idempotency_key, const char *what)
+{
+	StripeResult r;
+
+	stripe_request(&r, method, path, form, idempotency_key);
+	if (r.outcome != STRIPE_OK)
+		stripe_raise(&r, what);
+	return r.body;
+}
+
+/* ---------------------------------------------------------------------
+ * Amounts and JSON
+ * --------------------------------------------------------------------- */
+
+int64
+stripe_amount(int64 minor_units, const char *currency)
+{
+	static const char *const three_decimal[] = {"BHD", "JOD", "KWD", "OMR", "TND", NULL};
+	int			i;
+
+	if (minor_units <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("amount must be positive to go to stripe")));
+	/*
+	 * Prices are stored in Stripe's own minor units (currency.h), so they go
+	 * unchanged; Stripe only refuses amounts its card networks cannot carry.
+	 */
+	for (i = 0; three_decimal[i]; i++)
+		if (strcmp(currency, three_decimal[i]) == 0 && minor_units % 10 != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("stripe cannot charge " INT64_FORMAT " minor units of %s", minor_units, currency),
+					 errdetail("Stripe requires amounts in three-decimal currencies to end in 0.")));
+	if (strcmp(currency, "ISK") == 0 && minor_units % 100 != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("stripe cannot charge " INT64_FORMAT " minor units of ISK", minor_units),
+				 errdetail("Stripe requires whole krónur (amounts divisible by 100).")));
+	return minor_units;
+}
+
+static JsonbValue *
+json_get(JsonbContainer *c, const char *key, JsonbValue *v)
+{
+	if (c == NULL || !JsonContainerIsObject(c))
+		return NULL;
+	return getKeyJsonValueFromContainer(c, key, strlen(key), v);
+}
+
+char *
+stripe_json_str(JsonbContainer *c, const char *key)
+{
+	JsonbValue	v;
+
+	if (json_get(c, key, &v) == NULL || v.type != jbvString)
+		return NULL;
+	return pnstrdup(v.val.string.val, v.val.string.len);
+}
+
+bool
+stripe_json_int(JsonbContainer *c, const char *key, int64 *out)
+{
+	JsonbValue	v;
+	bool		have_error = false;
+	Numeric		n;
+
+	if (json_get(c, key, &v) == NULL || v.type != jbvNumeric)
+		return false;
+	n = v.val.numeric;
+	if (numeric_is_nan(n) || numeric_is_inf(n))
+		return false;
+	/* Reject fractions and out-of-range values instead of rounding or throwing. */
+	if (!DatumGetBool(DirectFunctionCall2(numeric_eq, NumericGetDatum(n),
+										  DirectFunctionCall2(numeric_trunc, NumericGetDatum(n),
+															  Int32GetDatum(0)))))
+		return false;
+	*out = numeric_int4_opt_error(n, &have_error);
+	if (have_error)
+	{
+		/* Beyond int32: go through int8 with its own range check. */
+		char	   *s = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(n)));
+		int64		val;
+		char	   *end;
+
+		errno = 0;
+		val = strtoi64(s, &end, 10);
+		if (errno != 0 || *end != '\0')
+			return false;
+		*out = val;
+	}
+	return true;
+}
+
+JsonbContainer *
+stripe_json_obj(JsonbContainer *c, const char *key)
+{
+	JsonbValue	v;
+
+	if (json_get(c, key, &v) == NULL || v.type != jbvBinary ||
+		!JsonContainerIsObject(v.val.binary.data))
+		return NULL;
+	return v.val.binary.data;
+}

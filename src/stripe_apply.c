@@ -1,0 +1,298 @@
+/*
+ * stripe_apply.c — what a Stripe object (a Checkout Session, a Refund) means
+ * for one of our payments, applied through payment_settle.  The webhook,
+ * confirm_payment and the poller all come through here, so a paid session
+ * is the same outcome whichever of them sees it first.
+ */
+#include "postgres.h"
+
+#include "utils/builtins.h"
+#include "utils/json.h"
+
+#include "billing.h"
+#include "payments.h"
+#include "stripe.h"
+
+/* Status strings as constants, so they outlive SPI_finish. */
+static const char *
+status_word(const char *s)
+{
+	static const char *const all[] = {
+		"invoiced", "pending", "paid", "canceled", "expired", "failed",
+		"refund_pending", "refunded"
+	};
+
+	for (int i = 0; i < lengthof(all); i++)
+		if (strcmp(s, all[i]) == 0)
+			return all[i];
+	return "unknown";
+}
+
+static bool
+status_is(const char *status, const char *a)
+{
+	return strcmp(status, a) == 0;
+}
+
+static bool
+is_open(const char *status)
+{
+	return status_is(status, "invoiced") || status_is(status, "pending");
+}
+
+static bool
+is_closed_unpaid(const char *status)
+{
+	return status_is(status, "canceled") || status_is(status, "expired") ||
+		status_is(status, "failed");
+}
+
+/* {"stripe_event": ..., "stripe_object": ...} for the payment event's detail. */
+static char *
+detail_json(const char *event_id, const char *object_id)
+{
+	StringInfoData s;
+
+	initStringInfo(&s);
+	appendStringInfoString(&s, "{\"stripe_object\": ");
+	escape_json(&s, object_id ? object_id : "");
+	if (event_id)
+	{
+		appendStringInfoString(&s, ", \"stripe_event\": ");
+		escape_json(&s, event_id);
+	}
+	appendStringInfoChar(&s, '}');
+	return s.data;
+}
+
+/*
+ * Settle `outcome` when the payment's status allows it.  What the state
+ * machine would refuse because the payment moved on (a late "expired" after
+ * "paid", events out of order) is "stale", not an error: Stripe would
+ * otherwise retry the event for days.
+ */
+static const char *
+settle_if_possible(PaymentInfo *p, const char *outcome, const char *provider_ref,
+				   const TimestampTz *at, const char *source, const char *event_id,
+				   const char *object_id, const char **status)
+{
+	bool		possible;
+
+	if (status_is(outcome, "paid"))
+		possible = is_open(p->status) || status_is(p->status, "paid") ||
+			status_is(p->status, "refund_pending") || status_is(p->status, "refunded");
+	else if (status_is(outcome, "refunded"))
+		possible = status_is(p->status, "paid") || status_is(p->status, "refund_pending") ||
+			status_is(p->status, "refunded");
+	else						/* expired, failed */
+		possible = is_open(p->status) || is_closed_unpaid(p->status);
+
+	if (!possible)
+	{
+		*status = status_word(p->status);
+		if (status_is(outcome, "paid"))
+			/* Money arrived for a payment we had closed: someone must refund it. */
+			ereport(WARNING,
+					(errmsg("stripe reports payment %s paid, but it is %s",
+							DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(&p->id))),
+							p->status),
+					 errdetail("Stripe object %s.", object_id ? object_id : "?"),
+					 errhint("Refund it at Stripe; the payment was not changed.")));
+		return "stale";
+	}
+	if (status_is(outcome, p->status) ||
+		(status_is(outcome, "paid") && !is_open(p->status)) ||
+		(!status_is(outcome, "paid") && !status_is(outcome, "refunded") &&
+		 is_closed_unpaid(p->status)))
+	{
+		*status = status_word(p->status);
+		return "unchanged";
+	}
+	*status = payment_settle(&p->id, outcome, provider_ref, at, source,
+							 detail_json(event_id, object_id));
+	return "applied";
+}
+
+/* The id of an expandable field: a string, or an expanded object's "id". */
+static char *
+expandable_id(JsonbContainer *c, const char *key, JsonbContainer **expanded)
+{
+	char	   *s = stripe_json_str(c, key);
+
+	*expanded = NULL;
+	if (s)
+		return s;
+	*expanded = stripe_json_obj(c, key);
+	return *expanded ? stripe_json_str(*expanded, "id") : NULL;
+}
+
+const char *
+stripe_apply_session(const pg_uuid_t *payment_id, JsonbContainer *session,
+					 const char *event_type, const TimestampTz *at,
+					 const char *source, const char *event_id, const char **status)
+{
+	PaymentInfo p;
+	char	   *sid = stripe_json_str(session, "id");
+	char	   *st = stripe_json_str(session, "status");
+	char	   *pay_status = stripe_json_str(session, "payment_status");
+	char	   *currency = stripe_json_str(session, "currency");
+	JsonbContainer *pi_obj;
+	char	   *pi = expandable_id(session, "payment_intent", &pi_obj);
+	int64		amount;
+	const char *outcome = NULL;
+	TimestampTz paid_at;
+	const char *result;
+
+	SPI_connect();
+	payment_lock(&p, payment_id, NULL);
+
+	/*
+	 * The session must be the one we opened for this payment, for its exact
+	 * amount and currency; anything else is reported and not applied.
+	 */
+	if (sid == NULL || st == NULL ||
+		(p.provider_session_id && strcmp(p.provider_session_id, sid) != 0) ||
+		!stripe_json_int(session, "amount_total", &amount) || amount != p.total ||
+		currency == NULL || pg_strcasecmp(currency, p.currency) != 0)
+	{
+		ereport(WARNING,
+				(errmsg("stripe session %s does not match payment %s",
+						sid ? sid : "?",
+						DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(payment_id)))),
+				 errdetail("The session's id, amount or currency differs from the payment's; nothing was changed.")));
+		*status = status_word(p.status);
+		SPI_finish();
+		return "mismatch";
+	}
+
+	if (event_type && strcmp(event_type, "checkout.session.async_payment_failed") == 0)
+		outcome = "failed";
+	else if (strcmp(st, "complete") == 0 && pay_status &&
+			 (strcmp(pay_status, "paid") == 0 || strcmp(pay_status, "no_payment_required") == 0))
+		outcome = "paid";
+	else if (strcmp(st, "expired") == 0)
+		outcome = "expired";
+	else if (strcmp(st, "complete") == 0 && pi_obj)
+	{
+		/* Fetched with the payment intent expanded: a delayed method that failed. */
+		char	   *pi_status = stripe_json_str(pi_obj, "status");
+
+		if (pi_status && (strcmp(pi_status, "requires_payment_method") == 0 ||
+						  strcmp(pi_status, "canceled") == 0))
+			outcome = "failed";
+	}
+
+	if (outcome == NULL)
+	{
+		/* open, or complete with a delayed payment method still processing */
+		*status = status_word(p.status);
+		SPI_finish();
+		return "waiting";
+	}
+
+	/*
+	 * A session paid while we did not know its id (the checkout call's
+	 * transaction rolled back after Stripe made the session): remember it.
+	 */
+	if (p.provider_session_id == NULL)
+	{
+		static SPIPlanPtr plan = NULL;
+		Oid			types[2] = {UUIDOID, TEXTOID};
+		Datum		values[2] = {UUIDPGetDatum(&p.id), CStringGetTextDatum(sid)};
+
+		billing_spi_exec(&plan,
+						 "UPDATE billing.payments SET provider_session_id = $2 "
+						 "WHERE id = $1 AND provider_session_id IS NULL",
+						 2, types, values, NULL, false, 0);
+	}
+
+	/* Paid when the charge succeeded, when Stripe tells us; else the event's time. */
+	if (strcmp(outcome, "paid") == 0 && at == NULL && pi_obj)
+	{
+		JsonbContainer *charge = stripe_json_obj(pi_obj, "latest_charge");
+		int64		created;
+
+		if (charge && stripe_json_int(charge, "created", &created) &&
+			created > 0 && created < ((int64) 1) << 40)
+		{
+			paid_at = time_t_to_timestamptz((pg_time_t) created);
+			at = &paid_at;
+		}
+	}
+
+	result = settle_if_possible(&p, outcome, strcmp(outcome, "paid") == 0 ? pi : NULL,
+								at, source, event_id, sid, status);
+	SPI_finish();
+	return result;
+}
+
+const char *
+stripe_apply_refund(const pg_uuid_t *payment_id, JsonbContainer *refund,
+					const TimestampTz *at, const char *source,
+					const char *event_id, const char **status)
+{
+	PaymentInfo p;
+	char	   *rid = stripe_json_str(refund, "id");
+	char	   *st = stripe_json_str(refund, "status");
+	char	   *currency = stripe_json_str(refund, "currency");
+	JsonbContainer *pi_obj;
+	char	   *pi = expandable_id(refund, "payment_intent", &pi_obj);
+	int64		amount;
+	const char *result;
+
+	SPI_connect();
+	payment_lock(&p, payment_id, NULL);
+
+	if (rid == NULL || st == NULL ||
+		(p.provider_refund_id && strcmp(p.provider_refund_id, rid) != 0) ||
+		(p.provider_payment_intent && pi && strcmp(p.provider_payment_intent, pi) != 0) ||
+		currency == NULL || pg_strcasecmp(currency, p.currency) != 0 ||
+		!stripe_json_int(refund, "amount", &amount))
+	{
+		ereport(WARNING,
+				(errmsg("stripe refund %s does not match payment %s",
+						rid ? rid : "?",
+						DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(payment_id)))),
+				 errdetail("The refund's id, payment intent or currency differs from the payment's; nothing was changed.")));
+		*status = status_word(p.status);
+		SPI_finish();
+		return "mismatch";
+	}
+
+	if (strcmp(st, "succeeded") == 0)
+	{
+		if (amount != p.total)
+		{
+			/* A partial refund made at Stripe: months cannot be split; report it. */
+			ereport(WARNING,
+					(errmsg("stripe refund %s is partial (" INT64_FORMAT " of " INT64_FORMAT ")",
+							rid, amount, p.total),
+					 errdetail("Only full refunds change a payment; nothing was changed.")));
+			*status = status_word(p.status);
+			result = "partial";
+		}
+		else
+			result = settle_if_possible(&p, "refunded", rid, at, source, event_id, rid, status);
+	}
+	else if (strcmp(st, "failed") == 0 || strcmp(st, "canceled") == 0)
+	{
+		/*
+		 * The state machine has no way back from refund_pending: say so
+		 * loudly, an operator settles it (the money is still with us).
+		 */
+		if (status_is(p.status, "refund_pending"))
+			ereport(WARNING,
+					(errmsg("stripe refund %s of payment %s %s", rid,
+							DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(payment_id))), st),
+					 errhint("Refund it again at Stripe, then settle it as refunded.")));
+		*status = status_word(p.status);
+		result = "refund_failed";
+	}
+	else
+	{
+		*status = status_word(p.status);
+		result = "waiting";
+	}
+	SPI_finish();
+	return result;
+}
