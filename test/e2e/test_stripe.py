@@ -1,0 +1,451 @@
+"""End-to-end: the extension against the Stripe stand-in (test/standins/
+stripe_server.py) on a real cluster.  Webhooks go from the stand-in to a tiny
+receiver in this process that hands the exact bytes and the Stripe-Signature
+header to billing.stripe_webhook, as PostgREST does.  Time moves with
+billing.test_clock and the stand-in's clock together."""
+
+import datetime
+import hashlib
+import hmac
+import http.server
+import json
+import os
+import threading
+import time
+import unittest
+import urllib.error
+import urllib.request
+import uuid
+
+import psycopg2
+
+from harness import Cluster, PYTHON, SRC, free_port, spawn, wait_for, wait_port, new_user
+
+SECRET_KEY = "sk_test_e2e"
+WEBHOOK_SECRET = "whsec_e2e"
+OLD_WEBHOOK_SECRET = "whsec_old"        # still configured: rotation
+
+
+class Receiver(http.server.BaseHTTPRequestHandler):
+    """Stripe's webhook endpoint: raw body + header to the SQL function."""
+    test = None
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        sig = self.headers.get("Stripe-Signature")
+        t = Receiver.test
+        t.received.append((body, sig))
+        status = 200
+        try:
+            conn = t.connect()
+            with conn.cursor() as cur:
+                cur.execute("SELECT billing.stripe_webhook(%s::json, %s)", (body.decode(), sig))
+                t.results.append(cur.fetchone()[0])
+            conn.close()
+        except psycopg2.Error as e:
+            t.results.append({"error": e.pgcode, "message": e.pgerror})
+            status = 400
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+class StripeE2E(unittest.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.received, cls.results = [], []
+        cls.clock = None            # None: real time
+        Receiver.test = cls
+        cls.hook_port = free_port()
+        cls.hook = http.server.ThreadingHTTPServer(("127.0.0.1", cls.hook_port), Receiver)
+        threading.Thread(target=cls.hook.serve_forever, daemon=True).start()
+
+        cls.stripe_port = free_port()
+        cls.stripe = spawn([PYTHON, os.path.join(SRC, "test", "standins", "stripe_server.py"),
+                            "--port", str(cls.stripe_port), "--secret-key", SECRET_KEY,
+                            "--webhook-secret", WEBHOOK_SECRET, "--webhook-retries", "0",
+                            "--webhook-url", "http://127.0.0.1:%d/hook" % cls.hook_port],
+                           "stripe_standin.log")
+        wait_port(cls.stripe_port)
+        cls.base = "http://127.0.0.1:%d" % cls.stripe_port
+        cls.cluster = Cluster("stripe", conf=[
+            "billing.stripe_api_base = '%s'" % cls.base,
+            "billing.stripe_secret_key = '%s'" % SECRET_KEY,
+            "billing.stripe_webhook_secrets = '%s, %s'" % (OLD_WEBHOOK_SECRET, WEBHOOK_SECRET),
+            "billing.stripe_success_url = 'https://cinema.example/paid?session={CHECKOUT_SESSION_ID}'",
+            "billing.stripe_timeout = 1500",
+            "billing.stripe_connect_timeout = 500",
+            "billing.stripe_poll_schedule = ''",
+            "billing.invoice_expiry_schedule = ''",
+        ])
+        cls.cluster.query("SELECT billing.create_tariff('prime', 'Prime films', 29900, 'RUB')")
+        cls.cluster.query("SELECT billing.create_tariff('tokyo', 'Tokyo nights', 500, 'JPY')")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.hook.shutdown()
+
+    # ---- helpers -----------------------------------------------------------
+    @classmethod
+    def connect(cls):
+        conn = cls.cluster.connect()
+        if cls.clock is not None:
+            with conn.cursor() as cur:
+                cur.execute("SET billing.test_clock = %s", (cls.clock.isoformat(),))
+        return conn
+
+    def q(self, sql, args=None):
+        conn = self.connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, args)
+                return cur.fetchall() if cur.description else []
+        finally:
+            conn.close()
+
+    def one(self, sql, args=None):
+        rows = self.q(sql, args)
+        return rows[0][0] if rows else None
+
+    def sqlstate(self, sql, args=None):
+        try:
+            self.q(sql, args)
+        except psycopg2.Error as e:
+            return e.pgcode, e.pgerror
+        return None, None
+
+    def ctl(self, method, path, body=None):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.base + "/_control/" + path, data=data, method=method)
+        with urllib.request.urlopen(req) as r:
+            return json.loads(r.read())
+
+    def set_clock(self, when):
+        """Move billing.now() and the stand-in's clock to `when` (aware datetime)."""
+        type(self).clock = when
+        self.ctl("POST", "clock", {"now": when.timestamp()})
+
+    def setUp(self):
+        self.ctl("POST", "webhooks", {"mode": "deliver"})
+        self.ctl("POST", "faults", {"clear": True})
+        self.ctl("POST", "refund_mode", {"status": "succeeded"})
+        type(self).clock = None
+        self.ctl("POST", "clock", {"now": time.time()})
+
+    def status(self, pid):
+        return self.one("SELECT status FROM billing.payments WHERE id = %s", (pid,))
+
+    def invoice(self, user, tariff="prime", months=1, promo=None):
+        return self.one("SELECT billing.create_invoice(%s, %s, %s, %s)", (user, tariff, months, promo))
+
+    def checkout(self, user, pid):
+        return self.one("SELECT billing.checkout(%s, %s)", (user, pid))
+
+    def session_of(self, pid):
+        return self.one("SELECT provider_session_id FROM billing.payments WHERE id = %s", (pid,))
+
+    def sign(self, body, secret=WEBHOOK_SECRET, t=None):
+        t = int(time.time() if t is None else t)
+        mac = hmac.new(secret.encode(), b"%d." % t + body, hashlib.sha256).hexdigest()
+        return "t=%d,v1=%s" % (t, mac)
+
+    def webhook(self, body, sig):
+        return self.one("SELECT billing.stripe_webhook(%s::json, %s)", (body.decode(), sig))
+
+    def events(self, pid, to_status=None):
+        return self.q("SELECT to_status, source FROM billing.payment_events WHERE payment_id = %s "
+                      "AND (%s::text IS NULL OR to_status = %s) ORDER BY id", (pid, to_status, to_status))
+
+    # ---- tests ---------------------------------------------------------------
+    def test_checkout_webhook_paid_subscription(self):
+        user = new_user()
+        pid = self.invoice(user, months=2)
+        url = self.checkout(user, pid)
+        self.assertTrue(url.startswith(self.base + "/pay/cs_test_"), url)
+        self.assertEqual(self.status(pid), "pending")
+        # Again: the same URL, no second session at Stripe.
+        self.assertEqual(self.checkout(user, pid), url)
+        creates = [r for r in self.ctl("GET", "requests")
+                   if r["path"] == "/v1/checkout/sessions" and r["params"].get("client_reference_id") == str(pid)]
+        self.assertEqual(len(creates), 1)
+        p = creates[0]["params"]
+        self.assertEqual(creates[0]["idempotency_key"], "billing-checkout-%s" % pid)
+        self.assertEqual(p["mode"], "payment")
+        self.assertEqual(p["metadata"], {"payment_id": str(pid), "user_id": str(user)})
+        item = p["line_items"][0]
+        self.assertEqual(item["price_data"]["currency"], "rub")
+        self.assertEqual(item["price_data"]["unit_amount"], str(self.one(
+            "SELECT total FROM billing.payments WHERE id = %s", (pid,))))
+        self.assertIn("Prime films", item["price_data"]["product_data"]["name"])
+
+        # Someone else cannot open it.
+        code, _ = self.sqlstate("SELECT billing.checkout(%s, %s)", (new_user(), pid))
+        self.assertEqual(code, "P0002")
+
+        self.ctl("POST", "sessions/%s/complete" % self.session_of(pid), {"payment_status": "paid"})
+        wait_for(lambda: self.status(pid) == "paid", 10, what="paid by webhook")
+        self.assertEqual(self.events(pid, "paid"), [("paid", "webhook")])
+        self.assertTrue(self.one("SELECT billing.has_access(%s, 'prime')", (user,)))
+        kinds = {k for (k,) in self.q("SELECT kind FROM billing.outbox WHERE payload->>'user_id' = %s",
+                                      (str(user),))}
+        self.assertTrue({"grant_role", "notify"} <= kinds, kinds)
+        self.assertEqual(self.one("SELECT provider_payment_intent FROM billing.payments WHERE id = %s",
+                                  (pid,))[:3], "pi_")
+        # The other events of the payment were acknowledged and ignored.
+        wait_for(lambda: self.one("SELECT count(*) FROM billing.stripe_events WHERE payment_id = %s "
+                                  "AND result = 'applied'", (pid,)) == 1, 5, what="event recorded")
+        self.assertGreaterEqual(self.one("SELECT count(*) FROM billing.stripe_events WHERE result = 'ignored'"), 2)
+        # Paid: checkout refuses.
+        code, _ = self.sqlstate("SELECT billing.checkout(%s, %s)", (user, pid))
+        self.assertEqual(code, "55000")
+
+    def test_zero_decimal_currency(self):
+        user = new_user()
+        pid = self.invoice(user, tariff="tokyo", months=3)
+        self.checkout(user, pid)
+        create = [r for r in self.ctl("GET", "requests")
+                  if r["path"] == "/v1/checkout/sessions" and r["params"].get("client_reference_id") == str(pid)][0]
+        self.assertEqual(create["params"]["line_items"][0]["price_data"]["currency"], "jpy")
+        self.assertEqual(create["params"]["line_items"][0]["price_data"]["unit_amount"], "1500")
+
+    def test_webhooks_lost_poll_and_confirm_settle(self):
+        self.ctl("POST", "webhooks", {"mode": "drop"})
+        user = new_user()
+        a, b = self.invoice(user), self.invoice(user, tariff="tokyo")
+        self.checkout(user, a)
+        self.checkout(user, b)
+        for pid in (a, b):
+            self.ctl("POST", "sessions/%s/complete" % self.session_of(pid), {"payment_status": "paid"})
+        # Back from checkout: confirm settles b at once.
+        self.assertEqual(self.one("SELECT billing.confirm_payment(%s, %s)", (user, b)), "paid")
+        self.assertEqual(self.events(b, "paid"), [("paid", "api")])
+        # The poller leaves a alone until it is due ...
+        result = self.one("CALL billing.stripe_poll(NULL)")
+        self.assertEqual(self.status(a), "pending")
+        # ... and settles it when it is.
+        self.set_clock(datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=61))
+        result = self.one("CALL billing.stripe_poll(NULL)")
+        self.assertGreaterEqual(result["settled"], 1, result)
+        self.assertEqual(self.status(a), "paid")
+        self.assertEqual(self.events(a, "paid"), [("paid", "poll")])
+        self.assertTrue(self.one("SELECT billing.has_access(%s, 'prime')", (user,)))
+
+    def test_duplicate_and_out_of_order_webhooks(self):
+        self.ctl("POST", "webhooks", {"mode": "duplicate"})
+        dups = lambda: len([r for r in self.results if r.get("result") == "duplicate"])
+        n0 = dups()
+        user = new_user()
+        pid = self.invoice(user)
+        self.checkout(user, pid)
+        self.ctl("POST", "sessions/%s/complete" % self.session_of(pid), {})
+        wait_for(lambda: dups() >= n0 + 3, 10, what="duplicates delivered")
+        self.assertEqual(self.status(pid), "paid")
+        self.assertEqual(len(self.events(pid, "paid")), 1)
+
+        # Refund with the refund's events arriving in reverse order.
+        self.ctl("POST", "refund_mode", {"status": "pending"})
+        self.ctl("POST", "webhooks", {"mode": "hold"})
+        self.assertEqual(self.one("SELECT billing.cancel_payment(%s, %s)", (user, pid)), "refund_pending")
+        rid = self.one("SELECT provider_refund_id FROM billing.payments WHERE id = %s", (pid,))
+        self.assertTrue(rid.startswith("re_"))
+        self.ctl("POST", "refunds/%s" % rid, {"status": "succeeded"})
+        n = len(self.results)
+        released = self.ctl("POST", "webhooks/release", {"reverse": True})["released"]
+        self.ctl("POST", "webhooks", {"mode": "deliver"})
+        wait_for(lambda: len(self.results) >= n + len(released), 10, what="held events delivered")
+        self.assertEqual(self.status(pid), "refunded")
+        self.assertEqual(len(self.events(pid, "refunded")), 1)
+        self.assertFalse(self.one("SELECT billing.has_access(%s, 'prime')", (user,)))
+        # A late replay of the payment's completion changes nothing.
+        evt = [e for e in self.ctl("GET", "events") if e["type"] == "checkout.session.completed"
+               and e["data"]["object"]["id"] == self.session_of(pid)][0]
+        n = len(self.results)
+        self.ctl("POST", "webhooks/resend/%s" % evt["id"])
+        wait_for(lambda: len(self.results) > n, 10, what="resent event")
+        self.assertEqual(self.results[-1]["result"], "duplicate")
+        self.assertEqual(self.status(pid), "refunded")
+
+    def test_bad_signatures_change_nothing(self):
+        user = new_user()
+        pid = self.invoice(user)
+        self.ctl("POST", "webhooks", {"mode": "drop"})
+        self.checkout(user, pid)
+        self.ctl("POST", "sessions/%s/complete" % self.session_of(pid), {})
+        evt = [e for e in self.ctl("GET", "events") if e["type"] == "checkout.session.completed"
+               and e["data"]["object"]["id"] == self.session_of(pid)][0]
+        for k in ("_deliveries", "_dropped"):
+            evt.pop(k)
+        body = json.dumps(evt, indent=2).encode()
+        before = self.one("SELECT count(*) FROM billing.stripe_events")
+        tampered = body.replace(b'"amount_total": 29900', b'"amount_total": 100')
+        self.assertNotEqual(tampered, body)
+        cases = [
+            (body, self.sign(body, secret="whsec_forged"), "42501"),
+            (tampered, self.sign(body), "42501"),
+            (body, self.sign(body, t=time.time() - 301), "42501"),
+            (body, self.sign(body, t=time.time() + 301), "42501"),
+            (body, "t=%d" % time.time(), "22023"),
+            (body, "v1=" + "0" * 64, "22023"),
+            (body, "garbage", "22023"),
+            (body, "", "22023"),
+        ]
+        for b, sig, want in cases:
+            code, msg = self.sqlstate("SELECT billing.stripe_webhook(%s::json, %s)", (b.decode(), sig))
+            self.assertEqual(code, want, (sig, msg))
+            self.assertNotIn(WEBHOOK_SECRET, msg)
+        code, _ = self.sqlstate("SELECT billing.stripe_webhook(%s::json, NULL)", (body.decode(),))
+        self.assertEqual(code, "42501")
+        self.assertEqual(self.one("SELECT count(*) FROM billing.stripe_events"), before)
+        self.assertEqual(self.status(pid), "pending")
+        # The genuine one, signed with the old secret of a rotation, is accepted once.
+        r = self.webhook(body, self.sign(body, secret=OLD_WEBHOOK_SECRET))
+        self.assertEqual((r["result"], r["status"]), ("applied", "paid"))
+        self.assertEqual(self.webhook(body, self.sign(body))["result"], "duplicate")
+
+    def test_event_claiming_another_users_payment(self):
+        self.ctl("POST", "webhooks", {"mode": "drop"})
+        alice, bob = new_user(), new_user()
+        pa, pb = self.invoice(alice), self.invoice(bob)
+        self.checkout(alice, pa)
+        self.checkout(bob, pb)
+        sa = self.session_of(pa)
+        self.ctl("POST", "sessions/%s/complete" % sa, {})
+        session = self.ctl("GET", "sessions/%s" % sa)
+        # Alice's paid session, whose body claims Bob's payment and user.
+        session["client_reference_id"] = str(pb)
+        session["metadata"] = {"payment_id": str(pb), "user_id": str(bob)}
+        evt = {"id": "evt_claim_" + uuid.uuid4().hex, "object": "event", "type": "checkout.session.completed",
+               "created": int(time.time()), "data": {"object": session}, "livemode": False}
+        body = json.dumps(evt).encode()
+        r = self.webhook(body, self.sign(body))
+        self.assertEqual(r["payment_id"], str(pa))
+        self.assertEqual((self.status(pa), self.status(pb)), ("paid", "pending"))
+        # An unknown session that names Bob's payment is recorded, not applied.
+        session["id"] = "cs_test_unknown" + uuid.uuid4().hex
+        evt = dict(evt, id="evt_claim_" + uuid.uuid4().hex, data={"object": session})
+        body = json.dumps(evt).encode()
+        r = self.webhook(body, self.sign(body))
+        self.assertEqual(r["result"], "unknown_payment")
+        self.assertEqual(self.status(pb), "pending")
+        self.assertEqual(self.one("SELECT result FROM billing.stripe_events WHERE id = %s", (evt["id"],)),
+                         "unknown_payment")
+
+    def test_stripe_down_or_slow_at_checkout(self):
+        user = new_user()
+        pid = self.invoice(user)
+        self.ctl("POST", "faults", {"count": 1, "status": 503, "path": "/v1/checkout"})
+        code, msg = self.sqlstate("SELECT billing.checkout(%s, %s)", (user, pid))
+        self.assertEqual(code, "08006", msg)
+        self.assertNotIn(SECRET_KEY, msg)
+        self.assertEqual(self.status(pid), "invoiced")
+        # Slow: a clear error within the timeout (1.5 s), payment untouched.
+        self.ctl("POST", "faults", {"count": 1, "delay": 4, "path": "/v1/checkout"})
+        t0 = time.monotonic()
+        code, msg = self.sqlstate("SELECT billing.checkout(%s, %s)", (user, pid))
+        self.assertEqual(code, "08006", msg)
+        self.assertLess(time.monotonic() - t0, 3.0)
+        self.assertEqual(self.status(pid), "invoiced")
+        # Gone: connection refused.
+        code, msg = self.sqlstate("SET billing.stripe_api_base = 'http://127.0.0.1:1'; "
+                                  "SELECT billing.checkout(%s, %s)", (user, pid))
+        self.assertEqual(code, "08001", msg)
+        # Bad key: Stripe's 401, without the key in the message.
+        code, msg = self.sqlstate("SET billing.stripe_secret_key = 'sk_test_wrong_key_1234'; "
+                                  "SELECT billing.checkout(%s, %s)", (user, pid))
+        self.assertEqual(code, "08004", msg)
+        self.assertNotIn("sk_test_wrong", msg)
+        # Still payable: the retry gets a session (the same one, if the slow call made it).
+        url = self.checkout(user, pid)
+        self.assertEqual(self.status(pid), "pending")
+        self.assertTrue(url.startswith(self.base))
+
+    def test_stripe_down_during_poll(self):
+        self.ctl("POST", "webhooks", {"mode": "drop"})
+        user = new_user()
+        pid = self.invoice(user)
+        self.checkout(user, pid)
+        self.ctl("POST", "sessions/%s/complete" % self.session_of(pid), {})
+        now = datetime.datetime.now(datetime.timezone.utc)
+        self.set_clock(now + datetime.timedelta(seconds=61))
+        self.ctl("POST", "faults", {"count": 100, "status": 500, "path": "/v1/checkout"})
+        result = self.one("CALL billing.stripe_poll(NULL)")
+        self.assertGreaterEqual(result["errors"], 1, result)
+        self.assertEqual(self.status(pid), "pending")
+        attempts, next_poll = self.q("SELECT poll_attempts, next_poll_at FROM billing.payments WHERE id = %s",
+                                     (pid,))[0]
+        self.assertEqual(attempts, 1)
+        self.assertGreater(next_poll, now + datetime.timedelta(seconds=61))
+        self.ctl("POST", "faults", {"clear": True})
+        self.set_clock(now + datetime.timedelta(seconds=61 + 121))
+        self.one("CALL billing.stripe_poll(NULL)")
+        self.assertEqual(self.status(pid), "paid")
+
+    def test_refund_window_and_stripe_down_during_refund(self):
+        now = datetime.datetime.now(datetime.timezone.utc)
+        users = [new_user(), new_user()]
+        pids = []
+        for user in users:
+            pid = self.invoice(user)
+            self.checkout(user, pid)
+            self.ctl("POST", "sessions/%s/complete" % self.session_of(pid), {})
+            wait_for(lambda: self.status(pid) == "paid", 10, what="paid")
+            pids.append(pid)
+        paid_at = self.one("SELECT paid_at FROM billing.payments WHERE id = %s", (pids[0],))
+        self.assertLess(abs((paid_at - now).total_seconds()), 30)
+        # 59 minutes after Stripe's success: Stripe fails first, the payment stays refundable.
+        self.set_clock(paid_at + datetime.timedelta(minutes=59))
+        self.ctl("POST", "faults", {"count": 1, "status": 502, "path": "/v1/refunds"})
+        code, msg = self.sqlstate("SELECT billing.cancel_payment(%s, %s)", (users[0], pids[0]))
+        self.assertEqual(code, "08006", msg)
+        self.assertEqual(self.status(pids[0]), "paid")
+        self.assertEqual(self.one("SELECT billing.cancel_payment(%s, %s)", (users[0], pids[0])), "refunded")
+        refunds = [r for r in self.ctl("GET", "requests") if r["path"] == "/v1/refunds"
+                   and r["params"].get("metadata", {}).get("payment_id") == str(pids[0])]
+        self.assertEqual({r["idempotency_key"] for r in refunds}, {"billing-refund-%s" % pids[0]})
+        self.assertFalse(self.one("SELECT billing.has_access(%s, 'prime')", (users[0],)))
+        # 61 minutes: refused, nothing asked of Stripe.
+        paid_at = self.one("SELECT paid_at FROM billing.payments WHERE id = %s", (pids[1],))
+        self.set_clock(paid_at + datetime.timedelta(minutes=61))
+        n = len(self.ctl("GET", "requests"))
+        code, msg = self.sqlstate("SELECT billing.cancel_payment(%s, %s)", (users[1], pids[1]))
+        self.assertEqual(code, "55000", msg)
+        self.assertEqual(self.status(pids[1]), "paid")
+        self.assertEqual(len(self.ctl("GET", "requests")), n)
+
+    def test_abandoned_sessions_expire_and_release_promo(self):
+        self.ctl("POST", "webhooks", {"mode": "drop"})
+        now = datetime.datetime.now(datetime.timezone.utc)
+        code = "ABANDON" + uuid.uuid4().hex[:8].upper()
+        self.q("SELECT billing.create_promo_code(%s, 10, %s, 1)", (code, now + datetime.timedelta(days=30)))
+        user = new_user()
+        pid = self.invoice(user, promo=code)
+        self.checkout(user, pid)
+        self.assertEqual(self.one("SELECT redemptions FROM marketing.promo_codes WHERE code = %s", (code,)), 1)
+        # A day later Stripe has expired the session; the poller learns it.
+        self.set_clock(now + datetime.timedelta(hours=24, minutes=1))
+        self.one("CALL billing.stripe_poll(NULL)")
+        self.assertEqual(self.status(pid), "expired")
+        self.assertEqual(self.one("SELECT redemptions FROM marketing.promo_codes WHERE code = %s", (code,)), 0)
+
+        # An invoice that runs out before its session (Stripe's minimum is 30
+        # minutes): the poller expires the session at Stripe itself.
+        self.set_clock(now)
+        conn = self.connect()
+        with conn.cursor() as cur:
+            cur.execute("SET billing.invoice_lifetime = 600")
+            cur.execute("SELECT billing.create_invoice(%s, 'prime', 1)", (user,))
+            short = cur.fetchone()[0]
+        conn.close()
+        self.checkout(user, short)
+        self.set_clock(now + datetime.timedelta(minutes=11))
+        self.one("CALL billing.stripe_poll(NULL)")
+        self.assertEqual(self.status(short), "expired")
+        self.assertEqual(self.ctl("GET", "sessions/%s" % self.session_of(short))["status"], "expired")
+
+
+if __name__ == "__main__":
+    unittest.main()
