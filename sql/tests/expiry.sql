@@ -2,29 +2,17 @@
 -- end of grace (blocked); every message once per term, however often it runs.
 SELECT test_reset();
 
-CREATE FUNCTION pg_temp.apply(uuid, uuid, bigint, int, timestamptz) RETURNS bigint
-    LANGUAGE C AS 'billing', 'billing_test_apply_payment';
-
 -- A paid payment as settle_payment would store and apply it.
+-- A purchase through the real path: invoice, then the provider says paid.
+CREATE TEMP TABLE labels (label text PRIMARY KEY, id uuid NOT NULL UNIQUE);
 CREATE FUNCTION pg_temp.pay(label text, who text, months int) RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
-    t marketing.tariffs;
-    pid uuid := md5(label)::uuid;
-    uid uuid := md5(who)::uuid;
-    sid bigint;
+    pid uuid := billing.create_invoice(md5(who)::uuid, 'prime', months);
 BEGIN
-    SELECT * INTO t FROM marketing.tariffs WHERE code = 'prime';
-    INSERT INTO billing.customers (user_id) VALUES (uid) ON CONFLICT DO NOTHING;
-    INSERT INTO billing.payments (id, user_id, tariff_id, tariff_code, tariff_title, months,
-                                  monthly_price, list_price, applied, total, currency,
-                                  status, expires_at, paid_at)
-    VALUES (pid, uid, t.id, t.code, t.title, months, t.monthly_price,
-            t.monthly_price * months, 'none', t.monthly_price * months, t.currency,
-            'paid', billing.now() + interval '1 day', billing.now());
-    sid := pg_temp.apply(pid, uid, t.id, months, billing.now());
-    UPDATE billing.payments SET subscription_id = sid WHERE id = pid;
-    RETURN sid;
+    INSERT INTO labels VALUES (label, pid);
+    PERFORM billing.settle_payment(pid, 'paid', 'pi_' || label);
+    RETURN (SELECT subscription_id FROM billing.payments WHERE id = pid);
 END
 $$;
 
@@ -151,7 +139,7 @@ SET billing.expiry_batch_size = 0;
 -- Each message exists once, with a user:tariff ordering key.
 SELECT count(*) AS rows, count(DISTINCT idempotency_key) AS keys,
        bool_and(ordering_key = (payload->>'user_id') || ':' || (payload->>'tariff_id')) AS ordered
-FROM billing.outbox;
+FROM billing.outbox WHERE kind IN ('grant_role', 'revoke_role', 'notify');
 
 -- The extension schedules the sweep (hourly; test_reset pauses the jobs so
 -- they never act under a test); schedule_jobs() applies a new schedule.
