@@ -208,9 +208,13 @@ billing_run_expiry(PG_FUNCTION_ARGS)
 						   &new_status, &next_nulls[i], &next))
 			{
 				case EXPIRY_REMINDER:
-					subscription_notify(TEMPLATE_REMINDER, user_id, tariff_id, title,
-										ends_at, term_key(id, "reminder", ends_at));
-					reminders++;
+					/*
+					 * A refund can bring back an end whose reminder was sent
+					 * already; the key then holds, and that is no new reminder.
+					 */
+					if (subscription_notify(TEMPLATE_REMINDER, user_id, tariff_id, title,
+											ends_at, term_key(id, "reminder", ends_at)))
+						reminders++;
 					break;
 				case EXPIRY_GRACE:
 					subscription_notify(TEMPLATE_ENDED, user_id, tariff_id, title,
