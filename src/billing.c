@@ -34,6 +34,7 @@ _PG_init(void)
 	pricing_define_gucs();
 	payments_define_gucs();
 	stripe_define_gucs();
+	api_define_gucs();
 
 	MarkGUCPrefixReserved("billing");
 }

@@ -20,6 +20,7 @@ extern void expiry_define_gucs(void);
 extern void pricing_define_gucs(void);
 extern void payments_define_gucs(void);
 extern void stripe_define_gucs(void);
+extern void api_define_gucs(void);
 
 /*
  * Saved SPI plans.  A call site keeps its plan in a static variable:
