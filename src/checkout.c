@@ -80,7 +80,7 @@ read_payment(PaymentRow *row, const pg_uuid_t *payment_id, const pg_uuid_t *user
 						 "SELECT status, tariff_title, months, total, currency::text, expires_at, "
 						 "       provider_session_id, provider_url "
 						 "FROM billing.payments WHERE id = $1 AND user_id = $2",
-						 2, types, values, NULL, true, 1) == 0)
+						 2, types, values, NULL, false, 1) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
 				 errmsg("payment %s not found", uuid_str(payment_id))));

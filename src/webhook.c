@@ -235,7 +235,7 @@ find_payment(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types, Datum *va
 {
 	bool		isnull;
 
-	if (billing_spi_exec(plan, sql, nargs, types, values, NULL, true, 1) == 0)
+	if (billing_spi_exec(plan, sql, nargs, types, values, NULL, false, 1) == 0)
 		return false;
 	memcpy(out, DatumGetUUIDP(billing_spi_get(0, 1, &isnull)), sizeof(pg_uuid_t));
 	return true;

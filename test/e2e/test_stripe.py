@@ -363,6 +363,22 @@ class StripeE2E(unittest.TestCase):
         self.assertEqual(self.status(pid), "pending")
         self.assertTrue(url.startswith(self.base))
 
+    def test_statement_timeout_interrupts_a_slow_call(self):
+        user = new_user()
+        pid = self.invoice(user)
+        self.ctl("POST", "faults", {"count": 1, "delay": 5, "path": "/v1/checkout"})
+        conn = self.connect()
+        t0 = time.monotonic()
+        with self.assertRaises(psycopg2.Error) as cm:
+            with conn.cursor() as cur:
+                cur.execute("SET billing.stripe_timeout = 30000")
+                cur.execute("SET statement_timeout = 300")
+                cur.execute("SELECT billing.checkout(%s, %s)", (user, pid))
+        self.assertEqual(cm.exception.pgcode, "57014")     # query_canceled
+        self.assertLess(time.monotonic() - t0, 1.5)
+        conn.close()
+        self.assertEqual(self.status(pid), "invoiced")
+
     def test_stripe_down_during_poll(self):
         self.ctl("POST", "webhooks", {"mode": "drop"})
         user = new_user()
