@@ -286,8 +286,8 @@ class StripeE2E(unittest.TestCase):
         cases = [
             (body, self.sign(body, secret="whsec_forged"), "42501"),
             (tampered, self.sign(body), "42501"),
-            (body, self.sign(body, t=time.time() - 301), "42501"),
-            (body, self.sign(body, t=time.time() + 301), "42501"),
+            (body, self.sign(body, t=time.time() - 360), "42501"),
+            (body, self.sign(body, t=time.time() + 360), "42501"),
             (body, "t=%d" % time.time(), "22023"),
             (body, "v1=" + "0" * 64, "22023"),
             (body, "garbage", "22023"),
