@@ -31,5 +31,6 @@ src/gen/%.pb-c.c src/gen/%.pb-c.h: proto/%.proto
 	@mkdir -p src/gen
 	protoc-c --proto_path=proto --c_out=src/gen $<
 
-# Every object may include generated headers.
-$(SRCS:.c=.o): $(PROTO_C:.c=.h)
+# Every object may include generated headers and any header of src/ (PGXS
+# tracks no header dependencies by itself).
+$(SRCS:.c=.o): $(PROTO_C:.c=.h) $(wildcard src/*.h)

@@ -21,6 +21,7 @@ extern void pricing_define_gucs(void);
 extern void payments_define_gucs(void);
 extern void stripe_define_gucs(void);
 extern void api_define_gucs(void);
+extern void outbox_worker_init(void);	/* settings, shared memory, the worker */
 
 /*
  * Saved SPI plans.  A call site keeps its plan in a static variable:

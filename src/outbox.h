@@ -25,4 +25,14 @@ extern bool outbox_enqueue(const char *kind, const char *payload,
 						   const char *idempotency_key,
 						   const char *ordering_key);
 
+/*
+ * Wake the outbox worker when the current transaction commits (once per
+ * transaction, whatever the number of calls).  outbox_enqueue does this;
+ * SQL that changes outbox rows by other means calls billing.outbox_wake().
+ */
+extern void outbox_wake_at_commit(void);
+
+/* Set the worker's latch now (outbox_worker.c); a no-op when none runs. */
+extern void outbox_wake_worker(void);
+
 #endif							/* BILLING_OUTBOX_H */

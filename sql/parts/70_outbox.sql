@@ -1,0 +1,86 @@
+---------------------------------------------------------------------------
+-- Outbox delivery (outbox.c, outbox_worker.c): what admins see and do.
+---------------------------------------------------------------------------
+
+-- Wake the outbox worker when the calling transaction commits.
+CREATE FUNCTION billing.outbox_wake() RETURNS void
+    VOLATILE PARALLEL UNSAFE LANGUAGE C AS 'MODULE_PATHNAME', 'billing_outbox_wake';
+COMMENT ON FUNCTION billing.outbox_wake() IS 'Wakes the outbox worker at commit (used after changing outbox rows in SQL).';
+REVOKE ALL ON FUNCTION billing.outbox_wake() FROM PUBLIC;
+
+-- One row per kind of message: how much waits, how much is parked, how old.
+CREATE VIEW billing.outbox_status AS
+SELECT k.kind,
+       count(o.id) FILTER (WHERE o.status = 'pending')   AS pending,
+       count(o.id) FILTER (WHERE o.status = 'in_flight') AS in_flight,
+       count(o.id) FILTER (WHERE o.status = 'dead')      AS dead,
+       now() - min(o.created_at) FILTER (WHERE o.status IN ('pending', 'in_flight')) AS oldest_pending_age,
+       now() - min(o.created_at) FILTER (WHERE o.status = 'dead') AS oldest_dead_age,
+       max(o.delivered_at) AS last_delivered_at
+  FROM unnest(ARRAY['create_role', 'update_role', 'grant_role', 'revoke_role',
+                    'fetch_email', 'notify']) AS k(kind)
+  LEFT JOIN billing.outbox o ON o.kind = k.kind AND o.status <> 'done'
+ GROUP BY k.kind;
+COMMENT ON VIEW billing.outbox_status IS 'Outbox backlog per kind: pending, in flight and dead counts, the age of the oldest undelivered message.';
+
+-- The dead messages, newest first, with why they died.
+CREATE VIEW billing.outbox_dead AS
+SELECT id, kind, payload, idempotency_key, ordering_key, attempts, last_error, created_at
+  FROM billing.outbox
+ WHERE status = 'dead';
+COMMENT ON VIEW billing.outbox_dead IS 'Messages parked after a permanent error or too many attempts; billing.outbox_retry_dead() requeues them.';
+
+REVOKE ALL ON billing.outbox_status, billing.outbox_dead FROM PUBLIC;
+GRANT SELECT ON billing.outbox_status, billing.outbox_dead TO billing_admin;
+
+-- Requeue dead messages (all of them, or the given ids) for a fresh round of
+-- attempts, once whatever killed them is fixed.  Audited.  Returns how many.
+CREATE FUNCTION billing.outbox_retry_dead(ids bigint[] DEFAULT NULL) RETURNS bigint
+    VOLATILE LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    requeued bigint[];
+BEGIN
+    WITH r AS (
+        UPDATE billing.outbox
+           SET status = 'pending', attempts = 0, next_attempt_at = now(),
+               claimed_at = NULL, claimed_by = NULL
+         WHERE status = 'dead' AND (ids IS NULL OR id = ANY (ids))
+        RETURNING id)
+    SELECT coalesce(array_agg(id ORDER BY id), '{}') INTO requeued FROM r;
+
+    IF cardinality(requeued) > 0 THEN
+        INSERT INTO billing.admin_audit (actor, action, target, before, after)
+        VALUES (session_user, 'outbox_retry_dead', 'billing.outbox',
+                jsonb_build_object('status', 'dead'),
+                jsonb_build_object('status', 'pending', 'ids', to_jsonb(requeued)));
+        PERFORM billing.outbox_wake();
+    END IF;
+    RETURN cardinality(requeued);
+END
+$$;
+COMMENT ON FUNCTION billing.outbox_retry_dead(bigint[]) IS 'Requeues dead outbox messages (all, or the given ids) with their attempts reset; audited.';
+REVOKE ALL ON FUNCTION billing.outbox_retry_dead(bigint[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION billing.outbox_retry_dead(bigint[]) TO billing_admin;
+
+-- Delivered messages are kept a while for inspection, then deleted (pg_cron).
+CREATE FUNCTION billing.outbox_purge(older_than interval DEFAULT '7 days') RETURNS bigint
+    VOLATILE LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n bigint;
+BEGIN
+    IF older_than IS NULL OR older_than < interval '0' THEN
+        RAISE EXCEPTION 'older_than must be a non-negative interval'
+            USING ERRCODE = '22023';
+    END IF;
+    DELETE FROM billing.outbox WHERE status = 'done' AND delivered_at < now() - older_than;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION billing.outbox_purge(interval) IS 'Deletes delivered outbox messages older than the interval (default 7 days); returns how many.';
+REVOKE ALL ON FUNCTION billing.outbox_purge(interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION billing.outbox_purge(interval) TO billing_admin;
