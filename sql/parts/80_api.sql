@@ -152,6 +152,32 @@ END
 $$;
 COMMENT ON FUNCTION api_private.current_user_id() IS 'The calling user''s id from the JWT claim named by billing.jwt_user_claim (fallback "sub"); 401 when there is none.';
 
+-- May the current role make this request?  PostgREST's path names the
+-- function (/rpc/<name>) or view (/<name>) of schema api; a name that does
+-- not exist is PostgREST's to answer (404).
+CREATE FUNCTION api_private.may_request(path text, method text) RETURNS boolean
+    LANGUAGE sql STABLE AS $$
+    SELECT CASE
+        WHEN path LIKE '/rpc/%' THEN
+            NOT EXISTS (SELECT FROM pg_catalog.pg_proc p
+                        WHERE p.pronamespace = 'api'::regnamespace AND p.proname = substr(path, 6))
+            OR EXISTS (SELECT FROM pg_catalog.pg_proc p
+                       WHERE p.pronamespace = 'api'::regnamespace AND p.proname = substr(path, 6)
+                         AND pg_catalog.has_function_privilege(p.oid, 'EXECUTE'))
+        WHEN path ~ '^/[^/]+$' THEN
+            NOT EXISTS (SELECT FROM pg_catalog.pg_class c
+                        WHERE c.relnamespace = 'api'::regnamespace AND c.relname = substr(path, 2))
+            OR EXISTS (SELECT FROM pg_catalog.pg_class c
+                       WHERE c.relnamespace = 'api'::regnamespace AND c.relname = substr(path, 2)
+                         AND pg_catalog.has_table_privilege(c.oid,
+                               CASE method WHEN 'POST' THEN 'INSERT' WHEN 'PATCH' THEN 'UPDATE'
+                                           WHEN 'PUT' THEN 'INSERT' WHEN 'DELETE' THEN 'DELETE'
+                                           ELSE 'SELECT' END))
+        ELSE true
+    END
+$$;
+COMMENT ON FUNCTION api_private.may_request(text, text) IS 'Whether the current role holds the privilege a PostgREST request for this path and method needs.';
+
 -- PostgREST's db-pre-request hook.  The cinema's tokens carry no "role"
 -- claim, so PostgREST starts every signed request as billing_anon; a token
 -- with a usable user id becomes billing_user here, any other token (no claims
@@ -164,6 +190,16 @@ BEGIN
        AND current_setting('request.headers', true)::jsonb ? 'authorization' THEN
         PERFORM api_private.current_user_id();
         PERFORM pg_catalog.set_config('role', 'billing_user', true);
+        -- PostgREST still takes the request for an anonymous one (no role
+        -- claim) and would answer a privilege error with 401; a signed-in
+        -- user reaching for an admin endpoint is told 403 here instead.
+        IF NOT api_private.may_request(current_setting('request.path', true),
+                                       current_setting('request.method', true)) THEN
+            PERFORM api_private.raise_http(403, '42501', 'permission denied',
+                format('%s %s is not open to customers.', current_setting('request.method', true),
+                       current_setting('request.path', true)),
+                'Admin endpoints need a token whose "role" claim is billing_admin.');
+        END IF;
     END IF;
 END
 $$;
@@ -181,14 +217,546 @@ $$Liveness check
 
 Answers "pong" once PostgREST and the database are both up.  No arguments; any caller.$$;
 
+
+CREATE VIEW api.tariffs WITH (security_barrier) AS
+SELECT code, title, description, monthly_price, currency
+FROM marketing.tariffs
+WHERE active;
+COMMENT ON VIEW api.tariffs IS
+$$Tariff plans on sale
+
+The active tariffs; anyone may read them.  Prices are in minor units (kopecks, cents) of the currency.$$;
+COMMENT ON COLUMN api.tariffs.code IS 'Permanent code of the tariff: the "tariff" argument of quote, create_invoice and has_access.';
+COMMENT ON COLUMN api.tariffs.title IS 'Title shown to customers (the auth service''s role name).';
+COMMENT ON COLUMN api.tariffs.description IS 'What the tariff gives.';
+COMMENT ON COLUMN api.tariffs.monthly_price IS 'Price of one month in minor units of the currency.';
+COMMENT ON COLUMN api.tariffs.currency IS 'ISO 4217 currency code.';
+
+CREATE VIEW api.months_discounts AS
+SELECT months, percent
+FROM marketing.months_discounts;
+COMMENT ON VIEW api.months_discounts IS
+$$Discounts for buying several months
+
+For a purchase of N months the tier with the largest months <= N applies (after a personal discount, never together with a promo code).$$;
+COMMENT ON COLUMN api.months_discounts.months IS 'Purchases of at least this many months get the discount.';
+COMMENT ON COLUMN api.months_discounts.percent IS 'Discount in percent, two decimals.';
+
+-- The raw body reaches billing.stripe_webhook byte for byte: a function with
+-- a single unnamed json parameter gets PostgREST's request body as it came.
+CREATE FUNCTION api.stripe_webhook(json) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    st text; msg text; det text; hnt text;
+BEGIN
+    RETURN billing.stripe_webhook($1,
+        current_setting('request.headers', true)::json ->> 'stripe-signature');
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
+    PERFORM api_private.reraise(st, msg, det, hnt);
+END
+$$;
+COMMENT ON FUNCTION api.stripe_webhook(json) IS
+$$Stripe webhook endpoint
+
+For Stripe only: the body is the event exactly as Stripe sent it, verified against the Stripe-Signature header (HMAC-SHA256 with the configured webhook secrets, 300 s tolerance), stored once by event id and applied to the payment.  Answers what it did; a bad or stale signature is 403 and changes nothing.$$;
+
+---------------------------------------------------------------------------
+-- A signed-in user's endpoints.  SECURITY DEFINER: billing's functions take
+-- any user id, so users reach them only through these, which pass the id
+-- from the token.
+---------------------------------------------------------------------------
+
+CREATE FUNCTION api.quote(tariff text, months int, promo_code text DEFAULT NULL) RETURNS jsonb
+    LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    uid uuid := api_private.current_user_id();
+    st text; msg text; det text; hnt text;
+BEGIN
+    RETURN billing.quote(uid, tariff, months, promo_code);
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
+    PERFORM api_private.reraise(st, msg, det, hnt);
+END
+$$;
+COMMENT ON FUNCTION api.quote(text, int, text) IS
+$$Price of a purchase, for the signed-in user
+
+Arguments: tariff — the tariff's code; months — how many months (1..billing.max_months); promo_code — optional, case-insensitive.  Returns {tariff, months, currency, list_price, personal_percent, months_percent, promo_percent, applied, total, ...}: personal and months discounts apply one after the other, a promo code never stacks with them and is used only when strictly cheaper ("applied" says which).  Amounts in minor units.  Changes nothing.  404 unknown tariff or promo code, 400 bad months, 409 inactive tariff or unusable promo code.$$;
+
+CREATE FUNCTION api.create_invoice(tariff text, months int, promo_code text DEFAULT NULL) RETURNS uuid
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    uid uuid := api_private.current_user_id();
+    st text; msg text; det text; hnt text;
+BEGIN
+    RETURN billing.create_invoice(uid, tariff, months, promo_code);
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
+    PERFORM api_private.reraise(st, msg, det, hnt);
+END
+$$;
+COMMENT ON FUNCTION api.create_invoice(text, int, text) IS
+$$Invoice a purchase, for the signed-in user
+
+Arguments: tariff — the tariff's code; months — how many months; promo_code — optional.  Stores the quote as a payment in status "invoiced" and returns its id (see my_payments); a promo code is reserved until the invoice is paid, canceled or expires.  A zero total is paid at once.  Errors as for quote.$$;
+
+CREATE FUNCTION api.checkout(payment_id uuid, success_url text DEFAULT NULL, cancel_url text DEFAULT NULL)
+    RETURNS text
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    uid uuid := api_private.current_user_id();
+    url text;
+    st text; msg text; det text; hnt text;
+BEGIN
+    url := billing.checkout(uid, payment_id, success_url, cancel_url);
+    PERFORM pg_catalog.set_config('response.headers',
+        pg_catalog.json_build_array(pg_catalog.json_build_object('Location', url))::text, true);
+    RETURN url;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
+    PERFORM api_private.reraise(st, msg, det, hnt);
+END
+$$;
+COMMENT ON FUNCTION api.checkout(uuid, text, text) IS
+$$Pay an invoice: the redirect to the payment page
+
+Arguments: payment_id — the invoice (one of the user's own); success_url — optional, where the payment page sends the customer after paying (default billing.stripe_success_url); cancel_url — optional, where it sends a customer who gives up (default billing.stripe_cancel_url).  Opens a Stripe Checkout Session and returns its URL, also as the Location header; the payment becomes "pending".  Calling it again returns the same URL.  404 not the user's payment, 409 not payable, 502/503 Stripe unavailable (the payment stays payable).$$;
+
+CREATE FUNCTION api.confirm_payment(payment_id uuid) RETURNS text
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    uid uuid := api_private.current_user_id();
+    st text; msg text; det text; hnt text;
+BEGIN
+    RETURN billing.confirm_payment(uid, payment_id);
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
+    PERFORM api_private.reraise(st, msg, det, hnt);
+END
+$$;
+COMMENT ON FUNCTION api.confirm_payment(uuid) IS
+$$Back from the payment page
+
+Arguments: payment_id — the user's payment.  Asks Stripe about the checkout now (no need to wait for the webhook) and settles it; returns the payment's status: "paid", "pending" (not finished yet), "expired", "failed".$$;
+
+CREATE FUNCTION api.cancel_payment(payment_id uuid) RETURNS text
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    uid uuid := api_private.current_user_id();
+    st text; msg text; det text; hnt text;
+BEGIN
+    RETURN billing.cancel_payment(uid, payment_id);
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
+    PERFORM api_private.reraise(st, msg, det, hnt);
+END
+$$;
+COMMENT ON FUNCTION api.cancel_payment(uuid) IS
+$$Cancel an unpaid payment, or refund a paid one within the refund window
+
+Arguments: payment_id — the user's payment.  An unpaid payment becomes "canceled" (its checkout is closed at Stripe); a paid one within billing.refund_window (1 hour) of payment is refunded ("refund_pending" or "refunded") and its months are taken off the subscription.  Returns the status.  404 not the user's payment, 409 too late or wrong status.$$;
+
+CREATE FUNCTION api.has_access(tariff text) RETURNS boolean
+    LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    uid uuid := api_private.current_user_id();
+    st text; msg text; det text; hnt text;
+BEGIN
+    RETURN billing.has_access(uid, tariff);
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
+    PERFORM api_private.reraise(st, msg, det, hnt);
+END
+$$;
+COMMENT ON FUNCTION api.has_access(text) IS
+$$Does the signed-in user have access to a tariff?
+
+Arguments: tariff — the tariff's code.  True while the user's subscription is active or in its grace period.  Use GET /rpc/has_access?tariff=<code>.$$;
+
+CREATE FUNCTION api.payment_info() RETURNS jsonb
+    LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    uid uuid := api_private.current_user_id();
+    st text; msg text; det text; hnt text;
+BEGIN
+    RETURN billing.payment_info(uid);
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
+    PERFORM api_private.reraise(st, msg, det, hnt);
+END
+$$;
+COMMENT ON FUNCTION api.payment_info() IS
+$$The signed-in user's subscriptions and payments in one document
+
+No arguments.  Subscriptions with their status judged now, end and grace end; payments with amounts and statuses.$$;
+
+---------------------------------------------------------------------------
+-- The user's own rows: views that run as the caller (security_invoker), so
+-- row-level security on the tables decides what anyone sees, whatever
+-- filter they add.
+---------------------------------------------------------------------------
+
+ALTER TABLE billing.payments ENABLE ROW LEVEL SECURITY;
+ALTER TABLE billing.subscriptions ENABLE ROW LEVEL SECURITY;
+-- The owner (the functions, all SECURITY DEFINER) is not subject to these.
+CREATE POLICY payments_own ON billing.payments FOR SELECT TO billing_user
+    USING (user_id = api_private.current_user_id());
+CREATE POLICY subscriptions_own ON billing.subscriptions FOR SELECT TO billing_user
+    USING (user_id = api_private.current_user_id());
+-- Admins keep whatever their grants give them.
+CREATE POLICY payments_admin ON billing.payments TO billing_admin USING (true) WITH CHECK (true);
+CREATE POLICY subscriptions_admin ON billing.subscriptions TO billing_admin USING (true) WITH CHECK (true);
+
+GRANT USAGE ON SCHEMA billing, marketing TO billing_user;
+GRANT SELECT (id, user_id, tariff_code, tariff_title, months, currency, monthly_price, list_price,
+              personal_percent, months_percent, promo_percent, promo_code, applied, total, status,
+              created_at, updated_at, expires_at, paid_at, closed_at, provider_url)
+    ON billing.payments TO billing_user;
+GRANT SELECT (id, user_id, tariff_id, status, ends_at, grace_ends_at, created_at, updated_at)
+    ON billing.subscriptions TO billing_user;
+GRANT SELECT (id, code, title) ON marketing.tariffs TO billing_user;
+
+CREATE VIEW api.my_payments WITH (security_invoker) AS
+SELECT p.id, p.user_id, p.tariff_code, p.tariff_title, p.months, p.currency,
+       p.monthly_price, p.list_price, p.personal_percent, p.months_percent, p.promo_percent,
+       p.promo_code, p.applied, p.total, p.status, p.created_at, p.updated_at, p.expires_at,
+       p.paid_at, p.closed_at, p.provider_url AS checkout_url
+FROM billing.payments p
+WHERE p.user_id = api_private.current_user_id();
+COMMENT ON VIEW api.my_payments IS
+$$The signed-in user's payments
+
+Only the caller's own rows, whatever the filter.  Amounts in minor units; status is one of invoiced, pending, paid, canceled, expired, failed, refund_pending, refunded.$$;
+COMMENT ON COLUMN api.my_payments.id IS 'Payment id (the payment_id argument of checkout, confirm_payment, cancel_payment).';
+COMMENT ON COLUMN api.my_payments.user_id IS 'The buyer: always the caller.';
+COMMENT ON COLUMN api.my_payments.tariff_code IS 'Tariff bought (as it was at the time of the invoice).';
+COMMENT ON COLUMN api.my_payments.tariff_title IS 'Tariff title at the time of the invoice.';
+COMMENT ON COLUMN api.my_payments.months IS 'Months bought.';
+COMMENT ON COLUMN api.my_payments.currency IS 'ISO 4217 currency code.';
+COMMENT ON COLUMN api.my_payments.monthly_price IS 'Monthly price quoted.';
+COMMENT ON COLUMN api.my_payments.list_price IS 'Monthly price × months, before discounts.';
+COMMENT ON COLUMN api.my_payments.personal_percent IS 'Personal discount the user had.';
+COMMENT ON COLUMN api.my_payments.months_percent IS 'Months discount tier that applied.';
+COMMENT ON COLUMN api.my_payments.promo_percent IS 'Promo code discount (0 without a code).';
+COMMENT ON COLUMN api.my_payments.promo_code IS 'Promo code used, if any.';
+COMMENT ON COLUMN api.my_payments.applied IS 'Which discount won: discounts, promo or none.';
+COMMENT ON COLUMN api.my_payments.total IS 'Amount to pay (minor units).';
+COMMENT ON COLUMN api.my_payments.status IS 'invoiced, pending, paid, canceled, expired, failed, refund_pending or refunded.';
+COMMENT ON COLUMN api.my_payments.created_at IS 'When the invoice was made.';
+COMMENT ON COLUMN api.my_payments.updated_at IS 'Last change.';
+COMMENT ON COLUMN api.my_payments.expires_at IS 'An unpaid invoice expires then.';
+COMMENT ON COLUMN api.my_payments.paid_at IS 'When the provider took the money.';
+COMMENT ON COLUMN api.my_payments.closed_at IS 'When it was canceled, expired, failed or refunded.';
+COMMENT ON COLUMN api.my_payments.checkout_url IS 'The payment page, once checkout was called.';
+
+CREATE VIEW api.my_subscriptions WITH (security_invoker) AS
+SELECT s.id, s.user_id, t.code AS tariff_code, t.title AS tariff_title, s.status,
+       s.ends_at, s.grace_ends_at, s.created_at, s.updated_at
+FROM billing.subscriptions s
+JOIN marketing.tariffs t ON t.id = s.tariff_id
+WHERE s.user_id = api_private.current_user_id();
+COMMENT ON VIEW api.my_subscriptions IS
+$$The signed-in user's subscriptions
+
+One per tariff bought.  Access continues until grace_ends_at; status is updated by the hourly expiry sweep (GET /rpc/has_access judges the present moment).$$;
+COMMENT ON COLUMN api.my_subscriptions.id IS 'Subscription id.';
+COMMENT ON COLUMN api.my_subscriptions.user_id IS 'The subscriber: always the caller.';
+COMMENT ON COLUMN api.my_subscriptions.tariff_code IS 'The tariff.';
+COMMENT ON COLUMN api.my_subscriptions.tariff_title IS 'The tariff''s title.';
+COMMENT ON COLUMN api.my_subscriptions.status IS 'active, grace (ended, access continues) or blocked.';
+COMMENT ON COLUMN api.my_subscriptions.ends_at IS 'End of the paid term.';
+COMMENT ON COLUMN api.my_subscriptions.grace_ends_at IS 'End of the grace period: access ends then unless renewed.';
+COMMENT ON COLUMN api.my_subscriptions.created_at IS 'First purchase.';
+COMMENT ON COLUMN api.my_subscriptions.updated_at IS 'Last change.';
+
+---------------------------------------------------------------------------
+-- Admin endpoints (token role billing_admin).  They run as the admin
+-- (SECURITY INVOKER): billing_admin's own grants apply and the audit names it.
+---------------------------------------------------------------------------
+
+CREATE FUNCTION api.create_tariff(code text, title text, monthly_price bigint, currency text DEFAULT 'RUB', description text DEFAULT NULL) RETURNS jsonb
+    LANGUAGE plpgsql AS $$
+DECLARE
+    st text; msg text; det text; hnt text;
+BEGIN
+    RETURN billing.create_tariff(code, title, monthly_price, currency, description);
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
+    PERFORM api_private.reraise(st, msg, det, hnt);
+END
+$$;
+COMMENT ON FUNCTION api.create_tariff(text, text, bigint, text, text) IS
+$$Create a tariff (admin)
+
+Arguments: code — permanent code, [a-z0-9_-]; title — shown to customers and used as the auth service's role name; monthly_price — minor units; currency — ISO 4217 (default RUB); description — optional.  Queues the role's creation in the auth service.  Returns the tariff.  409 the code exists, 400 bad values.$$;
+
+CREATE FUNCTION api.update_tariff(code text, title text DEFAULT NULL, description text DEFAULT NULL, active boolean DEFAULT NULL) RETURNS jsonb
+    LANGUAGE plpgsql AS $$
+DECLARE
+    st text; msg text; det text; hnt text;
+BEGIN
+    RETURN billing.update_tariff(code, title, description, active);
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
+    PERFORM api_private.reraise(st, msg, det, hnt);
+END
+$$;
+COMMENT ON FUNCTION api.update_tariff(text, text, text, boolean) IS
+$$Change a tariff's title, description or active flag (admin)
+
+Arguments: code — the tariff; title — new title; description — new description (empty clears it); active — whether it is on sale; an absent or null argument keeps the field.  A new title renames the auth service's role.  Returns the tariff.  404 unknown tariff.$$;
+
+CREATE FUNCTION api.set_tariff_price(code text, monthly_price bigint) RETURNS jsonb
+    LANGUAGE plpgsql AS $$
+DECLARE
+    st text; msg text; det text; hnt text;
+BEGIN
+    RETURN billing.set_tariff_price(code, monthly_price);
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
+    PERFORM api_private.reraise(st, msg, det, hnt);
+END
+$$;
+COMMENT ON FUNCTION api.set_tariff_price(text, bigint) IS
+$$Change a tariff's monthly price (admin)
+
+Arguments: code — the tariff; monthly_price — minor units.  Recorded in the price history; existing invoices keep their price.  Returns the tariff.$$;
+
+CREATE FUNCTION api.set_personal_discount(user_id uuid, percent numeric, valid_until timestamptz DEFAULT NULL) RETURNS jsonb
+    LANGUAGE plpgsql AS $$
+DECLARE
+    st text; msg text; det text; hnt text;
+BEGIN
+    RETURN billing.set_personal_discount(user_id, percent, valid_until);
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
+    PERFORM api_private.reraise(st, msg, det, hnt);
+END
+$$;
+COMMENT ON FUNCTION api.set_personal_discount(uuid, numeric, timestamptz) IS
+$$Give a user a personal discount (admin)
+
+Arguments: user_id — the user; percent — in (0, 100], two decimals; valid_until — optional end.  Replaces the user's previous one.  Returns the discount.$$;
+
+CREATE FUNCTION api.remove_personal_discount(user_id uuid) RETURNS jsonb
+    LANGUAGE plpgsql AS $$
+DECLARE
+    st text; msg text; det text; hnt text;
+BEGIN
+    RETURN billing.remove_personal_discount(user_id);
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
+    PERFORM api_private.reraise(st, msg, det, hnt);
+END
+$$;
+COMMENT ON FUNCTION api.remove_personal_discount(uuid) IS
+$$Remove a user's personal discount (admin)
+
+Arguments: user_id — the user.  Returns the removed discount.  404 when there is none.$$;
+
+CREATE FUNCTION api.set_months_discount(months int, percent numeric) RETURNS jsonb
+    LANGUAGE plpgsql AS $$
+DECLARE
+    st text; msg text; det text; hnt text;
+BEGIN
+    RETURN billing.set_months_discount(months, percent);
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
+    PERFORM api_private.reraise(st, msg, det, hnt);
+END
+$$;
+COMMENT ON FUNCTION api.set_months_discount(int, numeric) IS
+$$Set the discount for buying several months (admin)
+
+Arguments: months — purchases of at least this many months; percent — in (0, 100].  Returns the tier.$$;
+
+CREATE FUNCTION api.remove_months_discount(months int) RETURNS jsonb
+    LANGUAGE plpgsql AS $$
+DECLARE
+    st text; msg text; det text; hnt text;
+BEGIN
+    RETURN billing.remove_months_discount(months);
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
+    PERFORM api_private.reraise(st, msg, det, hnt);
+END
+$$;
+COMMENT ON FUNCTION api.remove_months_discount(int) IS
+$$Remove a months discount tier (admin)
+
+Arguments: months — the tier.  Returns the removed tier.  404 when there is none.$$;
+
+CREATE FUNCTION api.create_promo_code(code text, percent numeric, valid_until timestamptz, max_redemptions int DEFAULT NULL, tariff text DEFAULT NULL, valid_from timestamptz DEFAULT NULL) RETURNS jsonb
+    LANGUAGE plpgsql AS $$
+DECLARE
+    st text; msg text; det text; hnt text;
+BEGIN
+    RETURN billing.create_promo_code(code, percent, valid_until, max_redemptions, tariff, valid_from);
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
+    PERFORM api_private.reraise(st, msg, det, hnt);
+END
+$$;
+COMMENT ON FUNCTION api.create_promo_code(text, numeric, timestamptz, int, text, timestamptz) IS
+$$Create a promo code (admin)
+
+Arguments: code — case-insensitive, unique among live codes; percent — in (0, 100]; valid_until — end; max_redemptions — optional limit of uses overall; tariff — optional: only for this tariff's code; valid_from — optional start.  Each user may use a code once.  Returns the code.  409 the code exists.$$;
+
+CREATE FUNCTION api.delete_promo_code(code text) RETURNS jsonb
+    LANGUAGE plpgsql AS $$
+DECLARE
+    st text; msg text; det text; hnt text;
+BEGIN
+    RETURN billing.delete_promo_code(code);
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
+    PERFORM api_private.reraise(st, msg, det, hnt);
+END
+$$;
+COMMENT ON FUNCTION api.delete_promo_code(text) IS
+$$Delete a promo code (admin)
+
+Arguments: code — the code.  A soft delete: it can no longer be used, payments that used it still show it.  Returns the code.  404 unknown code.$$;
+
+CREATE FUNCTION api.settle_payment(payment_id uuid, outcome text, provider_ref text DEFAULT NULL, at timestamptz DEFAULT NULL) RETURNS text
+    LANGUAGE plpgsql AS $$
+DECLARE
+    st text; msg text; det text; hnt text;
+BEGIN
+    RETURN billing.settle_payment(payment_id, outcome, provider_ref, at, 'admin');
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
+    PERFORM api_private.reraise(st, msg, det, hnt);
+END
+$$;
+COMMENT ON FUNCTION api.settle_payment(uuid, text, text, timestamptz) IS
+$$Record what happened to a payment at the provider (admin)
+
+Arguments: payment_id — any payment; outcome — paid, canceled, expired, failed or refunded; provider_ref — optional reference at the provider; at — when it happened there (default now).  Idempotent; recorded with source "admin".  Returns the status.  409 impossible transition (nothing changes).$$;
+
+CREATE FUNCTION api.cancel_payment_for(user_id uuid, payment_id uuid) RETURNS text
+    LANGUAGE plpgsql AS $$
+DECLARE
+    st text; msg text; det text; hnt text;
+BEGIN
+    RETURN billing.cancel_payment(user_id, payment_id);
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
+    PERFORM api_private.reraise(st, msg, det, hnt);
+END
+$$;
+COMMENT ON FUNCTION api.cancel_payment_for(uuid, uuid) IS
+$$Cancel or refund a payment on a user's behalf (admin)
+
+Arguments: user_id — the buyer; payment_id — the payment.  As the user's own cancel_payment: unpaid → canceled, paid within the refund window → refunded.  Returns the status.$$;
+
+CREATE FUNCTION api.user_payment_info(user_id uuid) RETURNS jsonb
+    LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    st text; msg text; det text; hnt text;
+BEGIN
+    RETURN billing.payment_info(user_id);
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
+    PERFORM api_private.reraise(st, msg, det, hnt);
+END
+$$;
+COMMENT ON FUNCTION api.user_payment_info(uuid) IS
+$$A user's subscriptions and payments (admin)
+
+Arguments: user_id — the user.  The same document as the user's own payment_info.$$;
+
+CREATE FUNCTION api.run_expiry() RETURNS jsonb
+    LANGUAGE plpgsql AS $$
+DECLARE
+    st text; msg text; det text; hnt text;
+BEGIN
+    RETURN billing.run_expiry();
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
+    PERFORM api_private.reraise(st, msg, det, hnt);
+END
+$$;
+COMMENT ON FUNCTION api.run_expiry() IS
+$$Run the expiry and grace sweep now (admin)
+
+No arguments.  What pg_cron runs hourly: active subscriptions past their end go to grace, grace past its end to blocked, reminders before the end.  Returns the counts.$$;
+
+-- What admins read: run as the admin (security_invoker), so billing_admin's
+-- grants decide.
+CREATE VIEW api.admin_payments WITH (security_invoker) AS
+SELECT * FROM billing.admin_payments;
+COMMENT ON VIEW api.admin_payments IS
+$$Every payment (admin)
+
+Buyer (user id, e-mail when known), tariff, months, amounts and discounts, status, times, and the Stripe references.  Filter with PostgREST's operators, e.g. ?status=eq.paid&created_at=gte.2026-01-01.$$;
+
+CREATE VIEW api.admin_tariffs WITH (security_invoker) AS
+SELECT id, code, title, description, monthly_price, currency, active, auth_role_id, created_at, updated_at
+FROM marketing.tariffs;
+COMMENT ON VIEW api.admin_tariffs IS
+$$Every tariff, active or not (admin)
+
+With the auth service's role id (null until the role exists).$$;
+
+CREATE VIEW api.admin_promo_codes WITH (security_invoker) AS
+SELECT pc.id, pc.code, pc.percent, pc.valid_from, pc.valid_until, t.code AS tariff_code,
+       pc.max_redemptions, pc.redemptions, pc.created_by, pc.created_at, pc.deleted_at
+FROM marketing.promo_codes pc
+LEFT JOIN marketing.tariffs t ON t.id = pc.tariff_id;
+COMMENT ON VIEW api.admin_promo_codes IS
+$$Every promo code, deleted ones included (admin)
+
+redemptions counts open reservations and paid uses.$$;
+
+CREATE VIEW api.admin_personal_discounts WITH (security_invoker) AS
+SELECT user_id, percent, valid_until, updated_at FROM marketing.personal_discounts;
+COMMENT ON VIEW api.admin_personal_discounts IS 'Every personal discount (admin).';
+
+CREATE VIEW api.admin_audit WITH (security_invoker) AS
+SELECT id, actor, action, target, before, after, at FROM billing.admin_audit;
+COMMENT ON VIEW api.admin_audit IS
+$$The audit of admin changes (admin)
+
+Who (database role), what, the row before and after, when.  Append-only.$$;
+
 ---------------------------------------------------------------------------
 -- Privileges: nothing by default, then exactly what each role calls.
 ---------------------------------------------------------------------------
 
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA api, api_private FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA api FROM PUBLIC;
--- Helpers the endpoints and policies call in the caller's role.
-GRANT EXECUTE ON FUNCTION api_private.current_user_id(), api_private.pre_request(), api_private.http_status(text),
-    api_private.raise_http(int, text, text, text, text, jsonb), api_private.reraise(text, text, text, text)
+-- Helpers the endpoints, the hook and the policies call in the caller's role.
+GRANT EXECUTE ON FUNCTION api_private.current_user_id(), api_private.pre_request(),
+    api_private.may_request(text, text),
+    api_private.http_status(text), api_private.raise_http(int, text, text, text, text, jsonb),
+    api_private.reraise(text, text, text, text)
     TO billing_anon, billing_user, billing_admin;
-GRANT EXECUTE ON FUNCTION api.ping() TO billing_anon, billing_user, billing_admin;
+
+GRANT EXECUTE ON FUNCTION api.ping(), api.stripe_webhook(json) TO billing_anon, billing_user, billing_admin;
+GRANT SELECT ON api.tariffs, api.months_discounts TO billing_anon, billing_user, billing_admin;
+
+GRANT EXECUTE ON FUNCTION api.quote(text, int, text), api.create_invoice(text, int, text),
+    api.checkout(uuid, text, text), api.confirm_payment(uuid), api.cancel_payment(uuid),
+    api.has_access(text), api.payment_info()
+    TO billing_user;
+GRANT SELECT ON api.my_payments, api.my_subscriptions TO billing_user;
+
+GRANT EXECUTE ON FUNCTION
+    api.create_tariff(text, text, bigint, text, text),
+    api.update_tariff(text, text, text, boolean),
+    api.set_tariff_price(text, bigint),
+    api.set_personal_discount(uuid, numeric, timestamptz),
+    api.remove_personal_discount(uuid),
+    api.set_months_discount(int, numeric),
+    api.remove_months_discount(int),
+    api.create_promo_code(text, numeric, timestamptz, int, text, timestamptz),
+    api.delete_promo_code(text),
+    api.settle_payment(uuid, text, text, timestamptz),
+    api.cancel_payment_for(uuid, uuid),
+    api.user_payment_info(uuid),
+    api.run_expiry()
+    TO billing_admin;
+GRANT SELECT ON api.admin_payments, api.admin_tariffs, api.admin_promo_codes,
+    api.admin_personal_discounts, api.admin_audit TO billing_admin;

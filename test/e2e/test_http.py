@@ -61,8 +61,8 @@ class Response:
 class PostgREST:
     """PostgREST on a free port against a cluster, configured like scripts/start."""
 
-    def __init__(self, cluster, name):
-        self.port = harness.free_port()
+    def __init__(self, cluster, name, port=None):
+        self.port = port or harness.free_port()
         self.base = "http://127.0.0.1:%d" % self.port
         cluster.query("ALTER ROLE billing_authenticator LOGIN")
         self.proc = harness.spawn([POSTGREST], name + "-postgrest.log", env={
@@ -104,16 +104,56 @@ class PostgREST:
         harness.stop(self.proc)
 
 
+STRIPE_KEY = "sk_test_e2e_http"
+WEBHOOK_SECRET = "whsec_e2e_http"
+
+
+def stripe_signature(body, secret=WEBHOOK_SECRET, t=None):
+    t = int(time.time()) if t is None else t
+    mac = hmac.new(secret.encode(), b"%d." % t + body, hashlib.sha256).hexdigest()
+    return "t=%d,v1=%s" % (t, mac)
+
+
 class HttpApiTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.db = harness.Cluster("http")
-        cls.api = PostgREST(cls.db, "http")
+        http_port = harness.free_port()
+        cls.stripe_port = harness.free_port()
+        cls.stripe = harness.spawn(
+            [harness.PYTHON, os.path.join(harness.SRC, "test", "standins", "stripe_server.py"),
+             "--port", str(cls.stripe_port), "--secret-key", STRIPE_KEY,
+             "--webhook-secret", WEBHOOK_SECRET,
+             "--webhook-url", "http://127.0.0.1:%d/rpc/stripe_webhook" % http_port],
+            "http-stripe.log")
+        harness.wait_port(cls.stripe_port)
+        cls.db = harness.Cluster("http", conf=[
+            "billing.stripe_api_base = 'http://127.0.0.1:%d'" % cls.stripe_port,
+            "billing.stripe_secret_key = '%s'" % STRIPE_KEY,
+            "billing.stripe_webhook_secrets = '%s'" % WEBHOOK_SECRET,
+            "billing.stripe_timeout = 1500",
+            "billing.stripe_connect_timeout = 500",
+            "billing.stripe_poll_schedule = ''",
+            "billing.stripe_success_url = 'https://cinema.example/paid'",
+            "billing.stripe_cancel_url = 'https://cinema.example/canceled'",
+        ])
+        cls.api = PostgREST(cls.db, "http", port=http_port)
+        # The catalog, made over HTTP by an admin.
+        for body in ({"code": "prime", "title": "Prime films", "monthly_price": 29900},
+                     {"code": "kids", "title": "Kids", "monthly_price": 9900, "currency": "RUB",
+                      "description": "Cartoons"},
+                     {"code": "old", "title": "Old films", "monthly_price": 100}):
+            resp = cls.api.call("POST", "/rpc/create_tariff", body, token=ADMIN)
+            assert resp.status == 200, resp
+        for path, body in (("/rpc/update_tariff", {"code": "old", "active": False}),
+                           ("/rpc/set_months_discount", {"months": 3, "percent": 10})):
+            resp = cls.api.call("POST", path, body, token=ADMIN)
+            assert resp.status == 200, resp
 
     @classmethod
     def tearDownClass(cls):
         cls.api.stop()
+        harness.stop(cls.stripe)
         cls.db.destroy()
 
     def assertStatus(self, resp, status, code=None):
@@ -123,7 +163,196 @@ class HttpApiTest(unittest.TestCase):
         if status >= 400:
             self.assertTrue(resp.json.get("message"), resp)
 
-    # --- identity ------------------------------------------------------------
+    def ctl(self, path, body=None):
+        req = urllib.request.Request("http://127.0.0.1:%d/_control/%s" % (self.stripe_port, path),
+                                     data=json.dumps(body if body is not None else {}).encode(),
+                                     method="POST")
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read())
+
+    def invoice(self, token, tariff="prime", months=1, **extra):
+        resp = self.api.call("POST", "/rpc/create_invoice",
+                             dict({"tariff": tariff, "months": months}, **extra), token=token)
+        self.assertStatus(resp, 200)
+        return resp.json
+
+    def payment(self, pid):
+        return self.db.scalar("SELECT status FROM billing.payments WHERE id = %s", (pid,))
+
+    # --- the whole purchase --------------------------------------------------
+
+    def test_purchase_walkthrough(self):
+        uid = uuid.uuid4()
+        tok = user_token(uid)
+        resp = self.api.call("GET", "/tariffs?order=code")
+        self.assertStatus(resp, 200)
+        self.assertEqual([t["code"] for t in resp.json], ["kids", "prime"])    # not the inactive one
+
+        resp = self.api.call("POST", "/rpc/quote", {"tariff": "prime", "months": 3}, token=tok)
+        self.assertStatus(resp, 200)
+        self.assertEqual((resp.json["list_price"], resp.json["months_percent"], resp.json["total"]),
+                         (89700, 10, 80730))
+
+        pid = self.invoice(tok, "prime", 3)
+        resp = self.api.call("POST", "/rpc/checkout", {"payment_id": pid}, token=tok)
+        self.assertStatus(resp, 200)
+        url = resp.json
+        self.assertTrue(url.startswith("http"), url)
+        self.assertEqual(resp.headers["Location"], url)
+        self.assertEqual(self.payment(pid), "pending")
+        # The same URL again, no second session.
+        self.assertEqual(self.api.call("POST", "/rpc/checkout", {"payment_id": pid}, token=tok).json, url)
+
+        # The customer pays on the stand-in's page; its webhook comes back
+        # through PostgREST (POST /rpc/stripe_webhook) and settles the payment.
+        session = self.db.scalar("SELECT provider_session_id FROM billing.payments WHERE id = %s", (pid,))
+        self.ctl("sessions/%s/complete" % session, {"payment_status": "paid"})
+        harness.wait_for(lambda: self.payment(pid) == "paid", 20, what="the webhook to settle")
+        self.assertGreaterEqual(self.db.scalar(
+            "SELECT count(*) FROM billing.stripe_events WHERE payment_id = %s", (pid,)), 1)
+
+        resp = self.api.call("POST", "/rpc/confirm_payment", {"payment_id": pid}, token=tok)
+        self.assertStatus(resp, 200)
+        self.assertEqual(resp.json, "paid")
+        resp = self.api.call("GET", "/my_payments?select=id,status,total", token=tok)
+        self.assertEqual(resp.json, [{"id": pid, "status": "paid", "total": 80730}])
+        resp = self.api.call("GET", "/rpc/has_access?tariff=prime", token=tok)
+        self.assertStatus(resp, 200)
+        self.assertIs(resp.json, True)
+        self.assertIs(self.api.call("GET", "/rpc/has_access?tariff=kids", token=tok).json, False)
+        resp = self.api.call("GET", "/my_subscriptions", token=tok)
+        self.assertEqual([(s["tariff_code"], s["status"]) for s in resp.json], [("prime", "active")])
+        resp = self.api.call("POST", "/rpc/payment_info", token=tok)
+        self.assertStatus(resp, 200)
+        self.assertIn(pid, json.dumps(resp.json))
+
+        # Refund within the hour.
+        resp = self.api.call("POST", "/rpc/cancel_payment", {"payment_id": pid}, token=tok)
+        self.assertStatus(resp, 200)
+        self.assertIn(resp.json, ("refund_pending", "refunded"))
+
+    # --- errors ----------------------------------------------------------------
+
+    def test_error_mapping(self):
+        tok = user_token(uuid.uuid4())
+        call = lambda path, body: self.api.call("POST", path, body, token=tok)
+        cases = [
+            ("unknown tariff", "/rpc/quote", {"tariff": "nope", "months": 1}, 404, "P0002"),
+            ("months out of range", "/rpc/quote", {"tariff": "prime", "months": 0}, 400, "22023"),
+            ("months null", "/rpc/create_invoice", {"tariff": "prime", "months": None}, 400, None),
+            ("inactive tariff", "/rpc/create_invoice", {"tariff": "old", "months": 1}, 409, "55000"),
+            ("unknown promo code", "/rpc/quote", {"tariff": "prime", "months": 1, "promo_code": "NOPE"}, 404, "P0002"),
+            ("unknown payment", "/rpc/cancel_payment", {"payment_id": str(uuid.uuid4())}, 404, "P0002"),
+            ("not a uuid", "/rpc/cancel_payment", {"payment_id": "x"}, 400, "22P02"),
+            ("unknown argument", "/rpc/quote", {"tarif": "prime", "months": 1}, 404, "PGRST202"),
+        ]
+        for what, path, body, status, code in cases:
+            with self.subTest(what):
+                resp = call(path, body)
+                self.assertStatus(resp, status, code)
+        # Wrong state: a canceled payment cannot be canceled or paid again.
+        pid = self.invoice(tok)
+        self.assertStatus(call("/rpc/cancel_payment", {"payment_id": pid}), 200)
+        with self.subTest("cancel twice"):
+            self.assertStatus(call("/rpc/cancel_payment", {"payment_id": pid}), 409, "55000")
+        with self.subTest("checkout of a canceled payment"):
+            self.assertStatus(call("/rpc/checkout", {"payment_id": pid}), 409, "55000")
+        # Admin mistakes are 4xx too.
+        with self.subTest("duplicate tariff"):
+            resp = self.api.call("POST", "/rpc/create_tariff",
+                                 {"code": "prime", "title": "Again", "monthly_price": 1}, token=ADMIN)
+            self.assertEqual(resp.status, 409, resp)
+        with self.subTest("impossible transition"):
+            resp = self.api.call("POST", "/rpc/settle_payment", {"payment_id": pid, "outcome": "paid"},
+                                 token=ADMIN)
+            self.assertStatus(resp, 409, "55000")
+            self.assertEqual(self.payment(pid), "canceled")
+
+    def test_stripe_unavailable_is_503_and_nothing_changes(self):
+        tok = user_token(uuid.uuid4())
+        pid = self.invoice(tok)
+        self.ctl("faults", {"count": 3, "status": 503})
+        try:
+            resp = self.api.call("POST", "/rpc/checkout", {"payment_id": pid}, token=tok)
+        finally:
+            self.ctl("faults", {"clear": True})
+        self.assertStatus(resp, 503)
+        self.assertEqual(resp.json["code"][:2], "08")
+        self.assertEqual(self.payment(pid), "invoiced")
+        self.assertStatus(self.api.call("POST", "/rpc/checkout", {"payment_id": pid}, token=tok), 200)
+
+    # --- who may do what -------------------------------------------------------
+
+    def test_users_see_and_touch_only_their_own(self):
+        a, b = uuid.uuid4(), uuid.uuid4()
+        ta, tb = user_token(a), user_token(b)
+        pa, pb = self.invoice(ta), self.invoice(tb)
+        for query in ("", "?user_id=eq.%s" % b, "?id=eq.%s" % pb,
+                      "?or=(user_id.eq.%s,user_id.eq.%s)" % (a, b), "?user_id=neq.%s" % a):
+            with self.subTest(query=query):
+                resp = self.api.call("GET", "/my_payments" + query, token=ta)
+                self.assertStatus(resp, 200)
+                self.assertTrue(all(r["user_id"] == str(a) for r in resp.json), resp)
+                self.assertNotIn(pb, [r["id"] for r in resp.json])
+        self.assertEqual([r["id"] for r in self.api.call("GET", "/my_payments", token=ta).json], [pa])
+        for path in ("/rpc/cancel_payment", "/rpc/checkout", "/rpc/confirm_payment"):
+            with self.subTest(path):
+                resp = self.api.call("POST", path, {"payment_id": pb}, token=ta)
+                self.assertIn(resp.status, (403, 404), resp)
+        self.assertEqual(self.payment(pb), "invoiced")
+        # Even with the tables' grants, the policy holds for a direct SELECT.
+        rows = self.db.query(
+            "BEGIN; SET LOCAL ROLE billing_user; "
+            "SELECT set_config('request.jwt.claims', %s, true); "
+            "SELECT user_id FROM billing.payments;", (json.dumps({"user": str(a)}),))
+        self.assertEqual({r[0] for r in rows}, {a})
+
+    def test_roles(self):
+        user = user_token(uuid.uuid4())
+        admin_calls = [("POST", "/rpc/create_tariff", {"code": "x1", "title": "X", "monthly_price": 1}),
+                       ("POST", "/rpc/set_personal_discount", {"user_id": str(uuid.uuid4()), "percent": 5}),
+                       ("POST", "/rpc/settle_payment", {"payment_id": str(uuid.uuid4()), "outcome": "paid"}),
+                       ("POST", "/rpc/run_expiry", {}),
+                       ("GET", "/admin_payments", None),
+                       ("GET", "/admin_audit", None)]
+        for method, path, body in admin_calls:
+            with self.subTest(path, who="user"):
+                self.assertStatus(self.api.call(method, path, body, token=user), 403)
+            with self.subTest(path, who="anonymous"):
+                self.assertStatus(self.api.call(method, path, body), 401)
+        user_calls = [("POST", "/rpc/quote", {"tariff": "prime", "months": 1}),
+                      ("POST", "/rpc/create_invoice", {"tariff": "prime", "months": 1}),
+                      ("POST", "/rpc/cancel_payment", {"payment_id": str(uuid.uuid4())}),
+                      ("GET", "/rpc/has_access?tariff=prime", None),
+                      ("GET", "/my_payments", None),
+                      ("GET", "/my_subscriptions", None)]
+        for method, path, body in user_calls:
+            with self.subTest(path, who="anonymous"):
+                resp = self.api.call(method, path, body)
+                self.assertStatus(resp, 401)
+        self.assertEqual(self.db.scalar("SELECT count(*) FROM marketing.tariffs WHERE code = 'x1'"), 0)
+        # Public: the catalog.
+        for path in ("/tariffs", "/months_discounts"):
+            self.assertStatus(self.api.call("GET", path), 200)
+        self.assertEqual(self.api.call("GET", "/months_discounts").json, [{"months": 3, "percent": 10}])
+        # The admin sees the payments view and the audit names the role.
+        resp = self.api.call("GET", "/admin_payments?select=id,status&limit=5", token=ADMIN)
+        self.assertStatus(resp, 200)
+        resp = self.api.call("GET", "/admin_audit?action=like.*tariff*&select=actor", token=ADMIN)
+        self.assertStatus(resp, 200)
+        self.assertTrue(resp.json)
+
+    def test_user_roles_reach_no_billing_function(self):
+        rows = self.db.query("""
+            SELECT r.rolname, p.oid::regprocedure::text
+            FROM pg_proc p, pg_roles r
+            WHERE p.pronamespace IN ('billing'::regnamespace, 'marketing'::regnamespace)
+              AND r.rolname IN ('billing_anon', 'billing_user')
+              AND has_function_privilege(r.oid, p.oid, 'EXECUTE')
+              AND p.proname NOT IN ('now', 'add_months')""")
+        self.assertEqual(rows, [])
+
+    # --- tokens ----------------------------------------------------------------
 
     def test_ping_for_everyone(self):
         for token in (None, user_token(uuid.uuid4()), ADMIN):
@@ -143,15 +372,96 @@ class HttpApiTest(unittest.TestCase):
             "garbage": "not.a.jwt",
         }
         for what, token in cases.items():
-            with self.subTest(what):
-                resp = self.api.call("POST", "/rpc/ping", token=token)
-                self.assertStatus(resp, 401)
-                self.assertIn("Bearer", resp.headers.get("WWW-Authenticate", ""), what)
+            for method, path, body in (("POST", "/rpc/ping", None),
+                                       ("POST", "/rpc/create_invoice", {"tariff": "prime", "months": 1})):
+                with self.subTest(what, path=path):
+                    resp = self.api.call(method, path, body, token=token)
+                    self.assertStatus(resp, 401)
+                    self.assertIn("Bearer", resp.headers.get("WWW-Authenticate", ""), what)
+        self.assertEqual(self.db.scalar("SELECT count(*) FROM billing.payments WHERE user_id = %s", (uid,)), 0)
 
-    def test_sub_is_the_fallback_claim(self):
+    def test_user_claim_setting_and_sub_fallback(self):
         uid = uuid.uuid4()
-        resp = self.api.call("POST", "/rpc/ping", token=make_token({"sub": str(uid)}))
+        pid = self.invoice(make_token({"sub": str(uid)}))
+        self.assertEqual(self.db.scalar("SELECT user_id FROM billing.payments WHERE id = %s", (pid,)), uid)
+        other = uuid.uuid4()
+        self.db.set_conf(billing__jwt_user_claim="uid")
+        try:
+            tok = make_token({"uid": str(other), "user": str(uid)})
+            harness.wait_for(lambda: self.api.call("GET", "/my_payments", token=tok).json == [],
+                             10, what="the new claim name")
+            pid = self.invoice(tok)
+            self.assertEqual(self.db.scalar("SELECT user_id FROM billing.payments WHERE id = %s", (pid,)), other)
+        finally:
+            self.db.query("ALTER SYSTEM RESET billing.jwt_user_claim")
+            self.db.query("SELECT pg_reload_conf()")
+
+    # --- the webhook -------------------------------------------------------------
+
+    def test_webhook_signature_over_the_raw_body(self):
+        uid = uuid.uuid4()
+        tok = user_token(uid)
+        pid = self.invoice(tok)
+        self.assertStatus(self.api.call("POST", "/rpc/checkout", {"payment_id": pid}, token=tok), 200)
+        session = self.db.scalar("SELECT provider_session_id FROM billing.payments WHERE id = %s", (pid,))
+        self.ctl("webhooks", {"mode": "drop"})
+        try:
+            self.ctl("sessions/%s/complete" % session, {"payment_status": "paid"})
+        finally:
+            self.ctl("webhooks", {"mode": "deliver"})
+        event = [e for e in self.ctl_get("events") if e.get("type") == "checkout.session.completed"
+                 and e["data"]["object"]["id"] == session][0]
+        event = {k: v for k, v in event.items() if not k.startswith("_")}
+        # Unusual spacing: the signature covers these exact bytes.
+        body = json.dumps(event, indent=1).encode()
+        tampered = body.replace(b'"paid"', b'"unpaid"', 1)
+        for what, raw, sig in (("tampered body", tampered, stripe_signature(body)),
+                               ("wrong secret", body, stripe_signature(body, "whsec_wrong")),
+                               ("stale", body, stripe_signature(body, t=int(time.time()) - 3600)),
+                               ("no signature", body, None)):
+            with self.subTest(what):
+                resp = self.api.call("POST", "/rpc/stripe_webhook", raw=raw,
+                                     headers={"Stripe-Signature": sig} if sig else {})
+                self.assertStatus(resp, 403, "42501")
+                self.assertEqual(self.payment(pid), "pending")
+        resp = self.api.call("POST", "/rpc/stripe_webhook", raw=body,
+                             headers={"Stripe-Signature": stripe_signature(body)})
         self.assertStatus(resp, 200)
+        self.assertEqual(self.payment(pid), "paid")
+
+    def ctl_get(self, path):
+        with urllib.request.urlopen("http://127.0.0.1:%d/_control/%s" % (self.stripe_port, path),
+                                    timeout=10) as r:
+            data = json.loads(r.read())
+        return data.get("events", data) if isinstance(data, dict) else data
+
+    # --- the OpenAPI document ------------------------------------------------------
+
+    def test_openapi_describes_every_endpoint(self):
+        resp = self.api.call("GET", "/")
+        self.assertStatus(resp, 200)
+        doc = resp.json
+        functions = self.db.query("""
+            SELECT p.proname, coalesce(p.proargnames, '{}'), obj_description(p.oid, 'pg_proc')
+            FROM pg_proc p WHERE p.pronamespace = 'api'::regnamespace""")
+        views = self.db.query("""
+            SELECT c.relname, obj_description(c.oid, 'pg_class')
+            FROM pg_class c WHERE c.relnamespace = 'api'::regnamespace AND c.relkind = 'v'""")
+        self.assertGreater(len(functions), 15)
+        for name, args, comment in functions:
+            with self.subTest(function=name):
+                self.assertTrue(comment, name)
+                op = doc["paths"]["/rpc/" + name]
+                first = next(iter(op.values()))
+                self.assertTrue(first.get("summary"), name)
+                for arg in args:
+                    if arg:
+                        self.assertIn(arg + " —", comment, "argument %s of %s" % (arg, name))
+        for name, comment in views:
+            with self.subTest(view=name):
+                self.assertTrue(comment, name)
+                self.assertIn("/" + name, doc["paths"])
+        self.assertFalse([p for p in doc["paths"] if "pre_request" in p or "reraise" in p])
 
 
 if __name__ == "__main__":
