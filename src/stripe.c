@@ -558,8 +558,14 @@ stripe_request(StripeResult *r, const char *method, const char *path,
 	if (curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK)
 		status = 0;
 
-	/* Nothing of curl's may outlive this call: a later error must not leak. */
+	/*
+	 * Nothing of ours may stay referenced by the handle (headers, the stack
+	 * error buffer, the response buffer), and nothing of curl's may leak if
+	 * what follows raises an error.
+	 */
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
+	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, NULL);
 	curl_slist_free_all(headers);
 	headers = NULL;
 

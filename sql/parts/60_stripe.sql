@@ -46,8 +46,12 @@ CREATE FUNCTION billing.stripe_webhook(body json, signature text)
 COMMENT ON FUNCTION billing.stripe_webhook(json, text) IS
     'A Stripe webhook: verifies the Stripe-Signature header over the raw body, stores the event once by id and applies it. Returns what it did.';
 
+-- Not SECURITY DEFINER and no SET clause: either would make the CALL atomic
+-- (PostgreSQL forbids COMMIT there), and the poller must commit between its
+-- claim, its Stripe calls and its settles.  It is for the superuser that
+-- pg_cron runs it as; every name in it is schema-qualified.
 CREATE PROCEDURE billing.stripe_poll(OUT result jsonb)
-    LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    LANGUAGE C
     AS 'MODULE_PATHNAME', 'billing_stripe_poll';
 COMMENT ON PROCEDURE billing.stripe_poll(jsonb) IS
     'Ask Stripe about due pending checkouts and refunds (batch, backoff), settle them, expire abandoned sessions; commits between calls. Scheduled by pg_cron.';

@@ -379,6 +379,29 @@ class StripeE2E(unittest.TestCase):
         conn.close()
         self.assertEqual(self.status(pid), "invoiced")
 
+    def test_poller_holds_nothing_while_stripe_answers(self):
+        self.ctl("POST", "webhooks", {"mode": "drop"})
+        user = new_user()
+        pid = self.invoice(user)
+        self.checkout(user, pid)
+        sid = self.session_of(pid)
+        self.ctl("POST", "sessions/%s/complete" % sid, {})
+        self.set_clock(datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=61))
+        self.ctl("POST", "faults", {"count": 1, "delay": 1.0, "path": "/v1/checkout/sessions/" + sid})
+        done = []
+        poller = threading.Thread(target=lambda: done.append(self.one("CALL billing.stripe_poll(NULL)")))
+        poller.start()
+        wait_for(lambda: any(r["path"] == "/v1/checkout/sessions/" + sid and r.get("fault")
+                             for r in self.ctl("GET", "requests")), 10, what="the poller's call")
+        # While Stripe is thinking: the claim is committed and the row is not locked.
+        self.assertEqual(self.one("SELECT poll_attempts FROM billing.payments WHERE id = %s FOR UPDATE NOWAIT",
+                                  (pid,)), 1)
+        self.assertEqual(self.one("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'CALL billing.stripe_poll%%' "
+                                  "AND backend_xid IS NOT NULL"), 0)
+        poller.join(10)
+        self.assertEqual(self.status(pid), "paid")
+        self.assertEqual(self.events(pid, "paid"), [("paid", "poll")])
+
     def test_stripe_down_during_poll(self):
         self.ctl("POST", "webhooks", {"mode": "drop"})
         user = new_user()
