@@ -614,6 +614,9 @@ grpc_run(GrpcCall *calls, int ncalls, int concurrency, const GrpcOptions *option
 			if (curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &call) != CURLE_OK)
 				continue;
 			finish_call(call, msg->data.result);
+			/* the progress callback saw an interrupt: the run is cut short */
+			if (msg->data.result == CURLE_ABORTED_BY_CALLBACK)
+				interrupted = true;
 			if (needs_relaunch(call, msg->data.result))
 			{
 				release_call(call);
@@ -630,7 +633,7 @@ grpc_run(GrpcCall *calls, int ncalls, int concurrency, const GrpcOptions *option
 			active--;
 			done++;
 		}
-		if (done >= ncalls)
+		if (done >= ncalls || interrupted)
 			break;
 
 		if (grpc_interrupted())

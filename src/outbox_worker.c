@@ -60,6 +60,7 @@ static int	outbox_max_attempts = 20;
 static int	outbox_backoff_base_ms = 1000;
 static int	outbox_backoff_max_ms = 300000;
 static int	outbox_poll_interval_ms = 1000;
+static char *outbox_purge_schedule = NULL;
 
 /* --- shared memory: who the worker is, as a procno (never a pointer) ------ */
 
@@ -216,6 +217,12 @@ outbox_worker_init(void)
 							&outbox_poll_interval_ms, 1000, 10, 3600000,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 
+	DefineCustomStringVariable("billing.outbox_purge_schedule",
+							   "pg_cron schedule of billing.outbox_purge() (empty: not scheduled).",
+							   "Read by billing.schedule_jobs(), which CREATE EXTENSION runs.",
+							   &outbox_purge_schedule, "23 3 * * *",
+							   PGC_SIGHUP, 0, NULL, NULL, NULL);
+
 	prev_shmem_request_hook = shmem_request_hook;
 	shmem_request_hook = outbox_shmem_request;
 	prev_shmem_startup_hook = shmem_startup_hook;
@@ -234,7 +241,7 @@ outbox_worker_init(void)
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 5;
+	worker.bgw_restart_time = 2;
 	strlcpy(worker.bgw_library_name, "billing", BGW_MAXLEN);
 	strlcpy(worker.bgw_function_name, "outbox_worker_main", BGW_MAXLEN);
 	strlcpy(worker.bgw_name, "billing outbox worker", BGW_MAXLEN);

@@ -84,3 +84,8 @@ $$;
 COMMENT ON FUNCTION billing.outbox_purge(interval) IS 'Deletes delivered outbox messages older than the interval (default 7 days); returns how many.';
 REVOKE ALL ON FUNCTION billing.outbox_purge(interval) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION billing.outbox_purge(interval) TO billing_admin;
+
+-- Daily by default (billing.outbox_purge_schedule).
+INSERT INTO billing.cron_jobs (name, schedule_setting, command)
+VALUES ('billing-outbox-purge', 'billing.outbox_purge_schedule', 'SELECT billing.outbox_purge()');
+SELECT billing.schedule_jobs();

@@ -1,0 +1,438 @@
+"""End-to-end: the outbox worker delivering to real gRPC servers (the
+stand-ins in test/standins/grpc_standin.py), driven through the real SQL
+functions (create_tariff, update_tariff, create_invoice, settle_payment,
+run_expiry), then through faults: a service down, a slow server, permanent
+errors, a bad row, SIGTERM mid-call, kill -9 and an immediate-mode stop
+mid-batch.  Every wait polls; billing time moves with billing.test_clock."""
+
+import datetime
+import json
+import os
+import signal
+import subprocess
+import time
+import unittest
+import urllib.request
+import uuid
+
+from harness import (PYTHON, SRC, WORK, Cluster, free_port, new_user, spawn,
+                     stop, wait_for, wait_port)
+
+STANDIN = os.path.join(SRC, "test", "standins", "grpc_standin.py")
+UTC = datetime.timezone.utc
+
+
+class Standin:
+    """One grpc_standin.py process: auth and notify ports plus its control port."""
+
+    def __init__(self, name, tls=None):
+        self.auth_port, self.notify_port, self.control_port = free_port(), free_port(), free_port()
+        args = [PYTHON, STANDIN, "--auth-port", str(self.auth_port),
+                "--notify-port", str(self.notify_port), "--control-port", str(self.control_port)]
+        if tls:
+            args += ["--tls-cert", tls[0], "--tls-key", tls[1]]
+        self.proc = spawn(args, name + ".log")
+        for port in (self.auth_port, self.notify_port, self.control_port):
+            wait_port(port)
+        scheme = "https" if tls else "http"
+        self.auth = "%s://127.0.0.1:%d" % (scheme, self.auth_port)
+        self.notify = "%s://127.0.0.1:%d" % (scheme, self.notify_port)
+
+    def ctl(self, path, body=None):
+        data = json.dumps(body if body is not None else {}).encode() if path != "state" else None
+        req = urllib.request.Request("http://127.0.0.1:%d/%s" % (self.control_port, path),
+                                     data=data, method="GET" if data is None else "POST")
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read())
+
+    def state(self):
+        return self.ctl("state")
+
+    def calls(self, **match):
+        return [c for c in self.state()["calls"]
+                if all(c.get(k) == v for k, v in match.items())]
+
+
+class OutboxDelivery(unittest.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.grpc = Standin("grpc_standin")
+        cls.cluster = Cluster("outbox", conf=[
+            "billing.auth_target = '%s'" % cls.grpc.auth,
+            "billing.notify_target = '%s'" % cls.grpc.notify,
+            "billing.grpc_deadline = 1000",
+            "billing.grpc_connect_timeout = 500",
+            "billing.outbox_backoff_base = 50",
+            "billing.outbox_backoff_max = 400",
+            "billing.outbox_max_attempts = 100",
+            "billing.outbox_poll_interval = 200",
+            "billing.expiry_schedule = ''",
+            "billing.invoice_expiry_schedule = ''",
+            "billing.stripe_poll_schedule = ''",
+            "billing.outbox_purge_schedule = ''",
+        ])
+        cls.clock = None
+
+    def setUp(self):
+        self.grpc.ctl("clear")
+        self.grpc.ctl("up", {"service": "auth"})
+        self.grpc.ctl("up", {"service": "notify"})
+        type(self).clock = None
+        self.worker_pid()
+
+    # ---- helpers -----------------------------------------------------------
+    def q(self, sql, args=None):
+        conn = self.cluster.connect()
+        try:
+            with conn.cursor() as cur:
+                if self.clock is not None:
+                    cur.execute("SET billing.test_clock = %s", (self.clock.isoformat(),))
+                cur.execute(sql, args)
+                return cur.fetchall() if cur.description else []
+        finally:
+            conn.close()
+
+    def one(self, sql, args=None):
+        rows = self.q(sql, args)
+        return rows[0][0] if rows else None
+
+    def worker_pid(self, timeout=30):
+        return wait_for(lambda: self.one(
+            "SELECT pid FROM pg_stat_activity WHERE backend_type = 'billing outbox worker'"),
+            timeout, what="the outbox worker")
+
+    def wait_delivered(self, where="true", args=None, timeout=30):
+        wait_for(lambda: self.one(
+            "SELECT count(*) = 0 FROM billing.outbox WHERE status <> 'done' AND (%s)" % where, args),
+            timeout, what="outbox rows delivered (%s)" % where)
+
+    def new_tariff(self, title="Prime films"):
+        code = "t" + uuid.uuid4().hex[:10]
+        self.q("SELECT billing.create_tariff(%s, %s, 29900)", (code, title))
+        tariff_id = self.one("SELECT id FROM marketing.tariffs WHERE code = %s", (code,))
+        role = wait_for(lambda: self.one(
+            "SELECT auth_role_id FROM marketing.tariffs WHERE id = %s", (tariff_id,)),
+            what="the tariff's auth role id")
+        return code, tariff_id, role
+
+    def pay(self, user, code, months=1):
+        pid = self.one("SELECT billing.create_invoice(%s, %s, %s)", (user, code, months))
+        self.assertEqual(self.one("SELECT billing.settle_payment(%s, 'paid')", (pid,)), "paid")
+        return pid
+
+    def messages(self, user):
+        return [m for m in self.grpc.state()["messages"] if m["user_id"] == str(user)]
+
+    def templates(self, user):
+        return [m["template_num"] for m in self.messages(user)]
+
+    def sequence(self, user):
+        """What reached the services for this user, first deliveries only,
+        in arrival order: grant, revoke, or notify:<template>."""
+        names = {"ProvideRoleUser": "grant", "RevokeRoleUser": "revoke"}
+        seq = []
+        for c in self.grpc.calls(user_id=str(user), outcome="ok", duplicate=False):
+            if c["method"] == "SendBillingMessage":
+                if c["template_num"] != 5:      # reminders depend on the sweep's timing
+                    seq.append("notify:%d" % c["template_num"])
+            elif c["method"] in names:
+                seq.append(names[c["method"]])
+        return seq
+
+    # ---- the happy paths, through the real SQL functions -------------------
+    def test_a_tariff_creates_and_renames_its_role(self):
+        code, tariff_id, role = self.new_tariff("Gold films")
+        state = self.grpc.state()
+        self.assertEqual(state["roles"][role], "Gold films")
+        creates = [c for c in state["calls"] if c["method"] == "CreateRole"
+                   and c["key"] == "tariff:%d:create_role" % tariff_id]
+        self.assertEqual([c["outcome"] for c in creates], ["ok"])
+
+        self.q("SELECT billing.update_tariff(%s, title => 'Gold films HD')", (code,))
+        wait_for(lambda: self.grpc.state()["roles"][role] == "Gold films HD", what="UpdateRole")
+        self.wait_delivered("kind = 'update_role'")
+        # the role keeps its id: nothing orphaned
+        self.assertEqual(self.one("SELECT auth_role_id FROM marketing.tariffs WHERE id = %s",
+                                  (tariff_id,)), role)
+
+    def test_b_payment_grants_notifies_once_and_fetches_email(self):
+        code, tariff_id, role = self.new_tariff("Silver films")
+        user = new_user()
+        self.grpc.ctl("email", {"user_id": str(user), "email": "viewer@cinema.example"})
+        pid = self.pay(user, code)
+        # settling again is idempotent: no second grant, no second message
+        self.assertEqual(self.one("SELECT billing.settle_payment(%s, 'paid')", (pid,)), "paid")
+        self.wait_delivered("ordering_key = %s OR idempotency_key = %s",
+                            ("%s:%d" % (user, tariff_id), "customer:%s:email" % user))
+        state = self.grpc.state()
+        self.assertIn([str(user), role], state["grants"])
+        subscribed = [m for m in self.messages(user) if m["template_num"] == 1]
+        self.assertEqual(len(subscribed), 1)
+        self.assertEqual(subscribed[0]["role_description"], "Silver films")
+        end = datetime.datetime.fromisoformat(subscribed[0]["end_payment"])
+        self.assertIsNotNone(end.utcoffset())
+        self.assertEqual(self.one("SELECT email FROM billing.customers WHERE user_id = %s", (user,)),
+                         "viewer@cinema.example")
+        # the grant went out before the message about it
+        self.assertEqual(self.sequence(user), ["grant", "notify:1"])
+
+    def test_c_expiry_sends_ended_then_blocks_once(self):
+        code, tariff_id, role = self.new_tariff("Bronze films")
+        user = new_user()
+        self.pay(user, code)
+        self.wait_delivered("ordering_key = %s", ("%s:%d" % (user, tariff_id),))
+        ends_at, grace_ends_at = self.q(
+            "SELECT ends_at, grace_ends_at FROM billing.subscriptions WHERE user_id = %s", (user,))[0]
+
+        type(self).clock = ends_at + datetime.timedelta(minutes=1)
+        for _ in range(3):      # a reminder may come first; repeats change nothing
+            self.q("SELECT billing.run_expiry()")
+        wait_for(lambda: 3 in self.templates(user), what="the ended message")
+        self.wait_delivered("ordering_key = %s", ("%s:%d" % (user, tariff_id),))
+        self.assertEqual(self.templates(user).count(3), 1)
+        self.assertIn([str(user), role], self.grpc.state()["grants"])   # grace keeps access
+
+        type(self).clock = grace_ends_at + datetime.timedelta(minutes=1)
+        for _ in range(2):
+            self.q("SELECT billing.run_expiry()")
+        wait_for(lambda: 2 in self.templates(user), what="the blocked message")
+        self.wait_delivered("ordering_key = %s", ("%s:%d" % (user, tariff_id),))
+        self.assertEqual(self.templates(user).count(2), 1)
+        self.assertEqual(self.templates(user).count(3), 1)
+        self.assertNotIn([str(user), role], self.grpc.state()["grants"])
+        self.assertEqual(self.sequence(user), ["grant", "notify:1", "notify:3", "revoke", "notify:2"])
+
+    def test_d_refund_revokes_and_notifies(self):
+        code, tariff_id, role = self.new_tariff("Refundable films")
+        user = new_user()
+        pid = self.pay(user, code)
+        self.assertEqual(self.one("SELECT billing.settle_payment(%s, 'refunded')", (pid,)), "refunded")
+        wait_for(lambda: 4 in self.templates(user), what="the refunded message")
+        self.wait_delivered("ordering_key = %s", ("%s:%d" % (user, tariff_id),))
+        self.assertNotIn([str(user), role], self.grpc.state()["grants"])
+        self.assertEqual(self.templates(user), [1, 4])
+        self.assertEqual(self.sequence(user), ["grant", "notify:1", "revoke", "notify:4"])
+
+    def test_e_tls_target(self):
+        cert, key = os.path.join(WORK, "grpc-tls.crt"), os.path.join(WORK, "grpc-tls.key")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                        "-keyout", key, "-out", cert], check=True, capture_output=True)
+        os.chmod(cert, 0o644)
+        os.chmod(key, 0o644)
+        tls = Standin("grpc_standin_tls", tls=(cert, key))
+        try:
+            self.cluster.set_conf(billing__notify_target=tls.notify, billing__grpc_ca_file=cert)
+            user = new_user()
+            self.q("SELECT billing.outbox_wake()")
+            for n in range(3):
+                self.q("INSERT INTO billing.outbox (kind, payload, idempotency_key) VALUES "
+                       "('notify', %s, %s)",
+                       (json.dumps({"template": 5, "user_id": str(user), "role_description": "TLS",
+                                    "end_payment": "2030-01-01T00:00:00+00:00"}),
+                        "tls:%s:%d" % (user, n)))
+            wait_for(lambda: len([m for m in tls.state()["messages"] if m["user_id"] == str(user)]) == 3,
+                     what="messages over TLS")
+            # a CA that does not match: the connection is refused, the message waits
+            self.cluster.set_conf(billing__grpc_ca_file="/etc/ssl/certs/ca-certificates.crt")
+            self.q("INSERT INTO billing.outbox (kind, payload, idempotency_key) VALUES ('notify', %s, %s)",
+                   (json.dumps({"template": 5, "user_id": str(user)}), "tls:%s:bad-ca" % user))
+            wait_for(lambda: (self.one("SELECT last_error FROM billing.outbox WHERE idempotency_key = %s",
+                                       ("tls:%s:bad-ca" % user,)) or "").startswith("UNAVAILABLE"),
+                     what="a TLS verification failure")
+            self.cluster.set_conf(billing__grpc_ca_file=cert)
+            self.wait_delivered("idempotency_key = %s", ("tls:%s:bad-ca" % user,))
+        finally:
+            self.cluster.set_conf(billing__notify_target=self.grpc.notify)
+            stop(tls.proc)
+
+    # ---- faults --------------------------------------------------------------
+    def test_f_auth_down_messages_wait_then_arrive_in_order(self):
+        code, tariff_id, role = self.new_tariff("Outage films")
+        self.grpc.ctl("down", {"service": "auth"})
+        users = [new_user() for _ in range(4)]
+        pids = [self.pay(u, code) for u in users]
+        self.one("SELECT billing.settle_payment(%s, 'refunded')", (pids[0],))
+        keys = ["%s:%d" % (u, tariff_id) for u in users]
+        # they are retried while the service is down, and the notifications
+        # (their service is up) wait behind the grants of their user and tariff
+        wait_for(lambda: self.one(
+            "SELECT min(attempts) >= 2 FROM billing.outbox WHERE kind = 'grant_role' AND ordering_key = ANY(%s)",
+            (keys,)), what="retries while auth is down")
+        self.assertEqual(self.one(
+            "SELECT count(*) FROM billing.outbox WHERE ordering_key = ANY(%s) AND status = 'done'", (keys,)), 0)
+        self.assertEqual(self.one("SELECT status FROM billing.outbox WHERE ordering_key = %s "
+                                  "AND kind = 'grant_role'", (keys[0],)), "pending")
+        self.grpc.ctl("up", {"service": "auth"})
+        self.wait_delivered("ordering_key = ANY(%s)", (keys,))
+        for user in users:
+            expected = ["grant", "notify:1"]
+            if user == users[0]:
+                expected += ["revoke", "notify:4"]
+            self.assertEqual(self.sequence(user), expected, "order for %s" % user)
+
+    def test_g_slow_server_past_the_deadline_is_retried(self):
+        user = new_user()
+        self.grpc.ctl("fault", {"service": "notify", "delay_ms": 1500, "count": 1})
+        key = "slow:%s" % user
+        self.q("INSERT INTO billing.outbox (kind, payload, idempotency_key) VALUES ('notify', %s, %s); "
+               "SELECT billing.outbox_wake()",
+               (json.dumps({"template": 5, "user_id": str(user)}), key))
+        self.wait_delivered("idempotency_key = %s", (key,))
+        self.assertGreaterEqual(self.one("SELECT attempts FROM billing.outbox WHERE idempotency_key = %s",
+                                         (key,)), 2)
+        self.assertEqual(len([m for m in self.messages(user)]), 1)
+        self.assertTrue(all(c["key"] == key for c in self.grpc.calls(user_id=str(user))))
+
+    def test_h_permanent_error_is_dead_visible_and_retried_after_the_fix(self):
+        user = new_user()
+        self.grpc.ctl("fault", {"service": "notify", "code": "PERMISSION_DENIED"})
+        key = "denied:%s" % user
+        self.q("INSERT INTO billing.outbox (kind, payload, idempotency_key) VALUES ('notify', %s, %s); "
+               "SELECT billing.outbox_wake()",
+               (json.dumps({"template": 5, "user_id": str(user)}), key))
+        wait_for(lambda: self.one("SELECT status FROM billing.outbox WHERE idempotency_key = %s",
+                                  (key,)) == "dead", what="a dead message")
+        self.assertEqual(self.one("SELECT attempts FROM billing.outbox WHERE idempotency_key = %s", (key,)), 1)
+        self.assertIn("PERMISSION_DENIED", self.one(
+            "SELECT last_error FROM billing.outbox_dead WHERE idempotency_key = %s", (key,)))
+        self.assertGreaterEqual(self.one("SELECT dead FROM billing.outbox_status WHERE kind = 'notify'"), 1)
+        self.grpc.ctl("clear")
+        dead_id = self.one("SELECT id FROM billing.outbox WHERE idempotency_key = %s", (key,))
+        self.assertEqual(self.one("SELECT billing.outbox_retry_dead(ARRAY[%s]::bigint[])", (dead_id,)), 1)
+        self.wait_delivered("idempotency_key = %s", (key,))
+        self.assertEqual(len(self.messages(user)), 1)
+        self.assertEqual(self.one("SELECT count(*) FROM billing.admin_audit WHERE action = 'outbox_retry_dead'"
+                                  " AND after->'ids' @> %s::jsonb", (json.dumps([dead_id]),)), 1)
+
+    def test_i_bad_rows_are_parked_and_the_rest_goes_on(self):
+        user = new_user()
+        bad = [("notify", {"template": "x", "user_id": str(user)}),
+               ("notify", {"template": 1, "user_id": "not-a-uuid"}),
+               ("grant_role", {"user_id": str(user), "tariff_id": "abc"}),
+               ("grant_role", {"user_id": str(user), "tariff_id": 987654321}),
+               ("create_role", [1, 2]),
+               ("fetch_email", {})]
+        for n, (kind, payload) in enumerate(bad):
+            self.q("INSERT INTO billing.outbox (kind, payload, idempotency_key) VALUES (%s, %s, %s)",
+                   (kind, json.dumps(payload), "bad:%s:%d" % (user, n)))
+        good = "good:%s" % user
+        self.q("INSERT INTO billing.outbox (kind, payload, idempotency_key) VALUES ('notify', %s, %s); "
+               "SELECT billing.outbox_wake()",
+               (json.dumps({"template": 5, "user_id": str(user)}), good))
+        self.wait_delivered("idempotency_key = %s", (good,))
+        wait_for(lambda: self.one("SELECT count(*) FROM billing.outbox WHERE idempotency_key LIKE %s "
+                                  "AND status = 'dead'", ("bad:%s:%%" % user,)) == len(bad),
+                 what="every bad row parked")
+        errors = [r[0] for r in self.q("SELECT last_error FROM billing.outbox WHERE idempotency_key LIKE %s "
+                                       "ORDER BY id", ("bad:%s:%%" % user,))]
+        self.assertTrue(errors[0].startswith("malformed payload"), errors)
+        self.assertIn("does not exist", errors[3])
+
+    def test_j_no_target_leaves_rows_alone(self):
+        self.cluster.set_conf(billing__auth_target="", billing__notify_target="")
+        try:
+            user = new_user()
+            key = "untargeted:%s" % user
+            # a row inserted after the reload is visibly processed or not
+            time.sleep(0.3)
+            self.q("INSERT INTO billing.outbox (kind, payload, idempotency_key) VALUES ('notify', %s, %s); "
+                   "SELECT billing.outbox_wake()", (json.dumps({"template": 5, "user_id": str(user)}), key))
+            time.sleep(1.0)      # several poll intervals of the worker
+            self.assertEqual(self.q("SELECT status, attempts FROM billing.outbox WHERE idempotency_key = %s",
+                                    (key,)), [("pending", 0)])
+        finally:
+            self.cluster.set_conf(billing__auth_target=self.grpc.auth,
+                                  billing__notify_target=self.grpc.notify)
+        self.wait_delivered("idempotency_key = %s", (key,))
+
+    def test_k_drop_database_of_another_database(self):
+        self.q("DROP DATABASE IF EXISTS scratch")
+        self.q("CREATE DATABASE scratch")
+        conn = self.cluster.connect()
+        conn.close()
+        started = time.monotonic()
+        self.q("DROP DATABASE scratch")
+        self.assertLess(time.monotonic() - started, 3)
+        # and the worker carries on
+        user = new_user()
+        key = "after-drop:%s" % user
+        self.q("INSERT INTO billing.outbox (kind, payload, idempotency_key) VALUES ('notify', %s, %s); "
+               "SELECT billing.outbox_wake()", (json.dumps({"template": 5, "user_id": str(user)}), key))
+        self.wait_delivered("idempotency_key = %s", (key,))
+
+    def test_l_sigterm_during_a_slow_call_exits_promptly(self):
+        user = new_user()
+        key = "sigterm:%s" % user
+        self.grpc.ctl("fault", {"service": "notify", "delay_ms": 900, "count": 1})
+        pid = self.worker_pid()
+        self.q("INSERT INTO billing.outbox (kind, payload, idempotency_key) VALUES ('notify', %s, %s); "
+               "SELECT billing.outbox_wake()", (json.dumps({"template": 5, "user_id": str(user)}), key))
+        wait_for(lambda: self.one("SELECT status FROM billing.outbox WHERE idempotency_key = %s",
+                                  (key,)) == "in_flight", what="the call in flight")
+        time.sleep(0.1)
+        started = time.monotonic()
+        os.kill(pid, signal.SIGTERM)
+        wait_for(lambda: not os.path.exists("/proc/%d" % pid), timeout=5, interval=0.005,
+                 what="the worker to exit")
+        took = time.monotonic() - started
+        self.assertLess(took, 0.5, "exit took %.3f s" % took)
+        # the interrupted call went back to the queue, not counted as an attempt
+        self.assertEqual(self.q("SELECT status, attempts FROM billing.outbox WHERE idempotency_key = %s",
+                                (key,)), [("pending", 0)])
+        self.assertNotEqual(self.worker_pid(), pid)
+        self.wait_delivered("idempotency_key = %s", (key,))
+
+    def _crash_mid_batch(self, crash):
+        run = uuid.uuid4().hex[:8]
+        self.grpc.ctl("fault", {"service": "notify", "delay_ms": 50})
+        self.q("INSERT INTO billing.outbox (kind, payload, idempotency_key, ordering_key) "
+               "SELECT 'notify', jsonb_build_object('template', 5, 'user_id', gen_random_uuid()), "
+               "       %s || g, %s || (g %% 50) FROM generate_series(1, 400) g; SELECT billing.outbox_wake()",
+               ("crash:%s:" % run, "crash:%s:" % run))
+        wait_for(lambda: self.one("SELECT count(*) FILTER (WHERE status = 'done') > 20 "
+                                  "AND count(*) FILTER (WHERE status = 'in_flight') > 0 "
+                                  "FROM billing.outbox WHERE idempotency_key LIKE %s", ("crash:%s:%%" % run,)),
+                 what="a batch in flight")
+        crash()
+        self.grpc.ctl("clear")
+        self.wait_delivered("idempotency_key LIKE %s", ("crash:%s:%%" % run,), timeout=60)
+        wanted = set(r[0] for r in self.q("SELECT idempotency_key FROM billing.outbox "
+                                          "WHERE idempotency_key LIKE %s", ("crash:%s:%%" % run,)))
+        self.assertEqual(len(wanted), 400)
+        calls = [c for c in self.grpc.calls(method="SendBillingMessage") if c["key"].startswith("crash:%s:" % run)]
+        delivered = set(c["key"] for c in calls if c["outcome"] == "ok")
+        self.assertEqual(delivered, wanted)                        # none lost
+        self.assertLessEqual(set(c["key"] for c in calls), wanted)  # repeats only under the same keys
+        firsts = [c["key"] for c in calls if c["outcome"] == "ok" and not c["duplicate"]]
+        # and per ordering key, first deliveries in id (= key number) order
+        by_order = {}
+        for k in firsts:
+            n = int(k.rsplit(":", 1)[1])
+            by_order.setdefault(n % 50, []).append(n)
+        for seq in by_order.values():
+            self.assertEqual(seq, sorted(seq))
+
+    def test_m_kill_9_of_the_worker_mid_batch(self):
+        def crash():
+            os.kill(self.worker_pid(), signal.SIGKILL)
+            time.sleep(0.5)
+            wait_for(lambda: self._ready(), timeout=60, what="the cluster back after the crash")
+        self._crash_mid_batch(crash)
+
+    def test_n_immediate_stop_of_the_cluster_mid_batch(self):
+        def crash():
+            self.cluster.crash()
+            self.cluster.start()
+        self._crash_mid_batch(crash)
+
+    def _ready(self):
+        try:
+            return self.one("SELECT 1") == 1
+        except Exception:
+            return False
+
+
+if __name__ == "__main__":
+    unittest.main()
