@@ -47,7 +47,7 @@ secret=$(/usr/bin/python3 -c 'import secrets; print(secrets.token_urlsafe(48))')
 PGRST_DB_URI="postgresql://billing_authenticator@127.0.0.1:$port/billing" \
 PGRST_DB_SCHEMAS=api PGRST_DB_ANON_ROLE=billing_anon \
 PGRST_DB_PRE_REQUEST=api_private.pre_request PGRST_JWT_SECRET="$secret" \
-PGRST_DB_POOL="$POOL" PGRST_LOG_LEVEL=crit \
+PGRST_DB_POOL="$POOL" PGRST_LOG_LEVEL=crit PGRST_JWT_CACHE_MAX_LIFETIME=3600 \
 PGRST_SERVER_HOST=127.0.0.1 PGRST_SERVER_PORT="$http_port" \
 	"$POSTGREST_BIN" >"$out/postgrest.log" 2>&1 &
 pgrst_pid=$!

@@ -152,32 +152,6 @@ END
 $$;
 COMMENT ON FUNCTION api_private.current_user_id() IS 'The calling user''s id from the JWT claim named by billing.jwt_user_claim (fallback "sub"); 401 when there is none.';
 
--- May the current role make this request?  PostgREST's path names the
--- function (/rpc/<name>) or view (/<name>) of schema api; a name that does
--- not exist is PostgREST's to answer (404).
-CREATE FUNCTION api_private.may_request(path text, method text) RETURNS boolean
-    LANGUAGE sql STABLE AS $$
-    SELECT CASE
-        WHEN path LIKE '/rpc/%' THEN
-            NOT EXISTS (SELECT FROM pg_catalog.pg_proc p
-                        WHERE p.pronamespace = 'api'::regnamespace AND p.proname = substr(path, 6))
-            OR EXISTS (SELECT FROM pg_catalog.pg_proc p
-                       WHERE p.pronamespace = 'api'::regnamespace AND p.proname = substr(path, 6)
-                         AND pg_catalog.has_function_privilege(p.oid, 'EXECUTE'))
-        WHEN path ~ '^/[^/]+$' THEN
-            NOT EXISTS (SELECT FROM pg_catalog.pg_class c
-                        WHERE c.relnamespace = 'api'::regnamespace AND c.relname = substr(path, 2))
-            OR EXISTS (SELECT FROM pg_catalog.pg_class c
-                       WHERE c.relnamespace = 'api'::regnamespace AND c.relname = substr(path, 2)
-                         AND pg_catalog.has_table_privilege(c.oid,
-                               CASE method WHEN 'POST' THEN 'INSERT' WHEN 'PATCH' THEN 'UPDATE'
-                                           WHEN 'PUT' THEN 'INSERT' WHEN 'DELETE' THEN 'DELETE'
-                                           ELSE 'SELECT' END))
-        ELSE true
-    END
-$$;
-COMMENT ON FUNCTION api_private.may_request(text, text) IS 'Whether the current role holds the privilege a PostgREST request for this path and method needs.';
-
 -- PostgREST's db-pre-request hook.  The cinema's tokens carry no "role"
 -- claim, so PostgREST starts every signed request as billing_anon; a token
 -- with a usable user id becomes billing_user here, any other token (no claims
@@ -185,21 +159,40 @@ COMMENT ON FUNCTION api_private.may_request(text, text) IS 'Whether the current 
 -- billing_admin keep that role.
 CREATE FUNCTION api_private.pre_request() RETURNS void
     LANGUAGE plpgsql AS $$
+DECLARE
+    path text;
+    allowed boolean;
 BEGIN
-    IF current_user IN ('billing_anon', 'billing_user')
-       AND current_setting('request.headers', true)::jsonb ? 'authorization' THEN
-        PERFORM api_private.current_user_id();
-        PERFORM pg_catalog.set_config('role', 'billing_user', true);
-        -- PostgREST still takes the request for an anonymous one (no role
-        -- claim) and would answer a privilege error with 401; a signed-in
-        -- user reaching for an admin endpoint is told 403 here instead.
-        IF NOT api_private.may_request(current_setting('request.path', true),
-                                       current_setting('request.method', true)) THEN
-            PERFORM api_private.raise_http(403, '42501', 'permission denied',
-                format('%s %s is not open to customers.', current_setting('request.method', true),
-                       current_setting('request.path', true)),
-                'Admin endpoints need a token whose "role" claim is billing_admin.');
-        END IF;
+    IF current_user NOT IN ('billing_anon', 'billing_user')
+       OR NOT current_setting('request.headers', true)::jsonb ? 'authorization' THEN
+        RETURN;
+    END IF;
+    PERFORM api_private.current_user_id();
+    PERFORM pg_catalog.set_config('role', 'billing_user', true);
+
+    -- PostgREST still takes the request for an anonymous one (no role claim)
+    -- and would answer a privilege error with 401; a signed-in user reaching
+    -- for an admin endpoint is told 403 here instead.  The path names a
+    -- function (/rpc/<name>) or a view (/<name>) of schema api; a name that
+    -- does not exist is left to PostgREST (404).
+    path := current_setting('request.path', true);
+    IF path LIKE '/rpc/%' THEN
+        SELECT bool_or(pg_catalog.has_function_privilege(p.oid, 'EXECUTE')) INTO allowed
+        FROM pg_catalog.pg_proc p
+        WHERE p.proname = substr(path, 6) AND p.pronamespace = 'api'::regnamespace;
+    ELSIF path ~ '^/[^/]+$' THEN
+        SELECT pg_catalog.has_table_privilege(c.oid,
+                   CASE current_setting('request.method', true)
+                       WHEN 'POST' THEN 'INSERT' WHEN 'PUT' THEN 'INSERT'
+                       WHEN 'PATCH' THEN 'UPDATE' WHEN 'DELETE' THEN 'DELETE'
+                       ELSE 'SELECT' END) INTO allowed
+        FROM pg_catalog.pg_class c
+        WHERE c.relname = substr(path, 2) AND c.relnamespace = 'api'::regnamespace;
+    END IF;
+    IF NOT coalesce(allowed, true) THEN
+        PERFORM api_private.raise_http(403, '42501', 'permission denied',
+            format('%s %s is not open to customers.', current_setting('request.method', true), path),
+            'Admin endpoints need a token whose "role" claim is billing_admin.');
     END IF;
 END
 $$;
@@ -721,6 +714,36 @@ $$The audit of admin changes (admin)
 
 Who (database role), what, the row before and after, when.  Append-only.$$;
 
+CREATE VIEW api.outbox_status WITH (security_invoker) AS
+SELECT * FROM billing.outbox_status;
+COMMENT ON VIEW api.outbox_status IS
+$$Delivery backlog to the auth and notification services (admin)
+
+Per kind of message: pending, in flight and dead counts, the age of the oldest undelivered one, the last delivery.$$;
+
+CREATE VIEW api.outbox_dead WITH (security_invoker) AS
+SELECT * FROM billing.outbox_dead;
+COMMENT ON VIEW api.outbox_dead IS
+$$Dead messages (admin)
+
+Messages to the auth or notification service parked after a permanent error or too many attempts, with the last error.  Requeue them with POST /rpc/outbox_retry_dead once the cause is fixed.$$;
+
+CREATE FUNCTION api.outbox_retry_dead(ids bigint[] DEFAULT NULL) RETURNS bigint
+    LANGUAGE plpgsql AS $$
+DECLARE
+    st text; msg text; det text; hnt text;
+BEGIN
+    RETURN billing.outbox_retry_dead(ids);
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
+    PERFORM api_private.reraise(st, msg, det, hnt);
+END
+$$;
+COMMENT ON FUNCTION api.outbox_retry_dead(bigint[]) IS
+$$Requeue dead messages (admin)
+
+Arguments: ids — optional, the outbox_dead ids to requeue (absent: all).  Their attempts start again; audited.  Returns how many were requeued.$$;
+
 ---------------------------------------------------------------------------
 -- Privileges: nothing by default, then exactly what each role calls.
 ---------------------------------------------------------------------------
@@ -729,7 +752,6 @@ REVOKE ALL ON ALL FUNCTIONS IN SCHEMA api, api_private FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA api FROM PUBLIC;
 -- Helpers the endpoints, the hook and the policies call in the caller's role.
 GRANT EXECUTE ON FUNCTION api_private.current_user_id(), api_private.pre_request(),
-    api_private.may_request(text, text),
     api_private.http_status(text), api_private.raise_http(int, text, text, text, text, jsonb),
     api_private.reraise(text, text, text, text)
     TO billing_anon, billing_user, billing_admin;
@@ -756,7 +778,9 @@ GRANT EXECUTE ON FUNCTION
     api.settle_payment(uuid, text, text, timestamptz),
     api.cancel_payment_for(uuid, uuid),
     api.user_payment_info(uuid),
-    api.run_expiry()
+    api.run_expiry(),
+    api.outbox_retry_dead(bigint[])
     TO billing_admin;
 GRANT SELECT ON api.admin_payments, api.admin_tariffs, api.admin_promo_codes,
-    api.admin_personal_discounts, api.admin_audit TO billing_admin;
+    api.admin_personal_discounts, api.admin_audit, api.outbox_status, api.outbox_dead
+    TO billing_admin;

@@ -72,6 +72,7 @@ class PostgREST:
             "PGRST_DB_PRE_REQUEST": "api_private.pre_request",
             "PGRST_JWT_SECRET": JWT_SECRET,
             "PGRST_OPENAPI_MODE": "ignore-privileges",
+            "PGRST_JWT_CACHE_MAX_LIFETIME": "3600",
             "PGRST_SERVER_HOST": "127.0.0.1",
             "PGRST_SERVER_PORT": str(self.port),
         })
@@ -313,8 +314,11 @@ class HttpApiTest(unittest.TestCase):
                        ("POST", "/rpc/set_personal_discount", {"user_id": str(uuid.uuid4()), "percent": 5}),
                        ("POST", "/rpc/settle_payment", {"payment_id": str(uuid.uuid4()), "outcome": "paid"}),
                        ("POST", "/rpc/run_expiry", {}),
+                       ("POST", "/rpc/outbox_retry_dead", {}),
                        ("GET", "/admin_payments", None),
-                       ("GET", "/admin_audit", None)]
+                       ("GET", "/admin_audit", None),
+                       ("GET", "/outbox_dead", None),
+                       ("POST", "/admin_tariffs", {"code": "x2"})]
         for method, path, body in admin_calls:
             with self.subTest(path, who="user"):
                 self.assertStatus(self.api.call(method, path, body, token=user), 403)
@@ -341,6 +345,11 @@ class HttpApiTest(unittest.TestCase):
         resp = self.api.call("GET", "/admin_audit?action=like.*tariff*&select=actor", token=ADMIN)
         self.assertStatus(resp, 200)
         self.assertTrue(resp.json)
+        for path in ("/outbox_dead", "/outbox_status", "/admin_tariffs", "/admin_promo_codes"):
+            self.assertStatus(self.api.call("GET", path, token=ADMIN), 200)
+        resp = self.api.call("POST", "/rpc/outbox_retry_dead", {}, token=ADMIN)
+        self.assertStatus(resp, 200)
+        self.assertEqual(resp.json, 0)
 
     def test_user_roles_reach_no_billing_function(self):
         rows = self.db.query("""
