@@ -234,6 +234,23 @@ class StripeE2E(unittest.TestCase):
         self.assertEqual(self.events(a, "paid"), [("paid", "poll")])
         self.assertTrue(self.one("SELECT billing.has_access(%s, 'prime')", (user,)))
 
+    def test_delayed_payment_methods(self):
+        user = new_user()
+        ok, bad = self.invoice(user), self.invoice(user, tariff="tokyo")
+        for pid in (ok, bad):
+            self.checkout(user, pid)
+            # Completed, but the money is still on its way: stays pending.
+            self.ctl("POST", "sessions/%s/complete" % self.session_of(pid), {"payment_status": "unpaid"})
+        wait_for(lambda: self.one("SELECT count(*) FROM billing.stripe_events WHERE payment_id IN (%s, %s) "
+                                  "AND result = 'waiting'", (ok, bad)) == 2, 10, what="completed events")
+        self.assertEqual((self.status(ok), self.status(bad)), ("pending", "pending"))
+        self.assertEqual(self.one("SELECT billing.confirm_payment(%s, %s)", (user, ok)), "pending")
+        self.ctl("POST", "sessions/%s/async" % self.session_of(ok), {"result": "succeeded"})
+        self.ctl("POST", "sessions/%s/async" % self.session_of(bad), {"result": "failed"})
+        wait_for(lambda: (self.status(ok), self.status(bad)) == ("paid", "failed"), 10, what="async results")
+        self.assertTrue(self.one("SELECT billing.has_access(%s, 'prime')", (user,)))
+        self.assertFalse(self.one("SELECT billing.has_access(%s, 'tokyo')", (user,)))
+
     def test_duplicate_and_out_of_order_webhooks(self):
         self.ctl("POST", "webhooks", {"mode": "duplicate"})
         dups = lambda: len([r for r in self.results if r.get("result") == "duplicate"])
