@@ -40,6 +40,7 @@ typedef struct PaymentRow
 	int32		months;
 	int64		total;
 	char		currency[4];
+	TimestampTz created_at;
 	TimestampTz expires_at;
 	char	   *session_id;
 	char	   *url;
@@ -78,7 +79,7 @@ read_payment(PaymentRow *row, const pg_uuid_t *payment_id, const pg_uuid_t *user
 
 	if (billing_spi_exec(&plan,
 						 "SELECT status, tariff_title, months, total, currency::text, expires_at, "
-						 "       provider_session_id, provider_url "
+						 "       provider_session_id, provider_url, created_at "
 						 "FROM billing.payments WHERE id = $1 AND user_id = $2",
 						 2, types, values, NULL, false, 1) == 0)
 		ereport(ERROR,
@@ -98,6 +99,7 @@ read_payment(PaymentRow *row, const pg_uuid_t *payment_id, const pg_uuid_t *user
 	row->expires_at = DatumGetTimestampTz(billing_spi_get(0, 6, &isnull));
 	row->session_id = get_text(7);
 	row->url = get_text(8);
+	row->created_at = DatumGetTimestampTz(billing_spi_get(0, 9, &isnull));
 	MemoryContextSwitchTo(old);
 }
 
@@ -153,7 +155,7 @@ billing_checkout(PG_FUNCTION_ARGS)
 	MemoryContext cxt = CurrentMemoryContext;
 	StringInfoData form;
 	TimestampTz now = billing_now();
-	int64		lifetime;
+	int64		session_end;
 	Jsonb	   *session;
 	char	   *session_id;
 	char	   *url;
@@ -180,6 +182,11 @@ billing_checkout(PG_FUNCTION_ARGS)
 	/* Pending with a session: the same URL again, no second session. */
 	if (strcmp(row.status, "pending") == 0 && row.session_id && row.url)
 	{
+		if (row.expires_at <= now)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("invoice has expired"),
+					 errhint("Create a new invoice.")));
 		SPI_finish();
 		PG_RETURN_TEXT_P(cstring_to_text(row.url));
 	}
@@ -202,11 +209,20 @@ billing_checkout(PG_FUNCTION_ARGS)
 
 	/*
 	 * The session ends with the invoice (Stripe's 30 min .. 24 h bounds
-	 * permitting), so a buyer cannot pay an invoice we have let go.
+	 * permitting), so a buyer cannot pay an invoice we have let go.  The
+	 * value must be the same on every attempt, or a retry under the same
+	 * Idempotency-Key would be refused as "other parameters": it depends on
+	 * the invoice only (created_at + the longest lifetime), except in an
+	 * invoice's last half hour, where Stripe's minimum is rounded up to a
+	 * 10-minute grid so that retries close together still agree.
 	 */
-	lifetime = (row.expires_at - now) / USECS_PER_SEC;
-	lifetime = Max(lifetime, SESSION_MIN_LIFETIME);
-	lifetime = Min(lifetime, SESSION_MAX_LIFETIME);
+	session_end = Min(timestamptz_to_time_t(row.expires_at),
+					  timestamptz_to_time_t(row.created_at) + SESSION_MAX_LIFETIME);
+	if (session_end < timestamptz_to_time_t(now) + SESSION_MIN_LIFETIME)
+	{
+		session_end = timestamptz_to_time_t(now) + SESSION_MIN_LIFETIME;
+		session_end += 600 - session_end % 600;
+	}
 
 	initStringInfo(&form);
 	stripe_form_add(&form, "mode", "payment");
@@ -224,8 +240,7 @@ billing_checkout(PG_FUNCTION_ARGS)
 	stripe_form_add(&form, "success_url", success_url);
 	if (cancel_url && cancel_url[0])
 		stripe_form_add(&form, "cancel_url", cancel_url);
-	stripe_form_add(&form, "expires_at",
-					psprintf(INT64_FORMAT, (int64) timestamptz_to_time_t(now) + lifetime));
+	stripe_form_add(&form, "expires_at", psprintf(INT64_FORMAT, session_end));
 
 	/* No lock is held here: a concurrent webhook or cancel is not kept waiting. */
 	session = stripe_call("POST", "/v1/checkout/sessions", form.data,

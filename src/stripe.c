@@ -693,6 +693,9 @@ stripe_raise(const StripeResult *r, const char *what)
 			ereport(ERROR,
 					(errcode(r->http_status == 404 ? ERRCODE_NO_DATA_FOUND :
 							 is_state_code(r->error_code) ? ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE :
+							 /* the key was first used with other parameters */
+							 (r->error_type && strcmp(r->error_type, "idempotency_error") == 0) ?
+							 ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE :
 							 ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("could not %s: stripe refused the request", what),
 					 errdetail("Stripe answered HTTP %ld (%s): %s", r->http_status,

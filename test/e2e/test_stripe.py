@@ -359,13 +359,17 @@ class StripeE2E(unittest.TestCase):
         self.assertEqual(code, "08006", msg)
         self.assertNotIn(SECRET_KEY, msg)
         self.assertEqual(self.status(pid), "invoiced")
-        # Slow: a clear error within the timeout (1.5 s), payment untouched.
-        self.ctl("POST", "faults", {"count": 1, "delay": 4, "path": "/v1/checkout"})
+        # Slow: a clear error within the timeout (1.5 s), payment untouched ...
+        self.ctl("POST", "faults", {"count": 1, "delay": 2, "path": "/v1/checkout"})
         t0 = time.monotonic()
         code, msg = self.sqlstate("SELECT billing.checkout(%s, %s)", (user, pid))
         self.assertEqual(code, "08006", msg)
         self.assertLess(time.monotonic() - t0, 3.0)
         self.assertEqual(self.status(pid), "invoiced")
+        # ... while Stripe did make the session after all.
+        mine = lambda: [r for r in self.ctl("GET", "requests") if r["path"] == "/v1/checkout/sessions"
+                        and r["params"].get("client_reference_id") == str(pid)]
+        wait_for(lambda: any(r.get("status") == 200 for r in mine()), 10, what="the slow call's session")
         # Gone: connection refused.
         code, msg = self.sqlstate("SET billing.stripe_api_base = 'http://127.0.0.1:1'; "
                                   "SELECT billing.checkout(%s, %s)", (user, pid))
@@ -375,10 +379,34 @@ class StripeE2E(unittest.TestCase):
                                   "SELECT billing.checkout(%s, %s)", (user, pid))
         self.assertEqual(code, "08004", msg)
         self.assertNotIn("sk_test_wrong", msg)
-        # Still payable: the retry gets a session (the same one, if the slow call made it).
+        # Still payable: the retry gets the very session the slow call made.
         url = self.checkout(user, pid)
         self.assertEqual(self.status(pid), "pending")
         self.assertTrue(url.startswith(self.base))
+        calls = mine()
+        self.assertTrue(calls[-1].get("replayed"), calls[-1])
+        self.assertEqual(len({r["idempotency_key"] for r in calls}), 1)
+
+    def test_session_of_a_rolled_back_checkout_is_still_matched(self):
+        self.ctl("POST", "webhooks", {"mode": "deliver"})
+        user = new_user()
+        pid = self.invoice(user)
+        conn = self.connect()
+        conn.autocommit = False
+        with conn.cursor() as cur:
+            cur.execute("SELECT billing.checkout(%s, %s)", (user, pid))
+            url = cur.fetchone()[0]
+        conn.rollback()         # the caller's transaction fails after Stripe answered
+        conn.close()
+        self.assertEqual(self.status(pid), "invoiced")
+        # The buyer had the URL and pays: the webhook still finds the payment.
+        sid = url.rsplit("/", 1)[1]
+        self.ctl("POST", "sessions/%s/complete" % sid, {})
+        wait_for(lambda: self.status(pid) == "paid", 10, what="paid through the orphan session")
+        self.assertEqual(self.session_of(pid), sid)
+        # And a retried checkout would have got the same session.
+        self.assertEqual(self.one("SELECT count(*) FROM billing.payment_events WHERE payment_id = %s "
+                                  "AND to_status = 'paid'", (pid,)), 1)
 
     def test_statement_timeout_interrupts_a_slow_call(self):
         user = new_user()
