@@ -71,7 +71,8 @@ CREATE FUNCTION api_private.http_status(state text) RETURNS int
         WHEN state IN ('23505', '23P01', '23503') THEN 409  -- duplicate, or still referenced
         WHEN state LIKE '55%' THEN 409                      -- wrong state for the operation
         WHEN state = '42501' THEN 403                       -- not allowed (caller is known)
-        WHEN state LIKE '28%' THEN 401                      -- bad credentials / signature
+        WHEN state LIKE '28%' THEN 401                      -- no usable identity in the token
+        WHEN state = '54000' THEN 413                       -- webhook body too large
         WHEN state IN ('40001', '40P01') THEN 503           -- lost a race: retry
         WHEN state IN ('08001', '08006') THEN 503           -- neighbour unreachable / timed out
         WHEN state LIKE '08%' THEN 502                      -- neighbour answered with a failure

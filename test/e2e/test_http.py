@@ -251,6 +251,9 @@ class HttpApiTest(unittest.TestCase):
             with self.subTest(what):
                 resp = call(path, body)
                 self.assertStatus(resp, status, code)
+        with self.subTest("body not JSON"):
+            resp = self.api.call("POST", "/rpc/quote", raw=b"{tariff", token=tok)
+            self.assertStatus(resp, 400, "PGRST102")
         # Wrong state: a canceled payment cannot be canceled or paid again.
         pid = self.invoice(tok)
         self.assertStatus(call("/rpc/cancel_payment", {"payment_id": pid}), 200)
@@ -433,10 +436,20 @@ class HttpApiTest(unittest.TestCase):
                                      headers={"Stripe-Signature": sig} if sig else {})
                 self.assertStatus(resp, 403, "42501")
                 self.assertEqual(self.payment(pid), "pending")
+        big = json.dumps({"id": "evt_big", "type": "ping", "pad": "x" * (1100 * 1024)}).encode()
+        resp = self.api.call("POST", "/rpc/stripe_webhook", raw=big,
+                             headers={"Stripe-Signature": stripe_signature(big)})
+        self.assertStatus(resp, 413, "54000")
         resp = self.api.call("POST", "/rpc/stripe_webhook", raw=body,
                              headers={"Stripe-Signature": stripe_signature(body)})
         self.assertStatus(resp, 200)
         self.assertEqual(self.payment(pid), "paid")
+        self.assertEqual(resp.json["result"], "applied")
+        # Stripe retries: the same event again changes nothing.
+        resp = self.api.call("POST", "/rpc/stripe_webhook", raw=body,
+                             headers={"Stripe-Signature": stripe_signature(body)})
+        self.assertStatus(resp, 200)
+        self.assertEqual(resp.json["result"], "duplicate")
 
     def ctl_get(self, path):
         with urllib.request.urlopen("http://127.0.0.1:%d/_control/%s" % (self.stripe_port, path),
