@@ -283,7 +283,36 @@ class HttpApiTest(unittest.TestCase):
         self.assertStatus(resp, 503)
         self.assertEqual(resp.json["code"][:2], "08")
         self.assertEqual(self.payment(pid), "invoiced")
+        # Stripe refuses our key: it answered, wrongly for us -> 502.
         self.assertStatus(self.api.call("POST", "/rpc/checkout", {"payment_id": pid}, token=tok), 200)
+        # Stripe refuses our key: it answered, wrongly for us -> 502.  (A new
+        # invoice per try: PostgREST's sessions see the reload a moment later.)
+        self.db.set_conf(billing__stripe_secret_key="sk_test_not_the_key")
+        tries = []
+
+        def refused():
+            tries.append(self.invoice(tok))
+            resp = self.api.call("POST", "/rpc/checkout", {"payment_id": tries[-1]}, token=tok)
+            return resp if resp.status != 200 else None
+        try:
+            resp = harness.wait_for(refused, 10, what="the wrong key to be in use")
+        finally:
+            self.db.set_conf(billing__stripe_secret_key=STRIPE_KEY)
+        self.assertStatus(resp, 502, "08004")
+        self.assertEqual(self.payment(tries[-1]), "invoiced")
+        harness.wait_for(lambda: self.api.call("POST", "/rpc/checkout", {"payment_id": self.invoice(tok)},
+                                               token=tok).status == 200, 10, what="the right key again")
+
+    def test_status_table(self):
+        rows = dict(self.db.query("""
+            SELECT s, api_private.http_status(s) FROM unnest(ARRAY['22004', '22023', '22P02', '22003',
+                '23514', '28000', '42501', 'P0002', '42704', '55000', '55P03', '23505', '54000',
+                '08001', '08006', '08004', '08P01', '40001', '57014', 'XX000', '42883']) AS s"""))
+        self.assertEqual(rows, {
+            "22004": 400, "22023": 400, "22P02": 400, "22003": 400, "23514": 400, "28000": 401,
+            "42501": 403, "P0002": 404, "42704": 404, "55000": 409, "55P03": 409, "23505": 409,
+            "54000": 413, "08001": 503, "08006": 503, "08004": 502, "08P01": 502, "40001": 503,
+            "57014": 503, "XX000": None, "42883": None})
 
     # --- who may do what -------------------------------------------------------
 
