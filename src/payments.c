@@ -404,35 +404,6 @@ payment_settle(const pg_uuid_t *payment_id, const char *outcome,
  * ------------------------------------------------------------------------
  */
 
-/* The customer row, created on first use; a new one needs its e-mail fetched. */
-static void
-customer_ensure(pg_uuid_t *user_id)
-{
-	static SPIPlanPtr plan = NULL;
-	Oid			argtypes[1] = {UUIDOID};
-	Datum		values[1];
-
-	values[0] = UUIDPGetDatum(user_id);
-
-	/*
-	 * ON CONFLICT DO NOTHING waits for a concurrent first purchase of the same
-	 * user to commit and then does nothing: one customer per user, and only
-	 * the session that inserted it queues the e-mail fetch.
-	 */
-	if (billing_spi_exec(&plan,
-						 "INSERT INTO billing.customers (user_id) VALUES ($1) "
-						 "ON CONFLICT (user_id) DO NOTHING",
-						 1, argtypes, values, NULL, false, 0) > 0)
-	{
-		char	   *u = uuid_to_cstring(user_id);
-
-		outbox_enqueue("fetch_email",
-					   psprintf("{\"user_id\": \"%s\"}", u),
-					   psprintf("customer:%s:email", u),
-					   NULL);
-	}
-}
-
 /*
  * Take one redemption of the promo code.  The guarded UPDATE re-checks the
  * limit on the latest row version after waiting for a concurrent reservation,
@@ -467,20 +438,38 @@ promo_used(const BillingQuote *q)
 	return q->promo_id != 0 && strcmp(q->applied, "promo") == 0;
 }
 
+/*
+ * One statement (one executor run, one round trip through SPI) for the
+ * customer, the payment and its creation event.  The customer is created on
+ * first use: ON CONFLICT DO NOTHING waits for a concurrent first purchase of
+ * the same user to commit and then does nothing, so there is one customer per
+ * user and only the session that inserted it queues the e-mail fetch.  The
+ * foreign keys are checked at the end of the statement, when the new
+ * customer and payment are visible.
+ */
 #define INSERT_PAYMENT \
-	"WITH p AS (" \
+	"WITH c AS (" \
+	" INSERT INTO billing.customers (user_id) VALUES ($1)" \
+	" ON CONFLICT (user_id) DO NOTHING" \
+	" RETURNING user_id), " \
+	"p AS (" \
 	" INSERT INTO billing.payments (user_id, tariff_id, tariff_code, tariff_title, months," \
 	"   monthly_price, list_price, personal_percent, months_percent, promo_percent," \
 	"   promo_code_id, promo_code, applied, total, currency, created_at, updated_at, expires_at)" \
 	" VALUES ($1, $2, $3, $4, $5, $6, $7, $8 / 100.0, $9 / 100.0, $10 / 100.0," \
 	"   $11, $12, $13, $14, $15, $16, $16, $17)" \
 	" %s" \
-	" RETURNING id, created_at) " \
-	"INSERT INTO billing.payment_events (payment_id, from_status, to_status, source, at) " \
-	"SELECT id, NULL, 'invoiced', 'api', created_at FROM p " \
-	"RETURNING payment_id"
+	" RETURNING id, created_at), " \
+	"e AS (" \
+	" INSERT INTO billing.payment_events (payment_id, from_status, to_status, source, at)" \
+	" SELECT id, NULL, 'invoiced', 'api', created_at FROM p" \
+	" RETURNING payment_id) " \
+	"SELECT e.payment_id, EXISTS (SELECT FROM c) FROM e"
 
-/* Store the quote snapshot and its creation event; returns the payment id. */
+/*
+ * Store the customer (first use), the quote snapshot and its creation event;
+ * returns the payment id.
+ */
 static pg_uuid_t *
 payment_insert(pg_uuid_t *user_id, const BillingQuote *q)
 {
@@ -542,6 +531,17 @@ payment_insert(pg_uuid_t *user_id, const BillingQuote *q)
 
 	id = palloc(sizeof(pg_uuid_t));
 	memcpy(id, DatumGetUUIDP(billing_spi_get(0, 1, &isnull)), sizeof(pg_uuid_t));
+
+	/* A new customer: the auth service knows the e-mail. */
+	if (DatumGetBool(billing_spi_get(0, 2, &isnull)))
+	{
+		char	   *u = uuid_to_cstring(user_id);
+
+		outbox_enqueue("fetch_email",
+					   psprintf("{\"user_id\": \"%s\"}", u),
+					   psprintf("customer:%s:email", u),
+					   NULL);
+	}
 	return id;
 }
 
@@ -570,7 +570,6 @@ billing_create_invoice(PG_FUNCTION_ARGS)
 	pricing_quote(&q, user_id, tariff, months, promo);
 
 	SPI_connect();
-	customer_ensure(user_id);
 	if (promo_used(&q))
 		promo_reserve(&q);
 	id = payment_insert(user_id, &q);
