@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# Core payments benchmark: transactions per second of
+#   insert          a bare single-row INSERT into a table as wide as billing.payments
+#   create_invoice  billing.create_invoice(user, 'films', 3)  (quote + snapshot + event)
+#   settle          billing.settle_payment(id, 'paid')         (+ subscription + outbox)
+# each with pgbench, 8 clients, one run, and the ratios to the bare INSERT.
+# Targets: create_invoice >= 0.7 x insert, settle >= 0.5 x insert.
+# For context it also runs the same INSERT into billing.payments itself (its
+# CHECK constraints, foreign keys and indexes): the floor under any invoice.
+#
+# The settle run pays the invoices the create_invoice run made, each exactly
+# once (a sequence hands them out), so every settle is a real invoiced -> paid
+# transition.  Buyers are 10,000 existing customers (a returning customer is
+# the common case; a first purchase adds one customer row and one outbox row).
+#
+# Usage: bench/core_payments.sh [seconds per run]       (default 20)
+#   SYNC=off bench/core_payments.sh   runs with synchronous_commit = off
+#   (CPU-bound: shows the per-call cost without the WAL flush at commit).
+set -euo pipefail
+. "$(dirname "$0")/../scripts/lib.sh"
+cd "$BILLING_SRC"
+
+SECONDS_PER_RUN=${1:-20}
+CLIENTS=8
+THREADS=2
+USERS=10000
+SYNC=${SYNC:-on}
+BILLING_WORK=${BILLING_WORK:-/tmp/billing-bench-$(printf %s "$BILLING_SRC" | md5sum | cut -c1-8)}
+export BILLING_WORK
+
+ensure_deps
+build_private_root "$BILLING_WORK"
+dir=$BILLING_WORK/cluster-bench-payments
+port=$(free_port)
+"$BILLING_SRC/scripts/cluster" init "$dir" "$port" \
+	"shared_buffers = '512MB'" "max_wal_size = '4GB'" "checkpoint_timeout = '30min'" \
+	"synchronous_commit = $SYNC" >/dev/null
+trap '"$BILLING_SRC/scripts/cluster" destroy "$dir"' EXIT
+psql() { "$BILLING_PGBIN/psql" -h "$dir" -p "$port" -U postgres -d billing -X -q -v ON_ERROR_STOP=1 "$@"; }
+scripts=$BILLING_WORK/bench-payments
+rm -rf "$scripts"; mkdir -p "$scripts"
+
+psql -v users="$USERS" <<'SQL'
+UPDATE cron.job SET active = false;
+CREATE SCHEMA bench;
+INSERT INTO marketing.tariffs (code, title, monthly_price) VALUES ('films', 'Priority films', 29900);
+INSERT INTO marketing.months_discounts (months, percent) VALUES (3, 10);
+-- User n is 00000000-0000-4000-8000-<n, 12 digits>.
+CREATE FUNCTION bench.user_id(n int) RETURNS uuid IMMUTABLE LANGUAGE sql
+    AS $$ SELECT ('00000000-0000-4000-8000-' || lpad(n::text, 12, '0'))::uuid $$;
+INSERT INTO billing.customers (user_id) SELECT bench.user_id(n) FROM generate_series(1, :users) n;
+-- The bare INSERT's table: the same columns, defaults and primary key as
+-- billing.payments (its other indexes and constraints are part of the cost
+-- being measured, so they are left out here).
+CREATE TABLE bench.wide (LIKE billing.payments INCLUDING DEFAULTS);
+ALTER TABLE bench.wide ADD PRIMARY KEY (id);
+-- A ledger with history, as in production (plans made against empty tables
+-- would be seq scans): half the users have paid once, a quarter have an open
+-- invoice, all through the functions under test.
+SELECT count(billing.settle_payment(billing.create_invoice(bench.user_id(n), 'films', 1), 'paid'))
+FROM generate_series(1, :users / 2) n;
+SELECT count(billing.create_invoice(bench.user_id(n), 'films', 1))
+FROM generate_series(:users / 2 + 1, :users * 3 / 4) n;
+INSERT INTO bench.wide SELECT * FROM billing.payments;
+VACUUM ANALYZE;
+SQL
+
+cat >"$scripts/insert.sql" <<EOF
+\set n random(1, $USERS)
+INSERT INTO bench.wide (user_id, tariff_id, tariff_code, tariff_title, months, monthly_price,
+    list_price, personal_percent, months_percent, promo_percent, promo_code_id, promo_code,
+    applied, total, currency, created_at, updated_at, expires_at)
+VALUES (bench.user_id(:n), 1, 'films', 'Priority films', 3, 29900, 89700, 0, 10, 0, NULL, NULL,
+    'discounts', 80730, 'RUB', now(), now(), now() + interval '1 day');
+EOF
+sed 's/INSERT INTO bench.wide/INSERT INTO billing.payments/' "$scripts/insert.sql" >"$scripts/insert_payments.sql"
+cat >"$scripts/create_invoice.sql" <<EOF
+\set n random(1, $USERS)
+SELECT billing.create_invoice(bench.user_id(:n), 'films', 3);
+EOF
+cat >"$scripts/settle.sql" <<'EOF'
+SELECT billing.settle_payment(q.id, 'paid') FROM bench.queue q WHERE q.n = (SELECT nextval('bench.next'));
+EOF
+
+run() {		# $1 = name, rest = pgbench options; prints the TPS
+	local name=$1; shift
+	psql -c "CHECKPOINT"
+	"$BILLING_PGBIN/pgbench" -h "$dir" -p "$port" -U postgres -n -M prepared \
+		-c "$CLIENTS" -j "$THREADS" "$@" -f "$scripts/$name.sql" billing \
+		>"$scripts/$name.log" 2>&1 || { cat "$scripts/$name.log" >&2; exit 1; }
+	grep -E '^tps = ' "$scripts/$name.log" | grep -oE '[0-9]+\.[0-9]+' | head -1
+}
+
+log "bare INSERT (${SECONDS_PER_RUN}s)"
+insert_tps=$(run insert -T "$SECONDS_PER_RUN")
+log "the same INSERT into billing.payments (${SECONDS_PER_RUN}s)"
+payments_tps=$(run insert_payments -T "$SECONDS_PER_RUN")
+# Those rows are not invoices (no event, no quote): out of the way.
+psql -c "DELETE FROM billing.payments p WHERE NOT EXISTS (SELECT FROM billing.payment_events e WHERE e.payment_id = p.id)" \
+	-c "VACUUM ANALYZE billing.payments"
+log "create_invoice (${SECONDS_PER_RUN}s)"
+create_tps=$(run create_invoice -T "$SECONDS_PER_RUN")
+
+# Every invoice the previous run made, numbered, settled once each.
+invoices=$(psql -At <<'SQL'
+CREATE TABLE bench.queue AS
+    SELECT row_number() OVER (ORDER BY id) AS n, id FROM billing.payments WHERE status = 'invoiced';
+CREATE UNIQUE INDEX ON bench.queue (n);
+CREATE SEQUENCE bench.next;
+VACUUM ANALYZE;
+SELECT count(*) FROM bench.queue;
+SQL
+)
+per_client=$((invoices / CLIENTS))
+log "settle_payment(..., 'paid'): $((per_client * CLIENTS)) of $invoices invoices"
+settle_tps=$(run settle -t "$per_client")
+
+paid=$(psql -At -c "SELECT count(*) FROM billing.payments WHERE status = 'paid'")
+[ "$paid" -eq $((per_client * CLIENTS + USERS / 2)) ] || { echo "expected $((per_client * CLIENTS + USERS / 2)) paid, found $paid" >&2; exit 1; }
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+verdict() { awk -v r="$1" -v t="$2" 'BEGIN { print (r >= t ? "ok" : "BELOW TARGET") }'; }
+cr=$(ratio "$create_tps" "$insert_tps")
+sr=$(ratio "$settle_tps" "$insert_tps")
+pr=$(ratio "$payments_tps" "$insert_tps")
+
+echo
+echo "core payments, pgbench -M prepared, $CLIENTS clients, synchronous_commit = $SYNC,"
+echo "$(nproc) cores, $(uname -m), PostgreSQL $("$BILLING_PGBIN/postgres" --version | awk '{print $3}')"
+printf '%-34s %10s %8s %8s\n' workload tps ratio target
+printf '%-34s %10.0f %8s %8s\n' "bare INSERT (payments width)" "$insert_tps" 1.00 -
+printf '%-34s %10.0f %8s %8s\n' "  same INSERT into billing.payments" "$payments_tps" "$pr" -
+printf '%-34s %10.0f %8s %8s  %s\n' "create_invoice" "$create_tps" "$cr" 0.70 "$(verdict "$cr" 0.7)"
+printf '%-34s %10.0f %8s %8s  %s\n' "settle_payment(..., 'paid')" "$settle_tps" "$sr" 0.50 "$(verdict "$sr" 0.5)"
