@@ -18,8 +18,10 @@ extern int	payments_expiry_batch;
 extern void payments_define_gucs(void);
 
 /*
- * A payment row as the state machine sees it.  Strings are palloc'd in the
- * caller's memory context; NULL when the column is NULL.
+ * A payment row as the state machine sees it.  Strings are allocated with
+ * SPI_palloc (the memory context that was current when the caller connected
+ * to SPI, so they outlive the caller's SPI_finish); NULL when the column is
+ * NULL.
  */
 typedef struct PaymentInfo
 {
