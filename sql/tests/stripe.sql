@@ -121,3 +121,13 @@ BEGIN;
 CALL billing.stripe_poll(NULL);
 COMMIT;
 SELECT to_status, source FROM billing.payment_events ORDER BY id;
+
+-- Amounts Stripe cannot charge are refused before asking it (the base URL is
+-- still the closed port: a call would be 08001).  ISK is two-decimal in
+-- Stripe's API but charged in whole krónur.
+SELECT billing.create_tariff('reykjavik', 'Reykjavik nights', 12345, 'ISK') IS NOT NULL;
+SELECT billing.create_tariff('oslo', 'Oslo nights', 12300, 'ISK') IS NOT NULL;
+SELECT pg_temp.err(format('SELECT billing.checkout(%L, billing.create_invoice(%L, %L, 1))',
+                          'b0000000-0000-0000-0000-000000000003', 'b0000000-0000-0000-0000-000000000003', 'reykjavik'));
+SELECT split_part(pg_temp.err(format('SELECT billing.checkout(%L, billing.create_invoice(%L, %L, 1))',
+                          'b0000000-0000-0000-0000-000000000004', 'b0000000-0000-0000-0000-000000000004', 'oslo')), ':', 1);
