@@ -110,10 +110,9 @@ append_iso8601(StringInfo buf, TimestampTz ts)
 	appendStringInfoString(buf, "+00:00");
 }
 
-bool
-subscription_notify(int template_num, pg_uuid_t *user_id, int64 tariff_id,
-					const char *tariff_title, TimestampTz end_payment,
-					const char *idempotency_key)
+char *
+subscription_notify_payload(int template_num, pg_uuid_t *user_id, int64 tariff_id,
+							const char *tariff_title, TimestampTz end_payment)
 {
 	StringInfoData buf;
 
@@ -125,8 +124,25 @@ subscription_notify(int template_num, pg_uuid_t *user_id, int64 tariff_id,
 	appendStringInfoString(&buf, ", \"end_payment\": \"");
 	append_iso8601(&buf, end_payment);
 	appendStringInfoString(&buf, "\"}");
+	return buf.data;
+}
 
-	return outbox_enqueue("notify", buf.data, idempotency_key,
+char *
+subscription_role_payload(pg_uuid_t *user_id, int64 tariff_id)
+{
+	return psprintf("{\"user_id\": \"%s\", \"tariff_id\": " INT64_FORMAT "}",
+					uuid_to_cstring(user_id), tariff_id);
+}
+
+bool
+subscription_notify(int template_num, pg_uuid_t *user_id, int64 tariff_id,
+					const char *tariff_title, TimestampTz end_payment,
+					const char *idempotency_key)
+{
+	return outbox_enqueue("notify",
+						  subscription_notify_payload(template_num, user_id, tariff_id,
+													  tariff_title, end_payment),
+						  idempotency_key,
 						  subscription_ordering_key(user_id, tariff_id));
 }
 
@@ -134,11 +150,8 @@ bool
 subscription_role_message(const char *kind, pg_uuid_t *user_id, int64 tariff_id,
 						  const char *idempotency_key)
 {
-	char	   *payload;
-
-	payload = psprintf("{\"user_id\": \"%s\", \"tariff_id\": " INT64_FORMAT "}",
-					   uuid_to_cstring(user_id), tariff_id);
-	return outbox_enqueue(kind, payload, idempotency_key,
+	return outbox_enqueue(kind, subscription_role_payload(user_id, tariff_id),
+						  idempotency_key,
 						  subscription_ordering_key(user_id, tariff_id));
 }
 

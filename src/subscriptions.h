@@ -63,6 +63,12 @@ extern bool subscription_role_message(const char *kind, pg_uuid_t *user_id,
 									  int64 tariff_id,
 									  const char *idempotency_key);
 
+/* The payloads of the two, as jsonb text (palloc'd), for batched inserts. */
+extern char *subscription_notify_payload(int template_num, pg_uuid_t *user_id,
+										 int64 tariff_id, const char *tariff_title,
+										 TimestampTz end_payment);
+extern char *subscription_role_payload(pg_uuid_t *user_id, int64 tariff_id);
+
 /* Whole seconds since the Unix epoch: the term part of idempotency keys. */
 extern int64 subscription_epoch(TimestampTz ts);
 
