@@ -66,16 +66,29 @@ typedef enum ExpiryAction
 	"FOR UPDATE OF s SKIP LOCKED"
 
 /*
- * One statement writes the new state of the whole batch.  The status guard
- * is redundant while we hold the row locks, and keeps a bug from ever
- * turning a row that changed under us.
+ * Where a due row goes: still active (its next check is the end), grace
+ * (next check: the end of grace) or blocked (nothing more to check).  One
+ * statement per target writes the whole batch, through the primary key;
+ * the next check comes from the row's own times, which are the ones decide()
+ * judged (we hold the row locks).  The status guards are redundant under
+ * those locks and keep a bug from ever moving a row backwards.
  */
-#define STORE_SQL \
-	"UPDATE billing.subscriptions s " \
-	"SET status = u.status, next_check_at = u.next_check_at, updated_at = $5 " \
-	"FROM unnest($1::bigint[], $2::text[], $3::text[], $4::timestamptz[]) " \
-	"     AS u(id, old_status, status, next_check_at) " \
-	"WHERE s.id = u.id AND s.status = u.old_status"
+typedef enum ExpiryTarget
+{
+	TARGET_ACTIVE,
+	TARGET_GRACE,
+	TARGET_BLOCKED,
+	NUM_TARGETS
+} ExpiryTarget;
+
+static const char *const store_sql[NUM_TARGETS] = {
+	"UPDATE billing.subscriptions SET next_check_at = ends_at, updated_at = $2 "
+	"WHERE id = ANY ($1) AND status = 'active'",
+	"UPDATE billing.subscriptions SET status = 'grace', next_check_at = grace_ends_at, updated_at = $2 "
+	"WHERE id = ANY ($1) AND status IN ('active', 'grace')",
+	"UPDATE billing.subscriptions SET status = 'blocked', next_check_at = NULL, updated_at = $2 "
+	"WHERE id = ANY ($1)"
+};
 
 /*
  * What the sweep does to one due row at `now`.  A row jumps straight to the
@@ -84,37 +97,25 @@ typedef enum ExpiryAction
  */
 static ExpiryAction
 decide(const char *status, TimestampTz now, TimestampTz ends_at,
-	   TimestampTz grace_ends_at, TimestampTz next_check_at,
-	   const char **new_status, bool *next_null, TimestampTz *next)
+	   TimestampTz grace_ends_at, TimestampTz next_check_at, ExpiryTarget *target)
 {
-	*next_null = false;
 	if (strcmp(status, "blocked") == 0)
 	{
-		*new_status = "blocked";
-		*next_null = true;
+		*target = TARGET_BLOCKED;
 		return EXPIRY_NONE;
 	}
 	if (now >= grace_ends_at)
 	{
-		*new_status = "blocked";
-		*next_null = true;
+		*target = TARGET_BLOCKED;
 		return EXPIRY_BLOCK;
 	}
+	*target = TARGET_GRACE;
 	if (strcmp(status, "grace") == 0)
-	{
-		*new_status = "grace";
-		*next = grace_ends_at;
 		return EXPIRY_NONE;
-	}
 	if (now >= ends_at)
-	{
-		*new_status = "grace";
-		*next = grace_ends_at;
 		return EXPIRY_GRACE;
-	}
 	/* Active, before the end: the check was the reminder time. */
-	*new_status = "active";
-	*next = ends_at;
+	*target = TARGET_ACTIVE;
 	return next_check_at < ends_at ? EXPIRY_REMINDER : EXPIRY_NONE;
 }
 
@@ -196,7 +197,7 @@ Datum
 billing_run_expiry(PG_FUNCTION_ARGS)
 {
 	static SPIPlanPtr due_plan = NULL;
-	static SPIPlanPtr store_plan = NULL;
+	static SPIPlanPtr store_plans[NUM_TARGETS];
 	TimestampTz now = billing_now();
 	int			batch_size = expiry_batch_size;
 	int64		reminders = 0,
@@ -217,18 +218,12 @@ billing_run_expiry(PG_FUNCTION_ARGS)
 	{
 		Oid			due_types[2] = {TIMESTAMPTZOID, INT4OID};
 		Datum		due_values[2] = {TimestampTzGetDatum(now), Int32GetDatum(batch_size)};
-		Oid			store_types[5] = {INT8ARRAYOID, TEXTARRAYOID, TEXTARRAYOID,
-									  TIMESTAMPTZARRAYOID, TIMESTAMPTZOID};
-		Datum		store_values[5];
 		uint64		n;
 		uint64		i;
-		Datum	   *ids;
-		Datum	   *old_statuses;
-		Datum	   *statuses;
-		Datum	   *nexts;
-		bool	   *next_nulls;
-		int			dims[1];
-		int			lbs[1] = {1};
+		uint64		stored = 0;
+		int			t;
+		Datum	   *ids[NUM_TARGETS];
+		int			nids[NUM_TARGETS] = {0};
 		SPITupleTable *tuptable;
 		MessageBatch msgs = {0};
 
@@ -241,14 +236,11 @@ billing_run_expiry(PG_FUNCTION_ARGS)
 			break;
 		batches++;
 
-		/* SPI_tuptable is replaced by the outbox inserts below: keep ours. */
+		/* SPI_tuptable is replaced by the statements below: keep ours. */
 		tuptable = SPI_tuptable;
 		MemoryContextSwitchTo(batch_cxt);
-		ids = palloc(n * sizeof(Datum));
-		old_statuses = palloc(n * sizeof(Datum));
-		statuses = palloc(n * sizeof(Datum));
-		nexts = palloc(n * sizeof(Datum));
-		next_nulls = palloc(n * sizeof(bool));
+		for (t = 0; t < NUM_TARGETS; t++)
+			ids[t] = palloc(n * sizeof(Datum));
 
 		for (i = 0; i < n; i++)
 		{
@@ -263,16 +255,14 @@ billing_run_expiry(PG_FUNCTION_ARGS)
 			pg_uuid_t  *user_id = DatumGetUUIDP(SPI_getbinval(tup, desc, 6, &isnull));
 			int64		tariff_id = DatumGetInt64(SPI_getbinval(tup, desc, 7, &isnull));
 			char	   *title = TextDatumGetCString(SPI_getbinval(tup, desc, 8, &isnull));
-			const char *new_status;
-			TimestampTz next = 0;
+			ExpiryTarget target;
 
 			/*
 			 * The idempotency keys carry the term's end: each message goes out
 			 * once per term, and a later sweep or a concurrent one writes
 			 * nothing new.
 			 */
-			switch (decide(status, now, ends_at, grace_ends_at, next_check_at,
-						   &new_status, &next_nulls[i], &next))
+			switch (decide(status, now, ends_at, grace_ends_at, next_check_at, &target))
 			{
 				case EXPIRY_REMINDER:
 					batch_add(&msgs, "notify",
@@ -301,24 +291,23 @@ billing_run_expiry(PG_FUNCTION_ARGS)
 				case EXPIRY_NONE:
 					break;
 			}
-
-			ids[i] = Int64GetDatum(id);
-			old_statuses[i] = CStringGetTextDatum(status);
-			statuses[i] = CStringGetTextDatum(new_status);
-			nexts[i] = TimestampTzGetDatum(next);
+			ids[target][nids[target]++] = Int64GetDatum(id);
 		}
 
-		dims[0] = (int) n;
-		store_values[0] = PointerGetDatum(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-		store_values[1] = PointerGetDatum(construct_array(old_statuses, n, TEXTOID, -1, false, TYPALIGN_INT));
-		store_values[2] = PointerGetDatum(construct_array(statuses, n, TEXTOID, -1, false, TYPALIGN_INT));
-		store_values[3] = PointerGetDatum(construct_md_array(nexts, next_nulls, 1, dims, lbs,
-															 TIMESTAMPTZOID, 8, FLOAT8PASSBYVAL,
-															 TYPALIGN_DOUBLE));
-		store_values[4] = TimestampTzGetDatum(now);
+		for (t = 0; t < NUM_TARGETS; t++)
+		{
+			Oid			store_types[2] = {INT8ARRAYOID, TIMESTAMPTZOID};
+			Datum		store_values[2];
 
-		if (billing_spi_exec(&store_plan, STORE_SQL, 5, store_types, store_values,
-							 NULL, false, 0) != n)
+			if (nids[t] == 0)
+				continue;
+			store_values[0] = PointerGetDatum(construct_array(ids[t], nids[t], INT8OID, 8,
+															  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+			store_values[1] = TimestampTzGetDatum(now);
+			stored += billing_spi_exec(&store_plans[t], store_sql[t], 2, store_types,
+									   store_values, NULL, false, 0);
+		}
+		if (stored != n)
 			elog(ERROR, "run_expiry: a locked subscription changed under the sweep");
 		SPI_freetuptable(tuptable);
 
