@@ -370,6 +370,11 @@ class StripeE2E(unittest.TestCase):
         mine = lambda: [r for r in self.ctl("GET", "requests") if r["path"] == "/v1/checkout/sessions"
                         and r["params"].get("client_reference_id") == str(pid)]
         wait_for(lambda: any(r.get("status") == 200 for r in mine()), 10, what="the slow call's session")
+        # The connection dropped without an answer.
+        self.ctl("POST", "faults", {"count": 1, "close": True, "path": "/v1/checkout"})
+        code, msg = self.sqlstate("SELECT billing.checkout(%s, %s)", (user, pid))
+        self.assertEqual(code, "08006", msg)
+        self.assertEqual(self.status(pid), "invoiced")
         # Gone: connection refused.
         code, msg = self.sqlstate("SET billing.stripe_api_base = 'http://127.0.0.1:1'; "
                                   "SELECT billing.checkout(%s, %s)", (user, pid))
