@@ -16,6 +16,7 @@
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
 #include "commands/extension.h"
 #include "common/pg_prng.h"
 #include "mb/pg_wchar.h"
@@ -38,13 +39,16 @@
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
+#include "audit.h"
 #include "billing.h"
 #include "grpc.h"
 #include "outbox.h"
 #include "messagesender.pb-c.h"
 #include "rolescontrol.pb-c.h"
 
+PGDLLEXPORT void outbox_launcher_main(Datum main_arg);
 PGDLLEXPORT void outbox_worker_main(Datum main_arg);
+PG_FUNCTION_INFO_V1(billing_outbox_retry_dead);
 
 /* --- settings ------------------------------------------------------------- */
 
@@ -238,14 +242,20 @@ outbox_worker_init(void)
 		return;
 	}
 
+	/*
+	 * A launcher waits for the database to exist and (re)starts the worker
+	 * in it: connecting a worker to a missing database would fail and be
+	 * retried forever, and a worker terminated by DROP DATABASE ... WITH
+	 * (FORCE) must not come back until the database does.
+	 */
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 2;
+	worker.bgw_restart_time = 1;
 	strlcpy(worker.bgw_library_name, "billing", BGW_MAXLEN);
-	strlcpy(worker.bgw_function_name, "outbox_worker_main", BGW_MAXLEN);
-	strlcpy(worker.bgw_name, "billing outbox worker", BGW_MAXLEN);
-	strlcpy(worker.bgw_type, "billing outbox worker", BGW_MAXLEN);
+	strlcpy(worker.bgw_function_name, "outbox_launcher_main", BGW_MAXLEN);
+	strlcpy(worker.bgw_name, "billing outbox launcher", BGW_MAXLEN);
+	strlcpy(worker.bgw_type, "billing outbox launcher", BGW_MAXLEN);
 	RegisterBackgroundWorker(&worker);
 }
 
@@ -881,6 +891,95 @@ deliver_batch(OutboxMsg *msgs, int n)
 	return finished;
 }
 
+/* --- the launcher ------------------------------------------------------- */
+
+/* Does the worker's database exist?  (pg_database is shared: no database needed.) */
+static bool
+database_exists(void)
+{
+	bool		exists;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	exists = OidIsValid(get_database_oid(outbox_database, true));
+	CommitTransactionCommand();
+	return exists;
+}
+
+void
+outbox_launcher_main(Datum main_arg)
+{
+	bool		logged_missing = false;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+
+	for (;;)
+	{
+		BackgroundWorker worker;
+		BackgroundWorkerHandle *handle;
+		pid_t		pid;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		/* A worker of an earlier launcher may still run: never start a second. */
+		if (pg_atomic_read_u32(&outbox_shared->worker_procno_plus1) != NO_WORKER)
+		{
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 1000L, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			continue;
+		}
+
+		if (!database_exists())
+		{
+			if (!logged_missing)
+				ereport(LOG,
+						(errmsg("billing outbox worker waits for database \"%s\" to exist",
+								outbox_database)));
+			logged_missing = true;
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 2000L, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			continue;
+		}
+		logged_missing = false;
+
+		memset(&worker, 0, sizeof(worker));
+		worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+		worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+		worker.bgw_restart_time = BGW_NEVER_RESTART;
+		strlcpy(worker.bgw_library_name, "billing", BGW_MAXLEN);
+		strlcpy(worker.bgw_function_name, "outbox_worker_main", BGW_MAXLEN);
+		strlcpy(worker.bgw_name, "billing outbox worker", BGW_MAXLEN);
+		strlcpy(worker.bgw_type, "billing outbox worker", BGW_MAXLEN);
+		worker.bgw_notify_pid = MyProcPid;
+
+		if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+			ereport(WARNING,
+					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+					 errmsg("could not start the billing outbox worker"),
+					 errhint("Raise max_worker_processes.")));
+		else if (WaitForBackgroundWorkerStartup(handle, &pid) == BGWH_STARTED)
+		{
+			/* WaitForBackgroundWorkerShutdown serves SIGTERM and postmaster death. */
+			(void) WaitForBackgroundWorkerShutdown(handle);
+		}
+
+		/* The worker stopped (error, SIGTERM, its database dropped): pause, then again. */
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 1000L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
+
 /* --- the worker ----------------------------------------------------------- */
 
 void
@@ -898,7 +997,22 @@ outbox_worker_main(Datum main_arg)
 	batch_cxt = AllocSetContextCreate(TopMemoryContext, "billing outbox batch",
 									  ALLOCSET_DEFAULT_SIZES);
 
-	pg_atomic_write_u32(&outbox_shared->worker_procno_plus1, (uint32) MyProc->pgprocno + 1);
+	/*
+	 * One worker at a time: claims of another live worker must not be taken
+	 * for a dead one's.  The slot is cleared on any exit, and shared memory
+	 * is reinitialised after a crash.
+	 */
+	{
+		uint32		expected = NO_WORKER;
+
+		if (!pg_atomic_compare_exchange_u32(&outbox_shared->worker_procno_plus1, &expected,
+											(uint32) MyProc->pgprocno + 1))
+		{
+			ereport(LOG,
+					(errmsg("billing outbox worker not started: another one is running")));
+			proc_exit(0);
+		}
+	}
 	before_shmem_exit(outbox_worker_detach, (Datum) 0);
 
 	ereport(LOG,
@@ -939,4 +1053,52 @@ outbox_worker_main(Datum main_arg)
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 sleep_ms, PG_WAIT_EXTENSION);
 	}
+}
+
+/* --- admin: requeue dead messages ---------------------------------------- */
+
+/*
+ * billing.outbox_retry_dead(ids bigint[] DEFAULT NULL) → bigint: dead
+ * messages (all, or those of ids) go back to pending with a fresh round of
+ * attempts; their last error stays for reference until the next outcome.
+ * Audited; wakes the worker at commit.
+ */
+Datum
+billing_outbox_retry_dead(PG_FUNCTION_ARGS)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			argtypes[1] = {INT8ARRAYOID};
+	Datum		values[1];
+	char		nulls[1] = {' '};
+	bool		isnull;
+	int64		n;
+
+	if (PG_ARGISNULL(0))
+		nulls[0] = 'n';
+	else
+		values[0] = PG_GETARG_DATUM(0);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	billing_spi_exec(&plan,
+					 "WITH r AS ("
+					 "  UPDATE billing.outbox"
+					 "     SET status = 'pending', attempts = 0, next_attempt_at = now(),"
+					 "         claimed_at = NULL, claimed_by = NULL"
+					 "   WHERE status = 'dead' AND ($1::bigint[] IS NULL OR id = ANY ($1))"
+					 "  RETURNING id) "
+					 "SELECT count(*), jsonb_build_object('status', 'pending',"
+					 "       'ids', coalesce(jsonb_agg(id ORDER BY id), '[]')) FROM r",
+					 1, argtypes, values, nulls, false, 0);
+	n = DatumGetInt64(billing_spi_get(0, 1, &isnull));
+	if (n > 0)
+	{
+		Datum		after = billing_spi_get(0, 2, &isnull);
+		Datum		before = DirectFunctionCall1(jsonb_in, CStringGetDatum("{\"status\": \"dead\"}"));
+
+		audit_record("outbox_retry_dead", "billing.outbox", before, after);
+		outbox_wake_at_commit();
+	}
+	SPI_finish();
+	PG_RETURN_INT64(n);
 }

@@ -36,30 +36,8 @@ GRANT SELECT ON billing.outbox_status, billing.outbox_dead TO billing_admin;
 -- Requeue dead messages (all of them, or the given ids) for a fresh round of
 -- attempts, once whatever killed them is fixed.  Audited.  Returns how many.
 CREATE FUNCTION billing.outbox_retry_dead(ids bigint[] DEFAULT NULL) RETURNS bigint
-    VOLATILE LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    requeued bigint[];
-BEGIN
-    WITH r AS (
-        UPDATE billing.outbox
-           SET status = 'pending', attempts = 0, next_attempt_at = now(),
-               claimed_at = NULL, claimed_by = NULL
-         WHERE status = 'dead' AND (ids IS NULL OR id = ANY (ids))
-        RETURNING id)
-    SELECT coalesce(array_agg(id ORDER BY id), '{}') INTO requeued FROM r;
-
-    IF cardinality(requeued) > 0 THEN
-        INSERT INTO billing.admin_audit (actor, action, target, before, after)
-        VALUES (session_user, 'outbox_retry_dead', 'billing.outbox',
-                jsonb_build_object('status', 'dead'),
-                jsonb_build_object('status', 'pending', 'ids', to_jsonb(requeued)));
-        PERFORM billing.outbox_wake();
-    END IF;
-    RETURN cardinality(requeued);
-END
-$$;
+    VOLATILE LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'billing_outbox_retry_dead';
 COMMENT ON FUNCTION billing.outbox_retry_dead(bigint[]) IS 'Requeues dead outbox messages (all, or the given ids) with their attempts reset; audited.';
 REVOKE ALL ON FUNCTION billing.outbox_retry_dead(bigint[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION billing.outbox_retry_dead(bigint[]) TO billing_admin;

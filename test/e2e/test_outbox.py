@@ -39,7 +39,7 @@ class Standin:
         self.notify = "%s://127.0.0.1:%d" % (scheme, self.notify_port)
 
     def ctl(self, path, body=None):
-        data = json.dumps(body if body is not None else {}).encode() if path != "state" else None
+        data = None if path in ("state", "stats") else json.dumps(body if body is not None else {}).encode()
         req = urllib.request.Request("http://127.0.0.1:%d/%s" % (self.control_port, path),
                                      data=data, method="GET" if data is None else "POST")
         with urllib.request.urlopen(req, timeout=10) as r:
@@ -426,6 +426,31 @@ class OutboxDelivery(unittest.TestCase):
             self.cluster.crash()
             self.cluster.start()
         self._crash_mid_batch(crash)
+
+    def test_z_drop_and_recreate_the_workers_own_database(self):
+        import psycopg2
+        admin = psycopg2.connect(self.cluster.dsn.replace("dbname=billing", "dbname=postgres"))
+        admin.autocommit = True
+        try:
+            with admin.cursor() as cur:
+                # pg_cron's launcher is connected too; FORCE ends both sessions
+                cur.execute("DROP DATABASE billing WITH (FORCE)")
+                time.sleep(1.5)
+                cur.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'billing outbox worker'")
+                self.assertEqual(cur.fetchone()[0], 0)
+                cur.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'billing outbox launcher'")
+                self.assertEqual(cur.fetchone()[0], 1)
+                self.assertIn('billing outbox worker waits for database "billing" to exist', self.cluster.log())
+                cur.execute("CREATE DATABASE billing")
+        finally:
+            admin.close()
+        self.q("CREATE EXTENSION billing CASCADE")
+        self.worker_pid(timeout=20)
+        user = new_user()
+        key = "recreated:%s" % user
+        self.q("INSERT INTO billing.outbox (kind, payload, idempotency_key) VALUES ('notify', %s, %s); "
+               "SELECT billing.outbox_wake()", (json.dumps({"template": 5, "user_id": str(user)}), key))
+        self.wait_delivered("idempotency_key = %s", (key,))
 
     def _ready(self):
         try:
