@@ -7,15 +7,16 @@
 # Every request carries a user token (so all three pay for the JWT check and
 # the pre-request hook).  Prints requests per second, p99 latency and the
 # ratio to ping.  Target: create_invoice >= 0.5 x ping.
-# Usage: bench/http.sh [seconds per endpoint] [connections]
+# Usage: bench/http.sh [seconds per run] [connections] [rounds]
 set -euo pipefail
 . "$(dirname "$0")/../scripts/lib.sh"
 cd "$BILLING_SRC"
 
-SECONDS_EACH=${1:-10}
-CONNECTIONS=${2:-16}
+SECONDS_EACH=${1:-5}
+CONNECTIONS=${2:-32}
+ROUNDS=${3:-3}
 THREADS=2
-POOL=${BILLING_BENCH_POOL:-8}		# PostgREST's connection pool
+POOL=${BILLING_BENCH_POOL:-16}		# PostgREST's connection pool
 BILLING_WORK=${BILLING_WORK:-/tmp/billing-bench-$(printf %s "$BILLING_SRC" | md5sum | cut -c1-8)}
 export BILLING_WORK
 
@@ -91,24 +92,32 @@ run() {		# name, path, body
 	fi
 }
 
-# A short warm-up, then the measured runs.
+# A short warm-up, then the measured runs: the three endpoints in turn,
+# ROUNDS times, so that a change in the machine's background load hits all of
+# them alike; each figure is the median of its rounds.
 SECONDS_SAVE=$SECONDS_EACH; SECONDS_EACH=2
 run warmup /rpc/create_invoice '{"tariff": "prime", "months": 1}'
 SECONDS_EACH=$SECONDS_SAVE
-run ping /rpc/ping ''
-run quote /rpc/quote '{"tariff": "prime", "months": 3}'
-run create_invoice /rpc/create_invoice '{"tariff": "prime", "months": 3}'
+for r in $(seq "$ROUNDS"); do
+	run "ping.$r" /rpc/ping ''
+	run "quote.$r" /rpc/quote '{"tariff": "prime", "months": 3}'
+	run "create_invoice.$r" /rpc/create_invoice '{"tariff": "prime", "months": 3}'
+done
 
-rps() { awk '/^Requests\/sec:/ {print $2}' "$out/$1.txt"; }
-p99() { awk '$1 == "99%" {print $2}' "$out/$1.txt"; }
+median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+# p99 in ms whatever unit wrk chose (us, ms, s)
+p99_ms() { awk '$1 == "99%" {v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v);
+	print (u == "us") ? v / 1000 : (u == "s") ? v * 1000 : v}' "$1"; }
+rps() { for r in $(seq "$ROUNDS"); do awk '/^Requests\/sec:/ {print $2}' "$out/$1.$r.txt"; done | median; }
+p99() { for r in $(seq "$ROUNDS"); do p99_ms "$out/$1.$r.txt"; done | median; }
 ping_rps=$(rps ping)
 invoices=$(psql -tAc "SELECT count(*) FROM billing.payments")
 
 echo
-echo "HTTP through PostgREST 12 ($CONNECTIONS connections, $THREADS wrk threads, pool $POOL, ${SECONDS_EACH}s each, $(nproc) cores)"
-printf '%-22s %12s %10s %12s\n' endpoint "requests/s" p99 "vs ping"
+echo "HTTP through PostgREST 12 ($CONNECTIONS connections, $THREADS wrk threads, pool $POOL, median of $ROUNDS rounds of ${SECONDS_EACH}s, $(nproc) cores, load average $(cut -d' ' -f1 /proc/loadavg))"
+printf '%-26s %12s %10s %10s\n' endpoint "requests/s" "p99 ms" "vs ping"
 for e in ping quote create_invoice; do
-	printf '%-22s %12s %10s %12s\n' "POST /rpc/$e" "$(rps $e)" "$(p99 $e)" \
+	printf '%-26s %12s %10s %10s\n' "POST /rpc/$e" "$(rps $e)" "$(p99 $e)" \
 		"$(awk -v a="$(rps $e)" -v b="$ping_rps" 'BEGIN {printf "%.2f", a / b}')"
 done
 echo "($invoices invoices stored)"
