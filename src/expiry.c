@@ -187,6 +187,8 @@ batch_flush(MessageBatch *b)
 	values[2] = PointerGetDatum(construct_array(b->keys, b->n, TEXTOID, -1, false, TYPALIGN_INT));
 	values[3] = PointerGetDatum(construct_array(b->orderings, b->n, TEXTOID, -1, false, TYPALIGN_INT));
 	billing_spi_exec(&plan, OUTBOX_SQL, 4, argtypes, values, NULL, false, 0);
+	/* outbox_enqueue would do this: the worker starts delivering at commit */
+	outbox_wake_at_commit();
 	added = DatumGetInt64(billing_spi_get(0, 1, &isnull));
 	SPI_freetuptable(SPI_tuptable);
 	return added;
