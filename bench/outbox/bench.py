@@ -35,6 +35,13 @@ def rss_anon(pid):
     return 0
 
 
+def cpu_seconds(pid):
+    """User + system CPU time of a process so far."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--messages", type=int, default=100000)
@@ -83,6 +90,7 @@ def main():
     cluster.query("VACUUM ANALYZE billing.outbox")
     queued = one("SELECT count(*) FROM billing.outbox WHERE status = 'pending'")
     mem0 = rss_anon(worker)
+    cpu0 = (cpu_seconds(worker), cpu_seconds(grpc.proc.pid))
     t0 = time.time()
     cluster.set_conf(billing__auth_target=grpc.auth, billing__notify_target=grpc.notify)
     samples = []        # (messages left, worker private memory)
@@ -94,12 +102,15 @@ def main():
     wait_for(drained, timeout=600, interval=0.25, what="the queue drained")
     t1 = one("SELECT extract(epoch FROM max(delivered_at)) FROM billing.outbox")
     mem1 = rss_anon(worker)
+    cpu1 = (cpu_seconds(worker), cpu_seconds(grpc.proc.pid))
     quarter = [m for left, m in samples if left < queued * 0.75]
     rate = queued / (float(t1) - t0)
     stats = grpc.ctl("stats")
     retried = one("SELECT count(*) FROM billing.outbox WHERE attempts > 1")
     print("sustained: %d messages in %.2f s = %.0f msg/s (%d retried; stand-in saw %d calls)"
           % (queued, float(t1) - t0, rate, retried, stats["calls"]))
+    print("CPU per message: worker %.0f us, stand-in %.0f us"
+          % ((cpu1[0] - cpu0[0]) * 1e6 / queued, (cpu1[1] - cpu0[1]) * 1e6 / queued))
     print("worker private memory: %d kB before, %d kB after; over the last three quarters "
           "of the run %d..%d kB" % (mem0, mem1, min(quarter or [0]), max(quarter or [0])))
 
