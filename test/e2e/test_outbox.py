@@ -25,12 +25,13 @@ UTC = datetime.timezone.utc
 class Standin:
     """One grpc_standin.py process: auth and notify ports plus its control port."""
 
-    def __init__(self, name, tls=None):
+    def __init__(self, name, tls=None, extra=()):
         self.auth_port, self.notify_port, self.control_port = free_port(), free_port(), free_port()
         args = [PYTHON, STANDIN, "--auth-port", str(self.auth_port),
                 "--notify-port", str(self.notify_port), "--control-port", str(self.control_port)]
         if tls:
             args += ["--tls-cert", tls[0], "--tls-key", tls[1]]
+        args += list(extra)
         self.proc = spawn(args, name + ".log")
         for port in (self.auth_port, self.notify_port, self.control_port):
             wait_port(port)
@@ -246,6 +247,26 @@ class OutboxDelivery(unittest.TestCase):
         finally:
             self.cluster.set_conf(billing__notify_target=self.grpc.notify)
             stop(tls.proc)
+
+    def test_e_server_ending_connections_often(self):
+        """GOAWAY every 50 ms: followers find the shared h2c connection gone
+        and run again as leads, or the message is retried; all arrive."""
+        churn = Standin("grpc_standin_churn", extra=["--max-connection-age-ms", "50"])
+        try:
+            self.cluster.set_conf(billing__notify_target=churn.notify, billing__outbox_concurrency=4)
+            run = uuid.uuid4().hex[:8]
+            self.q("INSERT INTO billing.outbox (kind, payload, idempotency_key) "
+                   "SELECT 'notify', jsonb_build_object('template', 5, 'user_id', gen_random_uuid()), "
+                   "       %s || g FROM generate_series(1, 300) g; SELECT billing.outbox_wake()",
+                   ("churn:%s:" % run,))
+            self.wait_delivered("idempotency_key LIKE %s", ("churn:%s:%%" % run,))
+            calls = [c for c in churn.state()["calls"] if c["key"].startswith("churn:%s:" % run)]
+            self.assertEqual(len(set(c["key"] for c in calls if c["outcome"] == "ok")), 300)
+            self.assertEqual(self.one("SELECT count(*) FROM billing.outbox WHERE idempotency_key LIKE %s "
+                                      "AND status = 'done'", ("churn:%s:%%" % run,)), 300)
+        finally:
+            self.cluster.set_conf(billing__notify_target=self.grpc.notify, billing__outbox_concurrency=64)
+            stop(churn.proc)
 
     # ---- faults --------------------------------------------------------------
     def test_f_auth_down_messages_wait_then_arrive_in_order(self):

@@ -7,6 +7,7 @@ control API on another port so tests can look inside and inject faults.
     /usr/bin/python3 test/standins/grpc_standin.py \
         --auth-port 50051 --notify-port 50052 --control-port 50053 \
         [--tls-cert cert.pem --tls-key key.pem] [--workers 32]
+        [--max-connection-age-ms N]     (the server ends each connection after N ms)
 
 Either service port may be 0 (not served).  Control API (JSON bodies):
     GET  /state            roles, grants, emails, messages, every call received
@@ -216,15 +217,19 @@ class MessageSender(ms_grpc.MessageSenderServicer):
 class Server:
     """One gRPC service on one port, which can be stopped and started again."""
 
-    def __init__(self, name, port, add, workers, tls):
+    def __init__(self, name, port, add, workers, tls, max_age_ms=None):
         self.name, self.port, self.add, self.workers, self.tls = name, port, add, workers, tls
+        self.options = [("grpc.so_reuseport", 0)]
+        if max_age_ms:
+            self.options += [("grpc.max_connection_age_ms", max_age_ms),
+                             ("grpc.max_connection_age_grace_ms", max_age_ms)]
         self.server = None
 
     def up(self):
         if self.server is not None:
             return
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=self.workers),
-                             options=[("grpc.so_reuseport", 0)])
+                             options=self.options)
         self.add(server)
         address = "127.0.0.1:%d" % self.port
         if self.tls:
@@ -312,6 +317,7 @@ def main():
     p.add_argument("--tls-cert")
     p.add_argument("--tls-key")
     p.add_argument("--workers", type=int, default=32)
+    p.add_argument("--max-connection-age-ms", type=int)
     a = p.parse_args()
     tls = (a.tls_cert, a.tls_key) if a.tls_cert else None
 
@@ -319,11 +325,11 @@ def main():
     if a.auth_port:
         servers["auth"] = Server("auth", a.auth_port,
                                  lambda s: rc_grpc.add_RolesControlServicer_to_server(RolesControl(), s),
-                                 a.workers, tls)
+                                 a.workers, tls, a.max_connection_age_ms)
     if a.notify_port:
         servers["notify"] = Server("notify", a.notify_port,
                                    lambda s: ms_grpc.add_MessageSenderServicer_to_server(MessageSender(), s),
-                                   a.workers, tls)
+                                   a.workers, tls, a.max_connection_age_ms)
     for server in servers.values():
         server.up()
     control = ThreadingHTTPServer(("127.0.0.1", a.control_port), control_handler(servers))
