@@ -27,14 +27,23 @@ class Standin:
 
     def __init__(self, name, tls=None, extra=()):
         self.auth_port, self.notify_port, self.control_port = free_port(), free_port(), free_port()
+        extra = list(extra)
+        # "--auth-port 0" / "--notify-port 0" in extra: that service is not served
+        if "--auth-port" in extra:
+            self.auth_port = int(extra[extra.index("--auth-port") + 1])
+        if "--notify-port" in extra:
+            self.notify_port = int(extra[extra.index("--notify-port") + 1])
         args = [PYTHON, STANDIN, "--auth-port", str(self.auth_port),
                 "--notify-port", str(self.notify_port), "--control-port", str(self.control_port)]
         if tls:
             args += ["--tls-cert", tls[0], "--tls-key", tls[1]]
-        args += list(extra)
+        args += [x for i, x in enumerate(extra)
+                 if x not in ("--auth-port", "--notify-port")
+                 and (i == 0 or extra[i - 1] not in ("--auth-port", "--notify-port"))]
         self.proc = spawn(args, name + ".log")
         for port in (self.auth_port, self.notify_port, self.control_port):
-            wait_port(port)
+            if port:
+                wait_port(port)
         scheme = "https" if tls else "http"
         self.auth = "%s://127.0.0.1:%d" % (scheme, self.auth_port)
         self.notify = "%s://127.0.0.1:%d" % (scheme, self.notify_port)

@@ -6,7 +6,7 @@ control API on another port so tests can look inside and inject faults.
 
     /usr/bin/python3 test/standins/grpc_standin.py \
         --auth-port 50051 --notify-port 50052 --control-port 50053 \
-        [--tls-cert cert.pem --tls-key key.pem] [--workers 32]
+        [--tls-cert cert.pem --tls-key key.pem] [--workers 8]
         [--max-connection-age-ms N]     (the server ends each connection after N ms)
 
 Either service port may be 0 (not served).  Control API (JSON bodies):
@@ -89,8 +89,10 @@ def _valid_uuid(text):
 
 def handle(service, method, key, fields, context, work):
     """Common path of every RPC: faults, duplicate detection, recording.
-    work() does the real thing and returns (response, ok)."""
-    rule = _fault_for(service, method)
+    work() does the real thing under STATE.lock and returns the response;
+    it may abort the call (bad argument, unknown role).  Returns None when
+    the caller must answer successful=false."""
+    rule = _fault_for(service, method) if STATE.faults else None
     record = {"service": service, "method": method, "key": key, "at": time.time()}
     record.update(fields)
     if rule and rule.get("delay_ms"):
@@ -101,38 +103,26 @@ def handle(service, method, key, fields, context, work):
                 STATE.calls.append(record)
                 STATE.ncalls += 1
             return None
-    if rule and rule.get("code"):
-        record["outcome"] = rule["code"]
+    if rule and (rule.get("code") or rule.get("successful") is False):
+        record["outcome"] = rule.get("code") or "unsuccessful"
         with STATE.lock:
             STATE.calls.append(record)
             STATE.ncalls += 1
-        context.abort(getattr(grpc.StatusCode, rule["code"]), "injected fault")
-    if rule and rule.get("successful") is False:
-        record["outcome"] = "unsuccessful"
-        with STATE.lock:
-            STATE.calls.append(record)
-            STATE.ncalls += 1
-        return None     # caller answers successful=false
+        if rule.get("code"):
+            context.abort(getattr(grpc.StatusCode, rule["code"]), "injected fault")
+        return None
     with STATE.lock:
         STATE.ncalls += 1
+        STATE.calls.append(record)
         if key and key in STATE.done_keys:
             record["outcome"] = "ok"
             record["duplicate"] = True
-            STATE.calls.append(record)
             STATE.nok += 1
             return STATE.done_keys[key]
-    # work() may abort the call (bad argument, unknown role): it raises then.
-    try:
+        record["outcome"] = "error"     # until work() returns
         response = work()
-    except Exception:
-        record["outcome"] = "error"
-        with STATE.lock:
-            STATE.calls.append(record)
-        raise
-    with STATE.lock:
         record["outcome"] = "ok"
         record["duplicate"] = False
-        STATE.calls.append(record)
         STATE.nok += 1
         if key:
             STATE.done_keys[key] = response
@@ -146,8 +136,7 @@ class RolesControl(rc_grpc.RolesControlServicer):
         def work():
             if not _valid_uuid(request.id):
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, "user id is not a uuid")
-            with STATE.lock:
-                email = STATE.emails.get(request.id, "user-%s@example.test" % request.id[:8])
+            email = STATE.emails.get(request.id, "user-%s@example.test" % request.id[:8])
             return rc_pb2.UserInfo(email=email)
         r = handle("auth", "GetUserInfo", key, {"user_id": request.id}, context, work)
         return r if r is not None else rc_pb2.UserInfo()
@@ -157,8 +146,7 @@ class RolesControl(rc_grpc.RolesControlServicer):
             if not request.name:
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, "role name is empty")
             role_id = str(uuid.uuid4())
-            with STATE.lock:
-                STATE.roles[role_id] = request.name
+            STATE.roles[role_id] = request.name
             return rc_pb2.Uuid(id=role_id)
         r = handle("auth", "CreateRole", request.idempotency_key, {"name": request.name},
                    context, work)
@@ -166,10 +154,9 @@ class RolesControl(rc_grpc.RolesControlServicer):
 
     def UpdateRole(self, request, context):
         def work():
-            with STATE.lock:
-                if request.role_id not in STATE.roles:
-                    context.abort(grpc.StatusCode.NOT_FOUND, "no such role")
-                STATE.roles[request.role_id] = request.name
+            if request.role_id not in STATE.roles:
+                context.abort(grpc.StatusCode.NOT_FOUND, "no such role")
+            STATE.roles[request.role_id] = request.name
             return rc_pb2.OperationResult(successful=True)
         r = handle("auth", "UpdateRole", request.idempotency_key,
                    {"role_id": request.role_id, "name": request.name}, context, work)
@@ -179,13 +166,12 @@ class RolesControl(rc_grpc.RolesControlServicer):
         def work():
             if not _valid_uuid(request.user_id):
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, "user id is not a uuid")
-            with STATE.lock:
-                if request.role_id not in STATE.roles:
-                    context.abort(grpc.StatusCode.NOT_FOUND, "no such role")
-                if add:
-                    STATE.grants.add((request.user_id, request.role_id))
-                else:
-                    STATE.grants.discard((request.user_id, request.role_id))
+            if request.role_id not in STATE.roles:
+                context.abort(grpc.StatusCode.NOT_FOUND, "no such role")
+            if add:
+                STATE.grants.add((request.user_id, request.role_id))
+            else:
+                STATE.grants.discard((request.user_id, request.role_id))
             return rc_pb2.OperationResult(successful=True)
         r = handle("auth", method, request.idempotency_key,
                    {"user_id": request.user_id, "role_id": request.role_id}, context, work)
@@ -207,8 +193,7 @@ class MessageSender(ms_grpc.MessageSenderServicer):
         def work():
             if request.template_num not in (1, 2, 3, 4, 5):
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, "unknown template")
-            with STATE.lock:
-                STATE.messages.append(dict(fields, key=request.idempotency_key))
+            STATE.messages.append(dict(fields, key=request.idempotency_key))
             return ms_pb2.OperationResult(successful=True)
         r = handle("notify", "SendBillingMessage", request.idempotency_key, fields, context, work)
         return r if r is not None else ms_pb2.OperationResult(successful=False)
@@ -274,9 +259,15 @@ def control_handler(servers):
                     obj = {"calls": STATE.ncalls, "ok": STATE.nok,
                            "messages": len(STATE.messages), "keys": len(STATE.done_keys)}
                 else:
-                    return self._reply(404, {"error": "no such path"})
-                body = json.loads(json.dumps(obj))
-            self._reply(200, body)
+                    obj = None
+                body = json.dumps(obj).encode() if obj is not None else None
+            if body is None:
+                return self._reply(404, {"error": "no such path"})
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
 
         def do_POST(self):
             length = int(self.headers.get("Content-Length") or 0)
@@ -316,7 +307,7 @@ def main():
     p.add_argument("--control-port", type=int, required=True)
     p.add_argument("--tls-cert")
     p.add_argument("--tls-key")
-    p.add_argument("--workers", type=int, default=32)
+    p.add_argument("--workers", type=int, default=8)
     p.add_argument("--max-connection-age-ms", type=int)
     a = p.parse_args()
     tls = (a.tls_cert, a.tls_key) if a.tls_cert else None
