@@ -49,6 +49,7 @@
 PGDLLEXPORT void outbox_launcher_main(Datum main_arg);
 PGDLLEXPORT void outbox_worker_main(Datum main_arg);
 PG_FUNCTION_INFO_V1(billing_outbox_retry_dead);
+PG_FUNCTION_INFO_V1(billing_outbox_discard_dead);
 
 /* --- settings ------------------------------------------------------------- */
 
@@ -294,11 +295,15 @@ static const char *const claim_sql =
 "  SELECT o.id FROM billing.outbox o"
 "  WHERE o.status = 'pending' AND o.next_attempt_at <= now()"
 "    AND o.kind = ANY ($2)"
-/* an earlier undelivered message with the same ordering key goes first */
+/*
+ * An earlier undelivered message with the same ordering key goes first; a
+ * dead one too, so that requeueing it later cannot put it behind its
+ * successors (a grant retried after the revoke that followed it).
+ */
 "    AND (o.ordering_key IS NULL OR NOT EXISTS ("
 "          SELECT 1 FROM billing.outbox e"
 "          WHERE e.ordering_key = o.ordering_key AND e.id < o.id"
-"            AND e.status IN ('pending', 'in_flight')))"
+"            AND e.status IN ('pending', 'in_flight', 'dead')))"
 /* role operations wait for CreateRole's answer (a missing tariff is claimed, then parked) */
 "    AND (o.kind NOT IN ('update_role', 'grant_role', 'revoke_role') OR NOT EXISTS ("
 "          SELECT 1 FROM marketing.tariffs t"
@@ -1097,6 +1102,43 @@ billing_outbox_retry_dead(PG_FUNCTION_ARGS)
 		Datum		before = DirectFunctionCall1(jsonb_in, CStringGetDatum("{\"status\": \"dead\"}"));
 
 		audit_record("outbox_retry_dead", "billing.outbox", before, after);
+		outbox_wake_at_commit();
+	}
+	SPI_finish();
+	PG_RETURN_INT64(n);
+}
+
+/*
+ * billing.outbox_discard_dead(ids bigint[]) → bigint: deletes the given dead
+ * messages (a payload that can never be sent, a message made moot), which
+ * lets the messages queued behind them with the same ordering key go.  The
+ * audit row keeps what was discarded.  Wakes the worker at commit.
+ */
+Datum
+billing_outbox_discard_dead(PG_FUNCTION_ARGS)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			argtypes[1] = {INT8ARRAYOID};
+	Datum		values[1];
+	bool		isnull;
+	int64		n;
+
+	BILLING_REQUIRE_ARG(fcinfo, 0, "ids");
+	values[0] = PG_GETARG_DATUM(0);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	billing_spi_exec(&plan,
+					 "WITH d AS ("
+					 "  DELETE FROM billing.outbox WHERE status = 'dead' AND id = ANY ($1)"
+					 "  RETURNING id, kind, payload, idempotency_key, ordering_key, attempts, last_error) "
+					 "SELECT count(*), coalesce(jsonb_agg(to_jsonb(d) ORDER BY d.id), '[]') FROM d",
+					 1, argtypes, values, NULL, false, 0);
+	n = DatumGetInt64(billing_spi_get(0, 1, &isnull));
+	if (n > 0)
+	{
+		audit_record("outbox_discard_dead", "billing.outbox",
+					 billing_spi_get(0, 2, &isnull), (Datum) 0);
 		outbox_wake_at_commit();
 	}
 	SPI_finish();

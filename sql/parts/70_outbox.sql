@@ -28,7 +28,7 @@ CREATE VIEW billing.outbox_dead AS
 SELECT id, kind, payload, idempotency_key, ordering_key, attempts, last_error, created_at
   FROM billing.outbox
  WHERE status = 'dead';
-COMMENT ON VIEW billing.outbox_dead IS 'Messages parked after a permanent error or too many attempts; billing.outbox_retry_dead() requeues them.';
+COMMENT ON VIEW billing.outbox_dead IS 'Messages parked after a permanent error or too many attempts; they hold back later messages with the same ordering key until billing.outbox_retry_dead() requeues or billing.outbox_discard_dead() deletes them.';
 
 REVOKE ALL ON billing.outbox_status, billing.outbox_dead FROM PUBLIC;
 GRANT SELECT ON billing.outbox_status, billing.outbox_dead TO billing_admin;
@@ -41,6 +41,15 @@ CREATE FUNCTION billing.outbox_retry_dead(ids bigint[] DEFAULT NULL) RETURNS big
 COMMENT ON FUNCTION billing.outbox_retry_dead(bigint[]) IS 'Requeues dead outbox messages (all, or the given ids) with their attempts reset; audited.';
 REVOKE ALL ON FUNCTION billing.outbox_retry_dead(bigint[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION billing.outbox_retry_dead(bigint[]) TO billing_admin;
+
+-- Delete dead messages that must never be sent (audited with their content),
+-- which releases the messages queued behind them.  Returns how many.
+CREATE FUNCTION billing.outbox_discard_dead(ids bigint[]) RETURNS bigint
+    VOLATILE LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'billing_outbox_discard_dead';
+COMMENT ON FUNCTION billing.outbox_discard_dead(bigint[]) IS 'Deletes the given dead outbox messages (audited with their content), releasing those queued behind them.';
+REVOKE ALL ON FUNCTION billing.outbox_discard_dead(bigint[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION billing.outbox_discard_dead(bigint[]) TO billing_admin;
 
 -- Delivered messages are kept a while for inspection, then deleted (pg_cron).
 CREATE FUNCTION billing.outbox_purge(older_than interval DEFAULT '7 days') RETURNS bigint

@@ -35,6 +35,7 @@ SELECT * FROM billing.outbox_status;                    -- 42501
 SELECT billing.outbox_retry_dead();                     -- 42501
 SELECT billing.outbox_purge();                          -- 42501
 SELECT billing.outbox_wake();                           -- 42501
+SELECT billing.outbox_discard_dead(ARRAY[1]::bigint[]); -- 42501
 RESET ROLE;
 
 SET ROLE outbox_admin;
@@ -44,6 +45,15 @@ SELECT billing.outbox_retry_dead(ARRAY[1, 2, 999]::bigint[]);
 SELECT billing.outbox_retry_dead(ARRAY[(SELECT id FROM billing.outbox_dead WHERE idempotency_key = 'k3')]);
 SELECT billing.outbox_retry_dead();
 SELECT billing.outbox_retry_dead();
+-- admins cannot edit outbox rows directly, only through the functions
+UPDATE billing.outbox SET status = 'dead' WHERE idempotency_key = 'k2';  -- 42501
+RESET ROLE;
+UPDATE billing.outbox SET status = 'dead', last_error = 'INVALID_ARGUMENT: bad' WHERE idempotency_key = 'k2';
+-- discarding needs the ids, and only dead ones go (audited with their content)
+SET ROLE outbox_admin;
+SELECT billing.outbox_discard_dead(NULL);                -- 22004
+SELECT billing.outbox_discard_dead(ARRAY[1, 999]::bigint[]);
+SELECT billing.outbox_discard_dead(ARRAY[(SELECT id FROM billing.outbox WHERE idempotency_key = 'k2')]);
 RESET ROLE;
 
 SELECT idempotency_key, status, attempts, last_error IS NOT NULL AS kept_last_error,

@@ -317,22 +317,29 @@ class OutboxDelivery(unittest.TestCase):
 
     def test_h_permanent_error_is_dead_visible_and_retried_after_the_fix(self):
         user = new_user()
-        self.grpc.ctl("fault", {"service": "notify", "code": "PERMISSION_DENIED"})
-        key = "denied:%s" % user
-        self.q("INSERT INTO billing.outbox (kind, payload, idempotency_key) VALUES ('notify', %s, %s); "
-               "SELECT billing.outbox_wake()",
-               (json.dumps({"template": 5, "user_id": str(user)}), key))
+        self.grpc.ctl("fault", {"service": "notify", "code": "PERMISSION_DENIED", "count": 1})
+        key, later = "denied:%s" % user, "after-denied:%s" % user
+        order = "%s:1" % user
+        self.q("INSERT INTO billing.outbox (kind, payload, idempotency_key, ordering_key) "
+               "VALUES ('notify', %s, %s, %s); SELECT billing.outbox_wake()",
+               (json.dumps({"template": 1, "user_id": str(user)}), key, order))
         wait_for(lambda: self.one("SELECT status FROM billing.outbox WHERE idempotency_key = %s",
                                   (key,)) == "dead", what="a dead message")
         self.assertEqual(self.one("SELECT attempts FROM billing.outbox WHERE idempotency_key = %s", (key,)), 1)
         self.assertIn("PERMISSION_DENIED", self.one(
             "SELECT last_error FROM billing.outbox_dead WHERE idempotency_key = %s", (key,)))
         self.assertGreaterEqual(self.one("SELECT dead FROM billing.outbox_status WHERE kind = 'notify'"), 1)
-        self.grpc.ctl("clear")
+        # a later message of the same user and tariff waits behind the dead one
+        self.q("INSERT INTO billing.outbox (kind, payload, idempotency_key, ordering_key) "
+               "VALUES ('notify', %s, %s, %s); SELECT billing.outbox_wake()",
+               (json.dumps({"template": 4, "user_id": str(user)}), later, order))
+        time.sleep(0.5)     # several poll intervals: it would have gone by now
+        self.assertEqual(self.q("SELECT status, attempts FROM billing.outbox WHERE idempotency_key = %s",
+                                (later,)), [("pending", 0)])
         dead_id = self.one("SELECT id FROM billing.outbox WHERE idempotency_key = %s", (key,))
         self.assertEqual(self.one("SELECT billing.outbox_retry_dead(ARRAY[%s]::bigint[])", (dead_id,)), 1)
-        self.wait_delivered("idempotency_key = %s", (key,))
-        self.assertEqual(len(self.messages(user)), 1)
+        self.wait_delivered("ordering_key = %s", (order,))
+        self.assertEqual(self.templates(user), [1, 4])         # in order, once each
         self.assertEqual(self.one("SELECT count(*) FROM billing.admin_audit WHERE action = 'outbox_retry_dead'"
                                   " AND after->'ids' @> %s::jsonb", (json.dumps([dead_id]),)), 1)
 
