@@ -151,6 +151,18 @@ class OutboxDelivery(unittest.TestCase):
         return seq
 
     # ---- the happy paths, through the real SQL functions -------------------
+    def test_0_a_commit_wakes_the_worker(self):
+        # no safety-net polling for a minute: only the commit's wake-up can deliver
+        self.cluster.set_conf(billing__outbox_poll_interval="60s")
+        try:
+            time.sleep(0.5)     # the worker reloads, then sleeps up to 60 s
+            started = time.monotonic()
+            self.new_tariff("Woken films")
+            took = time.monotonic() - started
+            self.assertLess(took, 5, "role created after %.2f s" % took)
+        finally:
+            self.cluster.set_conf(billing__outbox_poll_interval="200ms")
+
     def test_a_tariff_creates_and_renames_its_role(self):
         code, tariff_id, role = self.new_tariff("Gold films")
         state = self.grpc.state()
