@@ -476,6 +476,36 @@ class OutboxDelivery(unittest.TestCase):
             self.cluster.start()
         self._crash_mid_batch(crash)
 
+    def test_y_postmaster_death_ends_the_worker(self):
+        self.grpc.ctl("fault", {"service": "notify", "delay_ms": 3000})
+        user = new_user()
+        key = "orphan:%s" % user
+        worker = self.worker_pid()
+        self.q("INSERT INTO billing.outbox (kind, payload, idempotency_key) VALUES ('notify', %s, %s); "
+               "SELECT billing.outbox_wake()", (json.dumps({"template": 5, "user_id": str(user)}), key))
+        wait_for(lambda: self.one("SELECT status FROM billing.outbox WHERE idempotency_key = %s",
+                                  (key,)) == "in_flight", what="the call in flight")
+        with open(os.path.join(self.cluster.dir, "data", "postmaster.pid")) as f:
+            postmaster = int(f.readline())
+        os.kill(postmaster, signal.SIGKILL)
+        # mid-call, the worker notices within moments, not at the call's end
+        wait_for(lambda: not os.path.exists("/proc/%d" % worker), timeout=2, interval=0.01,
+                 what="the worker to exit after the postmaster died")
+        self.grpc.ctl("clear")
+
+        def restarted():
+            # the orphaned children leave on their own; until then the old
+            # shared memory is in use and the start fails
+            try:
+                self.cluster.start()
+                return True
+            except subprocess.CalledProcessError:
+                time.sleep(0.3)
+                return False
+        wait_for(restarted, timeout=30, what="a restart after the postmaster died")
+        self.worker_pid()
+        self.wait_delivered("idempotency_key = %s", (key,))
+
     def test_z_drop_and_recreate_the_workers_own_database(self):
         import psycopg2
         admin = psycopg2.connect(self.cluster.dsn.replace("dbname=billing", "dbname=postgres"))
