@@ -549,6 +549,11 @@ build_call(OutboxMsg *m, GrpcCall *call)
 {
 	const char *target = is_auth_kind(m->kind) ? auth_target : notify_target;
 
+	/* The key travels as gRPC metadata too: printable ASCII only. */
+	for (const char *c = m->key; *c; c++)
+		if (*c < 0x20 || *c > 0x7e)
+			PARK(m, "malformed idempotency key: only printable ASCII can travel as metadata%s", NULL);
+
 	switch (m->kind)
 	{
 		case KIND_CREATE_ROLE:

@@ -363,6 +363,9 @@ class OutboxDelivery(unittest.TestCase):
                ("grant_role", {"user_id": str(user), "tariff_id": 987654321}),
                ("create_role", [1, 2]),
                ("fetch_email", {})]
+        # and a key that would break the metadata header
+        self.q("INSERT INTO billing.outbox (kind, payload, idempotency_key) VALUES ('notify', %s, %s)",
+               (json.dumps({"template": 5, "user_id": str(user)}), "bad:%s:crlf\r\nx-evil: 1" % user))
         for n, (kind, payload) in enumerate(bad):
             self.q("INSERT INTO billing.outbox (kind, payload, idempotency_key) VALUES (%s, %s, %s)",
                    (kind, json.dumps(payload), "bad:%s:%d" % (user, n)))
@@ -372,12 +375,13 @@ class OutboxDelivery(unittest.TestCase):
                (json.dumps({"template": 5, "user_id": str(user)}), good))
         self.wait_delivered("idempotency_key = %s", (good,))
         wait_for(lambda: self.one("SELECT count(*) FROM billing.outbox WHERE idempotency_key LIKE %s "
-                                  "AND status = 'dead'", ("bad:%s:%%" % user,)) == len(bad),
+                                  "AND status = 'dead'", ("bad:%s:%%" % user,)) == len(bad) + 1,
                  what="every bad row parked")
         errors = [r[0] for r in self.q("SELECT last_error FROM billing.outbox WHERE idempotency_key LIKE %s "
                                        "ORDER BY id", ("bad:%s:%%" % user,))]
-        self.assertTrue(errors[0].startswith("malformed payload"), errors)
-        self.assertIn("does not exist", errors[3])
+        self.assertTrue(errors[0].startswith("malformed idempotency key"), errors)
+        self.assertTrue(all(e.startswith("malformed payload") for e in errors[1:4] + errors[5:]), errors)
+        self.assertEqual(errors[4], "tariff 987654321 does not exist")
 
     def test_j_no_target_leaves_rows_alone(self):
         self.cluster.set_conf(billing__auth_target="", billing__notify_target="")
