@@ -265,39 +265,123 @@ store_subscription(int64 id, const char *status, TimestampTz anchor_at, int32 mo
 }
 
 /*
- * Insert the first subscription of a user for a tariff.  Returns 0 when a
+ * The messages of a paid payment: grant_role (when the role must be given,
+ * with_grant) and notify(subscribed), as $9..$13 of the two statements below.
+ */
+#define PAID_MESSAGES \
+	"(VALUES ('grant_role', $9, $10), ('notify', $11, $12)) AS m(kind, payload, key) " \
+	"WHERE m.kind = 'notify' OR $13 "
+
+static void
+paid_message_values(Datum *values, pg_uuid_t *payment_id, pg_uuid_t *user_id,
+					int64 tariff_id, const char *title, TimestampTz ends_at,
+					bool with_grant)
+{
+	char	   *pid = uuid_to_cstring(payment_id);
+
+	values[7] = CStringGetTextDatum(subscription_ordering_key(user_id, tariff_id));
+	values[8] = CStringGetTextDatum(subscription_role_payload(user_id, tariff_id));
+	values[9] = CStringGetTextDatum(psprintf("payment:%s:grant", pid));
+	values[10] = CStringGetTextDatum(subscription_notify_payload(TEMPLATE_SUBSCRIBED, user_id,
+																 tariff_id, title, ends_at));
+	values[11] = CStringGetTextDatum(psprintf("payment:%s:subscribed", pid));
+	values[12] = BoolGetDatum(with_grant);
+}
+
+static Oid	paid_argtypes[13] = {INT8OID, TIMESTAMPTZOID, INT4OID, TIMESTAMPTZOID,
+								 TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID,
+								 TEXTOID, TEXTOID, TEXTOID, TEXTOID, BOOLOID};
+
+/*
+ * Extend a locked subscription to a new active term and queue its messages,
+ * in one statement: a paid settle runs this on every renewal, and each
+ * statement of its own would cost an executor start-up.
+ */
+static void
+renew_subscription(int64 id, TimestampTz anchor_at, int32 months, TimestampTz ends_at,
+				   TimestampTz grace_ends_at, TimestampTz next_check_at,
+				   pg_uuid_t *payment_id, pg_uuid_t *user_id, int64 tariff_id,
+				   const char *title, bool with_grant)
+{
+	static SPIPlanPtr plan = NULL;
+	Datum		values[13];
+	bool		isnull;
+
+	values[0] = Int64GetDatum(id);
+	values[1] = TimestampTzGetDatum(anchor_at);
+	values[2] = Int32GetDatum(months);
+	values[3] = TimestampTzGetDatum(ends_at);
+	values[4] = TimestampTzGetDatum(grace_ends_at);
+	values[5] = TimestampTzGetDatum(next_check_at);
+	values[6] = TimestampTzGetDatum(billing_now());
+	paid_message_values(values, payment_id, user_id, tariff_id, title, ends_at, with_grant);
+
+	if (billing_spi_exec(&plan,
+						 "WITH s AS ("
+						 " UPDATE billing.subscriptions"
+						 " SET status = 'active', anchor_at = $2, months = $3, ends_at = $4,"
+						 "     grace_ends_at = $5, next_check_at = $6, updated_at = $7"
+						 " WHERE id = $1 RETURNING id), "
+						 "o AS ("
+						 " INSERT INTO billing.outbox (kind, payload, idempotency_key, ordering_key)"
+						 " SELECT m.kind, m.payload::jsonb, m.key, $8 FROM s, " PAID_MESSAGES
+						 " ON CONFLICT (idempotency_key) DO NOTHING RETURNING 1) "
+						 "SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM o)",
+						 13, paid_argtypes, values, NULL, false, 0) != 1 ||
+		DatumGetInt64(billing_spi_get(0, 1, &isnull)) != 1)
+		elog(ERROR, "subscription " INT64_FORMAT " vanished under its row lock", id);
+	if (DatumGetInt64(billing_spi_get(0, 2, &isnull)) > 0)
+		outbox_wake_at_commit();
+}
+
+/*
+ * Insert the first subscription of a user for a tariff and queue its
+ * messages, in one statement.  Returns 0 (and queues nothing) when a
  * concurrent transaction inserted it first (the caller then locks that row).
  */
 static int64
 insert_subscription(pg_uuid_t *user_id, int64 tariff_id, TimestampTz anchor_at,
 					int32 months, TimestampTz ends_at, TimestampTz grace_ends_at,
-					TimestampTz next_check_at)
+					TimestampTz next_check_at, pg_uuid_t *payment_id, const char *title)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			argtypes[8] = {UUIDOID, INT8OID, TIMESTAMPTZOID, INT4OID,
-							   TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
-	Datum		values[8];
+	Oid			argtypes[14];
+	Datum		values[14];
 	bool		isnull;
+	int64		id;
 
-	values[0] = UUIDPGetDatum(user_id);
-	values[1] = Int64GetDatum(tariff_id);
-	values[2] = TimestampTzGetDatum(anchor_at);
-	values[3] = Int32GetDatum(months);
-	values[4] = TimestampTzGetDatum(ends_at);
-	values[5] = TimestampTzGetDatum(grace_ends_at);
-	values[6] = TimestampTzGetDatum(next_check_at);
-	values[7] = TimestampTzGetDatum(billing_now());
+	memcpy(argtypes, paid_argtypes, sizeof(paid_argtypes));
+	argtypes[13] = UUIDOID;
+	values[13] = UUIDPGetDatum(user_id);
+	values[0] = Int64GetDatum(tariff_id);
+	values[1] = TimestampTzGetDatum(anchor_at);
+	values[2] = Int32GetDatum(months);
+	values[3] = TimestampTzGetDatum(ends_at);
+	values[4] = TimestampTzGetDatum(grace_ends_at);
+	values[5] = TimestampTzGetDatum(next_check_at);
+	values[6] = TimestampTzGetDatum(billing_now());
+	paid_message_values(values, payment_id, user_id, tariff_id, title, ends_at, true);
 
 	if (billing_spi_exec(&plan,
-						 "INSERT INTO billing.subscriptions AS s "
-						 "  (user_id, tariff_id, status, anchor_at, months, ends_at, "
-						 "   grace_ends_at, next_check_at, created_at, updated_at) "
-						 "VALUES ($1, $2, 'active', $3, $4, $5, $6, $7, $8, $8) "
-						 "ON CONFLICT (user_id, tariff_id) DO NOTHING "
-						 "RETURNING s.id",
-						 8, argtypes, values, NULL, false, 0) == 0)
+						 "WITH s AS ("
+						 " INSERT INTO billing.subscriptions AS s"
+						 "  (user_id, tariff_id, status, anchor_at, months, ends_at,"
+						 "   grace_ends_at, next_check_at, created_at, updated_at)"
+						 " VALUES ($14, $1, 'active', $2, $3, $4,"
+						 "   $5, $6, $7, $7)"
+						 " ON CONFLICT (user_id, tariff_id) DO NOTHING"
+						 " RETURNING s.id), "
+						 "o AS ("
+						 " INSERT INTO billing.outbox (kind, payload, idempotency_key, ordering_key)"
+						 " SELECT m.kind, m.payload::jsonb, m.key, $8 FROM s, " PAID_MESSAGES
+						 " ON CONFLICT (idempotency_key) DO NOTHING RETURNING 1) "
+						 "SELECT s.id, (SELECT count(*) FROM o) FROM s",
+						 14, argtypes, values, NULL, false, 0) == 0)
 		return 0;
-	return DatumGetInt64(billing_spi_get(0, 1, &isnull));
+	id = DatumGetInt64(billing_spi_get(0, 1, &isnull));
+	if (DatumGetInt64(billing_spi_get(0, 2, &isnull)) > 0)
+		outbox_wake_at_commit();
+	return id;
 }
 
 static char *
@@ -323,7 +407,6 @@ subscription_apply_payment(pg_uuid_t *payment_id, pg_uuid_t *user_id,
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	SubRow		r;
-	char	   *pid;
 	char	   *title;
 	int64		id;
 	bool		new_term;
@@ -342,23 +425,19 @@ subscription_apply_payment(pg_uuid_t *payment_id, pg_uuid_t *user_id,
 				 errmsg("the payment time must be finite")));
 
 	SPI_connect();
-	pid = uuid_to_cstring(payment_id);
 
 	if (!lock_subscription(&r, user_id, tariff_id, cxt))
 	{
 		/* The first purchase of this tariff: a term anchored at paid_at. */
 		ends_at = billing_add_months(paid_at, months);
 		grace_ends_at = ends_at + subscription_grace_usecs();
+		title = tariff_title(tariff_id);
 		id = insert_subscription(user_id, tariff_id, paid_at, months, ends_at,
 								 grace_ends_at,
-								 subscription_active_next_check(ends_at, true));
+								 subscription_active_next_check(ends_at, true),
+								 payment_id, title);
 		if (id != 0)
 		{
-			title = tariff_title(tariff_id);
-			subscription_role_message("grant_role", user_id, tariff_id,
-									  psprintf("payment:%s:grant", pid));
-			subscription_notify(TEMPLATE_SUBSCRIBED, user_id, tariff_id, title,
-								ends_at, psprintf("payment:%s:subscribed", pid));
 			SPI_finish();
 			return id;
 		}
@@ -395,20 +474,14 @@ subscription_apply_payment(pg_uuid_t *payment_id, pg_uuid_t *user_id,
 	ends_at = billing_add_months(anchor_at, total_months);
 	grace_ends_at = ends_at + subscription_grace_usecs();
 
-	store_subscription(r.id, "active", anchor_at, total_months, ends_at,
-					   grace_ends_at, false,
-					   subscription_active_next_check(ends_at, true));
-
 	/*
 	 * In grace the role is still held; a lapsed term (blocked, or its grace
 	 * over before the sweep came) gets the role again.  A grant the auth
 	 * service already applied is harmless: grants are idempotent there.
 	 */
-	if (new_term)
-		subscription_role_message("grant_role", user_id, tariff_id,
-								  psprintf("payment:%s:grant", pid));
-	subscription_notify(TEMPLATE_SUBSCRIBED, user_id, tariff_id, r.title,
-						ends_at, psprintf("payment:%s:subscribed", pid));
+	renew_subscription(r.id, anchor_at, total_months, ends_at, grace_ends_at,
+					   subscription_active_next_check(ends_at, true),
+					   payment_id, user_id, tariff_id, r.title, new_term);
 
 	SPI_finish();
 	return r.id;
