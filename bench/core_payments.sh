@@ -3,24 +3,26 @@
 #   insert          a bare single-row INSERT into a table as wide as billing.payments
 #   create_invoice  billing.create_invoice(user, 'films', 3)  (quote + snapshot + event)
 #   settle          billing.settle_payment(id, 'paid')         (+ subscription + outbox)
-# each with pgbench, 8 clients, one run, and the ratios to the bare INSERT.
+# each with pgbench, 8 clients, in one run of this script (several rounds,
+# the workloads interleaved), and the ratios to the bare INSERT.
 # Targets: create_invoice >= 0.7 x insert, settle >= 0.5 x insert.
 # For context it also runs the same INSERT into billing.payments itself (its
 # CHECK constraints, foreign keys and indexes): the floor under any invoice.
 #
-# The settle run pays the invoices the create_invoice run made, each exactly
+# The settle runs pay the invoices the create_invoice runs made, each exactly
 # once (a sequence hands them out), so every settle is a real invoiced -> paid
 # transition.  Buyers are 10,000 existing customers (a returning customer is
 # the common case; a first purchase adds one customer row and one outbox row).
 #
-# Usage: bench/core_payments.sh [seconds per run]       (default 20)
+# Usage: bench/core_payments.sh [seconds per run] [rounds]   (default 10, 3)
 #   SYNC=off bench/core_payments.sh   runs with synchronous_commit = off
 #   (CPU-bound: shows the per-call cost without the WAL flush at commit).
 set -euo pipefail
 . "$(dirname "$0")/../scripts/lib.sh"
 cd "$BILLING_SRC"
 
-SECONDS_PER_RUN=${1:-20}
+SECONDS_PER_RUN=${1:-10}
+ROUNDS=${2:-3}
 CLIENTS=8
 THREADS=2
 USERS=10000
@@ -105,44 +107,61 @@ run() {		# $1 = name, rest = pgbench options; prints the TPS
 	grep -E '^tps = ' "$scripts/$name.log" | grep -oE '[0-9]+\.[0-9]+' | head -1
 }
 
-log "bare INSERT (${SECONDS_PER_RUN}s)"
-insert_tps=$(run insert -T "$SECONDS_PER_RUN")
-log "the same INSERT into billing.payments (${SECONDS_PER_RUN}s)"
-payments_tps=$(run insert_payments -T "$SECONDS_PER_RUN")
-# Those rows are not invoices (no event, no quote): out of the way.
-psql -c "DELETE FROM billing.payments p WHERE NOT EXISTS (SELECT FROM billing.payment_events e WHERE e.payment_id = p.id)" \
-	-c "VACUUM ANALYZE billing.payments"
-log "create_invoice (${SECONDS_PER_RUN}s)"
-create_tps=$(run create_invoice -T "$SECONDS_PER_RUN")
-
-# Every invoice the previous run made, numbered, settled once each.
-invoices=$(psql -At <<'SQL'
-CREATE TABLE bench.queue AS
-    SELECT row_number() OVER (ORDER BY id) AS n, id FROM billing.payments WHERE status = 'invoiced';
-CREATE UNIQUE INDEX ON bench.queue (n);
-CREATE SEQUENCE bench.next;
-VACUUM ANALYZE;
+# The settle queue: every open invoice, numbered; each settle takes the next
+# number, so each invoice is paid exactly once.  Later rounds append the
+# invoices their create_invoice run made.
+psql -c "CREATE TABLE bench.queue (n bigint PRIMARY KEY, id uuid NOT NULL UNIQUE)" \
+	-c "CREATE SEQUENCE bench.next"
+enqueue() {		# prints the queue's length
+	psql -At <<'SQL'
+INSERT INTO bench.queue
+SELECT (SELECT coalesce(max(n), 0) FROM bench.queue) + row_number() OVER (ORDER BY p.id), p.id
+FROM billing.payments p
+WHERE p.status = 'invoiced' AND NOT EXISTS (SELECT FROM bench.queue q WHERE q.id = p.id);
+VACUUM ANALYZE bench.queue;
 SELECT count(*) FROM bench.queue;
 SQL
-)
-per_client=$((invoices / CLIENTS))
-log "settle_payment(..., 'paid'): $((per_client * CLIENTS)) of $invoices invoices"
-settle_tps=$(run settle -t "$per_client")
+}
+
+# The machine may be shared: one long run per workload would compare
+# different moments of its load.  Instead ROUNDS rounds, each running every
+# workload for SECONDS_PER_RUN in turn; the figures are the medians and each
+# ratio is the median of the per-round ratios.
+declare -a I P C S
+for ((r = 1; r <= ROUNDS; r++)); do
+	log "round $r/$ROUNDS: bare INSERT, INSERT into billing.payments, create_invoice, settle (${SECONDS_PER_RUN}s each)"
+	I[r]=$(run insert -T "$SECONDS_PER_RUN")
+	P[r]=$(run insert_payments -T "$SECONDS_PER_RUN")
+	# Those rows are not invoices (no event, no quote): out of the way.
+	psql -c "DELETE FROM billing.payments p WHERE NOT EXISTS (SELECT FROM billing.payment_events e WHERE e.payment_id = p.id)" \
+		-c "VACUUM ANALYZE billing.payments"
+	C[r]=$(run create_invoice -T "$SECONDS_PER_RUN")
+	queued=$(enqueue)
+	S[r]=$(run settle -T "$SECONDS_PER_RUN")
+	taken=$(psql -At -c "SELECT last_value FROM bench.next")
+	# A number past the queue's end settles nothing: the figure would lie.
+	[ "$taken" -le "$queued" ] || { echo "the settle queue ran dry ($taken > $queued)" >&2; exit 1; }
+done
 
 paid=$(psql -At -c "SELECT count(*) FROM billing.payments WHERE status = 'paid'")
-[ "$paid" -eq $((per_client * CLIENTS + USERS / 2)) ] || { echo "expected $((per_client * CLIENTS + USERS / 2)) paid, found $paid" >&2; exit 1; }
+[ "$paid" -eq $((taken + USERS / 2)) ] || { echo "expected $((taken + USERS / 2)) paid, found $paid" >&2; exit 1; }
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
+ratios() {		# $1 = name of the array: per-round ratios to the bare INSERT
+	local -n w=$1
+	for ((r = 1; r <= ROUNDS; r++)); do awk -v a="${w[r]}" -v b="${I[r]}" 'BEGIN { printf "%.3f\n", a / b }'; done
+}
 verdict() { awk -v r="$1" -v t="$2" 'BEGIN { print (r >= t ? "ok" : "BELOW TARGET") }'; }
-cr=$(ratio "$create_tps" "$insert_tps")
-sr=$(ratio "$settle_tps" "$insert_tps")
-pr=$(ratio "$payments_tps" "$insert_tps")
+rounds() { local -n w=$1; local out="" x; for ((r = 1; r <= ROUNDS; r++)); do out+=$(printf ' %.0f' "${w[r]}"); done; echo "$out"; }
+pr=$(printf '%.2f' "$(median $(ratios P))")
+cr=$(printf '%.2f' "$(median $(ratios C))")
+sr=$(printf '%.2f' "$(median $(ratios S))")
 
 echo
-echo "core payments, pgbench -M prepared, $CLIENTS clients, synchronous_commit = $SYNC,"
-echo "$(nproc) cores, $(uname -m), PostgreSQL $("$BILLING_PGBIN/postgres" --version | awk '{print $3}')"
-printf '%-34s %10s %8s %8s\n' workload tps ratio target
-printf '%-34s %10.0f %8s %8s\n' "bare INSERT (payments width)" "$insert_tps" 1.00 -
-printf '%-34s %10.0f %8s %8s\n' "  same INSERT into billing.payments" "$payments_tps" "$pr" -
-printf '%-34s %10.0f %8s %8s  %s\n' "create_invoice" "$create_tps" "$cr" 0.70 "$(verdict "$cr" 0.7)"
-printf '%-34s %10.0f %8s %8s  %s\n' "settle_payment(..., 'paid')" "$settle_tps" "$sr" 0.50 "$(verdict "$sr" 0.5)"
+echo "core payments, pgbench -M prepared, $CLIENTS clients, synchronous_commit = $SYNC, $ROUNDS rounds of ${SECONDS_PER_RUN}s,"
+echo "$(nproc) cores, $(uname -m), PostgreSQL $("$BILLING_PGBIN/postgres" --version | awk '{print $3}'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%-34s %10s %8s %8s    %s\n' workload "tps" ratio target "tps per round"
+printf '%-34s %10.0f %8s %8s    %s\n' "bare INSERT (payments width)" "$(median "${I[@]:1}")" 1.00 - "$(rounds I)"
+printf '%-34s %10.0f %8s %8s    %s\n' "  same INSERT into billing.payments" "$(median "${P[@]:1}")" "$pr" - "$(rounds P)"
+printf '%-34s %10.0f %8s %8s  %s  %s\n' "create_invoice" "$(median "${C[@]:1}")" "$cr" 0.70 "$(rounds C)" "$(verdict "$cr" 0.7)"
+printf '%-34s %10.0f %8s %8s  %s  %s\n' "settle_payment(..., 'paid')" "$(median "${S[@]:1}")" "$sr" 0.50 "$(rounds S)" "$(verdict "$sr" 0.5)"
