@@ -1,11 +1,19 @@
 /*
- * api.c — settings of the HTTP API (schema api, served by PostgREST).  The
- * SQL side lives in sql/parts/80_api.sql; C is needed only because the
- * billing.* setting prefix is reserved and so must be defined here.
+ * api.c — the HTTP API's C half: its setting (billing.jwt_user_claim) and the
+ * user id of a request from the JWT claims PostgREST verified.  The endpoints
+ * themselves are SQL, in sql/parts/80_api.sql.
  */
 #include "postgres.h"
 
+#include <ctype.h>
+
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/uuid.h"
 
 #include "billing.h"
 
@@ -41,6 +49,106 @@ check_jwt_user_claim(char **newval, void **extra, GucSource source)
 		}
 	}
 	return true;
+}
+
+/*
+ * Ends the request with HTTP 401 through PostgREST's "PGRST" error: the
+ * message is the JSON body, the detail the status and headers.  Outside
+ * PostgREST it is an ordinary error whose message is that JSON.
+ */
+static void
+unauthorized(const char *message, const char *detail)
+{
+	StringInfoData body;
+
+	initStringInfo(&body);
+	appendStringInfoString(&body, "{\"code\": \"28000\", \"message\": ");
+	escape_json(&body, message);
+	appendStringInfoString(&body, ", \"details\": ");
+	escape_json(&body, detail);
+	appendStringInfoString(&body, ", \"hint\": \"Sign in again to get a token from the auth service.\"}");
+	ereport(ERROR,
+			(errcode(MAKE_SQLSTATE('P', 'G', 'R', 'S', 'T')),
+			 errmsg_internal("%s", body.data),
+			 errdetail_internal("{\"status\": 401, \"headers\": "
+								"{\"WWW-Authenticate\": \"Bearer error=\\\"invalid_token\\\"\"}}")));
+}
+
+static JsonbValue *
+top_level_claim(Jsonb *claims, const char *name)
+{
+	JsonbValue	key;
+
+	key.type = jbvString;
+	key.val.string.val = (char *) name;
+	key.val.string.len = strlen(name);
+	return findJsonbValueFromContainer(&claims->root, JB_FOBJECT, &key);
+}
+
+/* 8-4-4-4-12 hex digits, as every issuer writes a uuid. */
+static bool
+is_canonical_uuid(const char *s, int len)
+{
+	int			i;
+
+	if (len != 36)
+		return false;
+	for (i = 0; i < 36; i++)
+	{
+		if (i == 8 || i == 13 || i == 18 || i == 23)
+		{
+			if (s[i] != '-')
+				return false;
+		}
+		else if (!isxdigit((unsigned char) s[i]))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * api_private.current_user_id(): the user id of the request, from the JWT
+ * claims PostgREST verified (signature, expiry) and put in
+ * request.jwt.claims: the claim billing.jwt_user_claim, else "sub".  No
+ * usable id is a 401, never a 500.
+ *
+ * In C rather than PL/pgSQL: it runs in every signed request, from the
+ * pre-request hook and again from the endpoint, under two search_paths, and
+ * a PL/pgSQL function's cached plans would be re-analysed at each switch.
+ */
+PG_FUNCTION_INFO_V1(api_current_user_id);
+
+Datum
+api_current_user_id(PG_FUNCTION_ARGS)
+{
+	const char *claims_text = GetConfigOption("request.jwt.claims", true, false);
+	const char *claim = jwt_user_claim;
+	JsonbValue *value = NULL;
+
+	if (claims_text != NULL && claims_text[0] != '\0')
+	{
+		Jsonb	   *claims = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
+																CStringGetDatum(claims_text)));
+
+		value = top_level_claim(claims, claim);
+		if (value == NULL || value->type == jbvNull)
+		{
+			claim = "sub";
+			value = top_level_claim(claims, claim);
+		}
+	}
+	if (value == NULL || value->type == jbvNull)
+		unauthorized("the token carries no user id",
+					 psprintf("Expected the user id in the claim \"%s\" or \"sub\".", jwt_user_claim));
+	if (value->type != jbvString ||
+		!is_canonical_uuid(value->val.string.val, value->val.string.len))
+		unauthorized("the token's user id is not a uuid",
+					 psprintf("The claim \"%s\" must be a uuid string.", claim));
+
+	/* Checked above: uuid_in cannot fail. */
+	return DirectFunctionCall1(uuid_in,
+							   CStringGetDatum(pnstrdup(value->val.string.val,
+														value->val.string.len)));
 }
 
 void

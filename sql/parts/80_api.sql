@@ -122,35 +122,10 @@ COMMENT ON FUNCTION api_private.reraise(text, text, text, text) IS 'Re-raises a 
 -- Identity: who is calling.
 ---------------------------------------------------------------------------
 
--- The user id from the verified JWT (PostgREST checked signature and expiry):
--- the claim named by billing.jwt_user_claim, else "sub".  No usable id is a
--- 401, never a 500.
+-- The user id from the verified JWT (api.c): the claim named by
+-- billing.jwt_user_claim, else "sub"; no usable id is a 401, never a 500.
 CREATE FUNCTION api_private.current_user_id() RETURNS uuid
-    LANGUAGE plpgsql STABLE AS $$
-DECLARE
-    claims jsonb := nullif(current_setting('request.jwt.claims', true), '')::jsonb;
-    claim text := current_setting('billing.jwt_user_claim');
-    value jsonb;
-BEGIN
-    value := claims -> claim;
-    IF value IS NULL OR value = 'null' THEN
-        value := claims -> 'sub';
-    END IF;
-    IF value IS NULL OR value = 'null' THEN
-        PERFORM api_private.raise_http(401, '28000', 'the token carries no user id',
-            format('Expected the user id in the claim "%s" or "sub".', claim),
-            'Sign in again to get a token from the auth service.',
-            '{"WWW-Authenticate": "Bearer error=\"invalid_token\""}');
-    END IF;
-    IF jsonb_typeof(value) <> 'string'
-       OR (value #>> '{}') !~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN
-        PERFORM api_private.raise_http(401, '28000', 'the token''s user id is not a uuid',
-            format('The claim "%s" must be a uuid string.', CASE WHEN claims ? claim THEN claim ELSE 'sub' END),
-            NULL, '{"WWW-Authenticate": "Bearer error=\"invalid_token\""}');
-    END IF;
-    RETURN (value #>> '{}')::uuid;
-END
-$$;
+    LANGUAGE C STABLE AS 'MODULE_PATHNAME', 'api_current_user_id';
 COMMENT ON FUNCTION api_private.current_user_id() IS 'The calling user''s id from the JWT claim named by billing.jwt_user_claim (fallback "sub"); 401 when there is none.';
 
 -- PostgREST's db-pre-request hook.  The cinema's tokens carry no "role"
