@@ -327,6 +327,21 @@ class OutboxDelivery(unittest.TestCase):
         self.assertEqual(len([m for m in self.messages(user)]), 1)
         self.assertTrue(all(c["key"] == key for c in self.grpc.calls(user_id=str(user))))
 
+    def test_g_unsuccessful_answers_and_transient_codes_are_retried(self):
+        user = new_user()
+        self.grpc.ctl("fault", {"service": "notify", "successful": False, "count": 1})
+        self.grpc.ctl("fault", {"service": "notify", "code": "RESOURCE_EXHAUSTED", "count": 1})
+        self.grpc.ctl("fault", {"service": "notify", "code": "INTERNAL", "count": 1})
+        key = "unsuccessful:%s" % user
+        self.q("INSERT INTO billing.outbox (kind, payload, idempotency_key) VALUES ('notify', %s, %s); "
+               "SELECT billing.outbox_wake()",
+               (json.dumps({"template": 5, "user_id": str(user)}), key))
+        self.wait_delivered("idempotency_key = %s", (key,))
+        self.assertEqual(self.one("SELECT attempts FROM billing.outbox WHERE idempotency_key = %s", (key,)), 4)
+        self.assertEqual([c["outcome"] for c in self.grpc.calls(key=key)],
+                         ["unsuccessful", "RESOURCE_EXHAUSTED", "INTERNAL", "ok"])
+        self.assertEqual(len(self.messages(user)), 1)
+
     def test_h_permanent_error_is_dead_visible_and_retried_after_the_fix(self):
         user = new_user()
         self.grpc.ctl("fault", {"service": "notify", "code": "PERMISSION_DENIED", "count": 1})
