@@ -13,6 +13,7 @@
 
 #include <ctype.h>
 #include <math.h>
+#include <unistd.h>
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
@@ -141,6 +142,24 @@ check_target(char **newval, void **extra, GucSource source)
 	return true;
 }
 
+static bool
+check_ca_file(char **newval, void **extra, GucSource source)
+{
+	if (*newval == NULL || (*newval)[0] == '\0')
+		return true;
+	if (!is_absolute_path(*newval))
+	{
+		GUC_check_errdetail("The CA file must be given as an absolute path.");
+		return false;
+	}
+	if (access(*newval, R_OK) != 0)
+	{
+		GUC_check_errdetail("The CA file \"%s\" cannot be read: %m.", *newval);
+		return false;
+	}
+	return true;
+}
+
 static void
 outbox_shmem_request(void)
 {
@@ -187,7 +206,7 @@ outbox_worker_init(void)
 							   "CA certificates (PEM) that https:// gRPC targets are verified against.",
 							   "Empty: the system's CA store.",
 							   &grpc_ca_file, "",
-							   PGC_SIGHUP, 0, NULL, NULL, NULL);
+							   PGC_SIGHUP, 0, check_ca_file, NULL, NULL);
 	DefineCustomIntVariable("billing.grpc_connect_timeout",
 							"Time allowed to connect to a gRPC service.",
 							NULL, &grpc_connect_timeout_ms, 2000, 1, 600000,
