@@ -78,6 +78,25 @@ payments_define_gucs(void)
  * ------------------------------------------------------------------------
  */
 
+/*
+ * billing.payment_status_paid(status text) -> boolean, for the CHECK that a
+ * payment in one of these statuses has paid_at.  PostgreSQL reads a table's
+ * CHECK constraints back from their stored text in every statement that
+ * writes the table; a function call is a fraction of an IN list's text.
+ */
+PG_FUNCTION_INFO_V1(billing_payment_status_paid);
+Datum
+billing_payment_status_paid(PG_FUNCTION_ARGS)
+{
+	text	   *status = PG_GETARG_TEXT_PP(0);
+	const char *s = VARDATA_ANY(status);
+	int			len = VARSIZE_ANY_EXHDR(status);
+
+#define STATUS_IS(lit) (len == sizeof(lit) - 1 && memcmp(s, lit, len) == 0)
+	PG_RETURN_BOOL(STATUS_IS("paid") || STATUS_IS("refund_pending") || STATUS_IS("refunded"));
+#undef STATUS_IS
+}
+
 /* Statuses from which nothing but a refund can follow. */
 static bool
 is_closed_unpaid(const char *status)
