@@ -18,3 +18,14 @@ BEGIN
     PERFORM set_config('DateStyle', 'ISO, YMD', false);
 END
 $$;
+
+-- err(sql): runs sql and shows its SQLSTATE and message instead of failing,
+-- so a test can list many bad calls and their errors in one result.
+CREATE FUNCTION public.err(sql text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE sql;
+    RETURN 'ok';
+EXCEPTION WHEN OTHERS THEN
+    RETURN SQLSTATE || ': ' || SQLERRM;
+END
+$$;

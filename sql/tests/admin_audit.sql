@@ -4,15 +4,6 @@
 SELECT test_reset();
 SET billing.test_clock = '2026-03-01 12:00:00+00';
 
-CREATE FUNCTION pg_temp.err(sql text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE sql;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$$;
-
 -- The actor is the calling role, not the owner the functions run as.
 CREATE ROLE audit_marketer IN ROLE billing_admin;
 SET ROLE audit_marketer;
@@ -43,10 +34,10 @@ SELECT created_by FROM marketing.promo_codes;
 
 -- Bad input changes nothing: no audit row either.
 SELECT count(*) AS audit_rows FROM billing.admin_audit;
-SELECT pg_temp.err($$SELECT billing.set_tariff_price('premium', -1)$$);
-SELECT pg_temp.err($$SELECT billing.create_tariff('premium', 'Again', 100)$$);
-SELECT pg_temp.err($$SELECT billing.set_months_discount(3, 0)$$);
-SELECT pg_temp.err($$SELECT billing.remove_months_discount(3)$$);
+SELECT err($$SELECT billing.set_tariff_price('premium', -1)$$);
+SELECT err($$SELECT billing.create_tariff('premium', 'Again', 100)$$);
+SELECT err($$SELECT billing.set_months_discount(3, 0)$$);
+SELECT err($$SELECT billing.remove_months_discount(3)$$);
 SELECT count(*) AS audit_rows FROM billing.admin_audit;
 
 -- Same transaction: a rolled-back change leaves no audit row and no outbox row.
@@ -58,10 +49,10 @@ SELECT count(*) AS audit_rows FROM billing.admin_audit;
 SELECT count(*) AS ghost_outbox FROM billing.outbox WHERE payload->>'name' = 'Ghost';
 
 -- The audit is append-only, even for a superuser.
-SELECT pg_temp.err($$UPDATE billing.admin_audit SET actor = 'someone_else'$$);
-SELECT pg_temp.err($$DELETE FROM billing.admin_audit$$);
+SELECT err($$UPDATE billing.admin_audit SET actor = 'someone_else'$$);
+SELECT err($$DELETE FROM billing.admin_audit$$);
 SET ROLE audit_marketer;
-SELECT pg_temp.err($$INSERT INTO billing.admin_audit (action, target) VALUES ('forged', 'x')$$);
+SELECT err($$INSERT INTO billing.admin_audit (action, target) VALUES ('forged', 'x')$$);
 RESET ROLE;
 SELECT count(*) AS audit_rows FROM billing.admin_audit;
 

@@ -4,15 +4,6 @@
 SELECT test_reset();
 SET billing.test_clock = '2026-03-01 12:00:00+00';
 
-CREATE FUNCTION pg_temp.err(sql text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE sql;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$$;
-
 -- Everything an admin call could touch, as one fingerprint.
 CREATE FUNCTION pg_temp.state() RETURNS text LANGUAGE sql AS $$
     SELECT md5(concat_ws('|',
@@ -31,7 +22,7 @@ SELECT billing.create_tariff('premium', 'Priority films', 29900) IS NOT NULL,
        billing.create_promo_code('SPRING', 20, '2026-06-01') IS NOT NULL;
 SELECT pg_temp.state() AS before \gset
 
-SELECT c AS call, pg_temp.err(c) AS result FROM (VALUES
+SELECT c AS call, err(c) AS result FROM (VALUES
     -- create_tariff
     ($$SELECT billing.create_tariff(NULL, 'T', 100)$$),
     ($$SELECT billing.create_tariff('gold', NULL, 100)$$),

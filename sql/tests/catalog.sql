@@ -3,15 +3,6 @@
 SELECT test_reset();
 SET billing.test_clock = '2026-03-01 12:00:00+00';
 
-CREATE FUNCTION pg_temp.err(sql text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE sql;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$$;
-
 -- create_tariff returns the new row; RUB is the default currency, currency codes are
 -- upper-cased, zero-decimal currencies are fine.
 SELECT jsonb_pretty(billing.create_tariff('premium', 'Priority films', 29900,
@@ -42,8 +33,8 @@ WHERE a.action = 'update_tariff' AND a.after->>'title' IS DISTINCT FROM a.before
 SELECT code, title, description, active, updated_at FROM marketing.tariffs WHERE code IN ('premium', 'intl') ORDER BY id;
 
 -- The code is permanent, even for a direct UPDATE by the owner.
-SELECT pg_temp.err($$UPDATE marketing.tariffs SET code = 'gold' WHERE code = 'premium'$$);
-SELECT pg_temp.err($$UPDATE marketing.tariffs SET code = code, title = 'Direct' WHERE code = 'tokyo'$$);
+SELECT err($$UPDATE marketing.tariffs SET code = 'gold' WHERE code = 'premium'$$);
+SELECT err($$UPDATE marketing.tariffs SET code = code, title = 'Direct' WHERE code = 'tokyo'$$);
 SELECT code, title FROM marketing.tariffs WHERE code = 'tokyo';
 
 -- Price changes: history with old and new price; the same price again is no change.
@@ -55,8 +46,8 @@ SELECT t.code, h.old_price, h.new_price, h.changed_at
 FROM marketing.tariff_price_history h JOIN marketing.tariffs t ON t.id = h.tariff_id
 WHERE t.code = 'premium' ORDER BY h.id;
 -- History is append-only.
-SELECT pg_temp.err($$UPDATE marketing.tariff_price_history SET new_price = 1$$);
-SELECT pg_temp.err($$DELETE FROM marketing.tariff_price_history$$);
+SELECT err($$UPDATE marketing.tariff_price_history SET new_price = 1$$);
+SELECT err($$DELETE FROM marketing.tariff_price_history$$);
 
 -- A payment keeps its snapshot when the price changes later.
 INSERT INTO billing.customers (user_id) VALUES ('a0000000-0000-0000-0000-000000000001');
@@ -74,7 +65,7 @@ SELECT billing.set_personal_discount('a0000000-0000-0000-0000-000000000001', 7.2
 SELECT user_id, percent, valid_until FROM marketing.personal_discounts;
 SELECT billing.remove_personal_discount('a0000000-0000-0000-0000-000000000001')->>'percent' AS removed;
 SELECT count(*) AS left FROM marketing.personal_discounts;
-SELECT pg_temp.err($$SELECT billing.remove_personal_discount('a0000000-0000-0000-0000-000000000001')$$);
+SELECT err($$SELECT billing.remove_personal_discount('a0000000-0000-0000-0000-000000000001')$$);
 
 -- Months discounts: one tier per months value, replaced by a second call.
 SELECT billing.set_months_discount(3, 5), billing.set_months_discount(12, 20),
@@ -84,19 +75,19 @@ SELECT months, percent FROM marketing.months_discounts ORDER BY months;
 SELECT billing.set_months_discount(6, 12.340)->'percent' AS six;
 SELECT billing.remove_months_discount(6) IS NOT NULL;
 SELECT billing.remove_months_discount(12);
-SELECT pg_temp.err($$SELECT billing.remove_months_discount(12)$$);
+SELECT err($$SELECT billing.remove_months_discount(12)$$);
 SELECT months, percent FROM marketing.months_discounts ORDER BY months;
 
 -- Promo codes: case-insensitive names, optional tariff, limit and start.
 SELECT jsonb_pretty(billing.create_promo_code('Spring-26', 10, '2026-06-01 00:00:00+00'));
 SELECT billing.create_promo_code('VIP', 50, '2026-06-01', 100, 'premium', '2026-03-15')
        - 'created_at' - 'id' AS vip;
-SELECT pg_temp.err($$SELECT billing.create_promo_code('SPRING-26', 20, '2026-06-01')$$);
-SELECT pg_temp.err($$SELECT billing.create_promo_code('other', 20, '2026-06-01', NULL, 'gold')$$);
+SELECT err($$SELECT billing.create_promo_code('SPRING-26', 20, '2026-06-01')$$);
+SELECT err($$SELECT billing.create_promo_code('other', 20, '2026-06-01', NULL, 'gold')$$);
 -- Soft delete: the row stays (payments still show it), the name is free again.
 SET billing.test_clock = '2026-03-05 09:00:00+00';
 SELECT billing.delete_promo_code('spring-26')->>'deleted_at' AS deleted_at;
-SELECT pg_temp.err($$SELECT billing.delete_promo_code('spring-26')$$);
+SELECT err($$SELECT billing.delete_promo_code('spring-26')$$);
 SELECT (billing.create_promo_code('spring-26', 30, '2026-07-01')->>'percent')::numeric AS recreated;
 SELECT code, percent, deleted_at FROM marketing.promo_codes WHERE lower(code) = 'spring-26' ORDER BY id;
 SELECT billing.quote('a0000000-0000-0000-0000-000000000001', 'premium', 1, 'SPRING-26')->'promo_percent' AS live_one;

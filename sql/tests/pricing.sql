@@ -3,16 +3,6 @@
 SELECT test_reset();
 SET billing.test_clock = '2026-03-01 12:00:00+00';
 
--- err(sql): runs sql and shows its SQLSTATE and message instead of failing.
-CREATE FUNCTION pg_temp.err(sql text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE sql;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$$;
-
 -- q(...): the interesting part of a quote, one line.
 CREATE FUNCTION pg_temp.q(u uuid, t text, m int, p text DEFAULT NULL) RETURNS text LANGUAGE sql AS $$
     SELECT format('list %s personal %s months %s promo %s -> %s %s %s',
@@ -86,8 +76,8 @@ SELECT j->'promo_code' AS code, j->'promo_total' AS promo_total,
 FROM billing.quote(:alice, 'basic', 1, 'spring40') AS j;
 
 -- Months: 1..billing.max_months (12 by default).
-SELECT pg_temp.err($$SELECT billing.quote('a0000000-0000-0000-0000-000000000001', 'basic', 13)$$);
-SELECT pg_temp.err($$SELECT billing.quote('a0000000-0000-0000-0000-000000000001', 'basic', 0)$$);
+SELECT err($$SELECT billing.quote('a0000000-0000-0000-0000-000000000001', 'basic', 13)$$);
+SELECT err($$SELECT billing.quote('a0000000-0000-0000-0000-000000000001', 'basic', 0)$$);
 SET billing.max_months = 24;
 SELECT pg_temp.q(:alice, 'basic', 24);
 RESET billing.max_months;
@@ -104,13 +94,13 @@ SET billing.test_clock = '2026-03-01 12:00:00+00';
 SELECT billing.create_promo_code('EASTER', 15, '2026-04-06 00:00:00+00', NULL, NULL,
                                  '2026-04-03 00:00:00+00') IS NOT NULL;
 SET billing.test_clock = '2026-04-02 23:59:59+00';
-SELECT pg_temp.err($$SELECT billing.quote('b0000000-0000-0000-0000-000000000002', 'basic', 1, 'easter')$$);
+SELECT err($$SELECT billing.quote('b0000000-0000-0000-0000-000000000002', 'basic', 1, 'easter')$$);
 SET billing.test_clock = '2026-04-03 00:00:00+00';
 SELECT pg_temp.q(:bob, 'basic', 1, 'easter');
 SET billing.test_clock = '2026-04-05 23:59:59+00';
 SELECT pg_temp.q(:bob, 'basic', 1, 'easter');
 SET billing.test_clock = '2026-04-06 00:00:00+00';
-SELECT pg_temp.err($$SELECT billing.quote('b0000000-0000-0000-0000-000000000002', 'basic', 1, 'easter')$$);
+SELECT err($$SELECT billing.quote('b0000000-0000-0000-0000-000000000002', 'basic', 1, 'easter')$$);
 SET billing.test_clock = '2026-03-01 12:00:00+00';
 
 -- Codes that exist but cannot be used: 55000.  Unknown codes: P0002.
@@ -118,13 +108,13 @@ SELECT billing.create_promo_code('BASICONLY', 30, '2026-06-01', NULL, 'basic') I
        billing.create_promo_code('ONCE', 30, '2026-06-01', 1) IS NOT NULL,
        billing.create_promo_code('GONE', 30, '2026-06-01') IS NOT NULL;
 SELECT pg_temp.q(:bob, 'basic', 1, 'basiconly');
-SELECT pg_temp.err($$SELECT billing.quote('b0000000-0000-0000-0000-000000000002', 'cheap', 1, 'basiconly')$$);
+SELECT err($$SELECT billing.quote('b0000000-0000-0000-0000-000000000002', 'cheap', 1, 'basiconly')$$);
 SELECT pg_temp.q(:bob, 'basic', 1, 'once');
 UPDATE marketing.promo_codes SET redemptions = 1 WHERE code = 'ONCE';   -- an invoice holds the last use
-SELECT pg_temp.err($$SELECT billing.quote('b0000000-0000-0000-0000-000000000002', 'basic', 1, 'once')$$);
+SELECT err($$SELECT billing.quote('b0000000-0000-0000-0000-000000000002', 'basic', 1, 'once')$$);
 SELECT billing.delete_promo_code('gone') IS NOT NULL;
-SELECT pg_temp.err($$SELECT billing.quote('b0000000-0000-0000-0000-000000000002', 'basic', 1, 'GONE')$$);
-SELECT pg_temp.err($$SELECT billing.quote('b0000000-0000-0000-0000-000000000002', 'basic', 1, 'NOSUCH')$$);
+SELECT err($$SELECT billing.quote('b0000000-0000-0000-0000-000000000002', 'basic', 1, 'GONE')$$);
+SELECT err($$SELECT billing.quote('b0000000-0000-0000-0000-000000000002', 'basic', 1, 'NOSUCH')$$);
 -- A code already used by this user (an open or paid invoice holds it); others may still use it.
 INSERT INTO billing.customers (user_id) VALUES (:bob);
 INSERT INTO billing.payments (user_id, tariff_id, tariff_code, tariff_title, months, monthly_price,
@@ -133,20 +123,20 @@ INSERT INTO billing.payments (user_id, tariff_id, tariff_code, tariff_title, mon
 SELECT :bob, t.id, t.code, t.title, 1, 29900, 29900, 25, p.id, p.code, 'promo', 22425, 'RUB',
        'invoiced', '2026-03-02'
 FROM marketing.tariffs t, marketing.promo_codes p WHERE t.code = 'basic' AND p.code = 'SPRING25';
-SELECT pg_temp.err($$SELECT billing.quote('b0000000-0000-0000-0000-000000000002', 'basic', 1, 'spring25')$$);
+SELECT err($$SELECT billing.quote('b0000000-0000-0000-0000-000000000002', 'basic', 1, 'spring25')$$);
 SELECT pg_temp.q(:alice, 'basic', 1, 'spring25');
 UPDATE billing.payments SET status = 'canceled', closed_at = billing.now();
 SELECT pg_temp.q(:bob, 'basic', 1, 'spring25');
 
 -- Tariffs: unknown P0002, inactive 55000.
-SELECT pg_temp.err($$SELECT billing.quote('b0000000-0000-0000-0000-000000000002', 'gold', 1)$$);
+SELECT err($$SELECT billing.quote('b0000000-0000-0000-0000-000000000002', 'gold', 1)$$);
 SELECT billing.update_tariff('cheap', active => false) IS NOT NULL;
-SELECT pg_temp.err($$SELECT billing.quote('b0000000-0000-0000-0000-000000000002', 'cheap', 1)$$);
+SELECT err($$SELECT billing.quote('b0000000-0000-0000-0000-000000000002', 'cheap', 1)$$);
 
 -- NULL arguments: 22004 (a NULL promo code means "no code").
-SELECT pg_temp.err($$SELECT billing.quote(NULL, 'basic', 1)$$);
-SELECT pg_temp.err($$SELECT billing.quote('b0000000-0000-0000-0000-000000000002', NULL, 1)$$);
-SELECT pg_temp.err($$SELECT billing.quote('b0000000-0000-0000-0000-000000000002', 'basic', NULL)$$);
+SELECT err($$SELECT billing.quote(NULL, 'basic', 1)$$);
+SELECT err($$SELECT billing.quote('b0000000-0000-0000-0000-000000000002', NULL, 1)$$);
+SELECT err($$SELECT billing.quote('b0000000-0000-0000-0000-000000000002', 'basic', NULL)$$);
 SELECT pg_temp.q(:bob, 'basic', 1, NULL);
 
 -- Exact arithmetic at the top of bigint: list = 2^63 − 1, no float anywhere,
@@ -155,7 +145,7 @@ SELECT billing.create_tariff('huge', 'Huge', 9223372036854775807) IS NOT NULL;
 SELECT billing.set_personal_discount(:alice, 33.33) IS NOT NULL;
 SELECT billing.quote(:alice, 'huge', 1)->'total' AS total,
        round(9223372036854775807::numeric * (1 - 0.3333)) AS expected;
-SELECT pg_temp.err($$SELECT billing.quote('a0000000-0000-0000-0000-000000000001', 'huge', 2)$$);
+SELECT err($$SELECT billing.quote('a0000000-0000-0000-0000-000000000001', 'huge', 2)$$);
 
 -- Property check against numeric arithmetic: 600 users with two-decimal
 -- personal percents × months 1..12 over three tiers × two prices; every total
