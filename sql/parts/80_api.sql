@@ -136,21 +136,24 @@ COMMENT ON FUNCTION api_private.current_user_id() IS 'The calling user''s id fro
 CREATE FUNCTION api_private.pre_request() RETURNS void
     LANGUAGE plpgsql AS $$
 DECLARE
+    signed boolean;
     path text;
     allowed boolean;
 BEGIN
-    IF current_user NOT IN ('billing_anon', 'billing_user')
-       OR NOT current_setting('request.headers', true)::jsonb ? 'authorization' THEN
+    IF current_user NOT IN ('billing_anon', 'billing_user') THEN
         RETURN;
     END IF;
-    PERFORM api_private.current_user_id();
-    PERFORM pg_catalog.set_config('role', 'billing_user', true);
+    signed := current_setting('request.headers', true)::jsonb ? 'authorization';
+    IF signed THEN
+        PERFORM api_private.current_user_id();
+        PERFORM pg_catalog.set_config('role', 'billing_user', true);
+    END IF;
 
-    -- PostgREST still takes the request for an anonymous one (no role claim)
-    -- and would answer a privilege error with 401; a signed-in user reaching
-    -- for an admin endpoint is told 403 here instead.  The path names a
-    -- function (/rpc/<name>) or a view (/<name>) of schema api; a name that
-    -- does not exist is left to PostgREST (404).
+    -- Say plainly why a request is refused, instead of PostgREST's "permission
+    -- denied for function ...", which it also sends as 401 to a signed-in user
+    -- (it takes the request for an anonymous one: no role claim).  The path
+    -- names a function (/rpc/<name>) or a view (/<name>) of schema api; a name
+    -- that does not exist is left to PostgREST (404).
     path := current_setting('request.path', true);
     IF path LIKE '/rpc/%' THEN
         SELECT bool_or(pg_catalog.has_function_privilege(p.oid, 'EXECUTE')) INTO allowed
@@ -165,14 +168,21 @@ BEGIN
         FROM pg_catalog.pg_class c
         WHERE c.relname = substr(path, 2) AND c.relnamespace = 'api'::regnamespace;
     END IF;
-    IF NOT coalesce(allowed, true) THEN
+    IF coalesce(allowed, true) THEN
+        RETURN;
+    ELSIF signed THEN
         PERFORM api_private.raise_http(403, '42501', 'permission denied',
             format('%s %s is not open to customers.', current_setting('request.method', true), path),
             'Admin endpoints need a token whose "role" claim is billing_admin.');
+    ELSE
+        PERFORM api_private.raise_http(401, '42501', 'sign-in required',
+            format('%s %s needs a token.', current_setting('request.method', true), path),
+            'Send the token from the auth service as "Authorization: Bearer <token>".',
+            '{"WWW-Authenticate": "Bearer"}');
     END IF;
 END
 $$;
-COMMENT ON FUNCTION api_private.pre_request() IS 'PostgREST db-pre-request: a signed request with a user id runs as billing_user; one without is refused with 401.';
+COMMENT ON FUNCTION api_private.pre_request() IS 'PostgREST db-pre-request: a signed request with a user id runs as billing_user, a token without one is 401; a request for an endpoint the role may not use is 401 without a token, 403 with one.';
 
 ---------------------------------------------------------------------------
 -- Public endpoints.

@@ -355,7 +355,9 @@ class HttpApiTest(unittest.TestCase):
             with self.subTest(path, who="user"):
                 self.assertStatus(self.api.call(method, path, body, token=user), 403)
             with self.subTest(path, who="anonymous"):
-                self.assertStatus(self.api.call(method, path, body), 401)
+                resp = self.api.call(method, path, body)
+                self.assertStatus(resp, 401)
+                self.assertEqual(resp.json["message"], "sign-in required")
         user_calls = [("POST", "/rpc/quote", {"tariff": "prime", "months": 1}),
                       ("POST", "/rpc/create_invoice", {"tariff": "prime", "months": 1}),
                       ("POST", "/rpc/cancel_payment", {"payment_id": str(uuid.uuid4())}),
@@ -366,6 +368,8 @@ class HttpApiTest(unittest.TestCase):
             with self.subTest(path, who="anonymous"):
                 resp = self.api.call(method, path, body)
                 self.assertStatus(resp, 401)
+                self.assertEqual(resp.json["message"], "sign-in required")
+                self.assertIn("Bearer", resp.headers.get("WWW-Authenticate", ""))
         self.assertEqual(self.db.scalar("SELECT count(*) FROM marketing.tariffs WHERE code = 'x1'"), 0)
         # Public: the catalog.
         for path in ("/tariffs", "/months_discounts"):
