@@ -394,7 +394,8 @@ class HttpApiTest(unittest.TestCase):
             WHERE p.pronamespace IN ('billing'::regnamespace, 'marketing'::regnamespace)
               AND r.rolname IN ('billing_anon', 'billing_user')
               AND has_function_privilege(r.oid, p.oid, 'EXECUTE')
-              AND p.proname NOT IN ('now', 'add_months')""")
+              -- granted to PUBLIC on purpose: pure helpers, no billing logic
+              AND p.proname NOT IN ('now', 'add_months', 'payment_status_paid')""")
         self.assertEqual(rows, [])
 
     # --- tokens ----------------------------------------------------------------
