@@ -71,6 +71,7 @@ def main():
                          check=True, capture_output=True, text=True).stdout.strip()
     print(out)
     ceiling = float(out.split("=")[1].split()[0])
+    grpc.ctl("reset")       # the worker's run starts from the same empty state
 
     # -- 2. sustained rate ------------------------------------------------------
     cluster.set_conf(billing__auth_target=auth.auth, billing__notify_target=grpc.notify)
