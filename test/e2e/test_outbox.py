@@ -342,6 +342,24 @@ class OutboxDelivery(unittest.TestCase):
                          ["unsuccessful", "RESOURCE_EXHAUSTED", "INTERNAL", "ok"])
         self.assertEqual(len(self.messages(user)), 1)
 
+    def test_g_a_server_that_is_not_grpc_is_a_transient_failure(self):
+        # the stand-in's control port speaks HTTP/1.1 only
+        self.cluster.set_conf(billing__notify_target="http://127.0.0.1:%d" % self.grpc.control_port)
+        user = new_user()
+        key = "not-grpc:%s" % user
+        try:
+            time.sleep(0.3)
+            self.q("INSERT INTO billing.outbox (kind, payload, idempotency_key) VALUES ('notify', %s, %s); "
+                   "SELECT billing.outbox_wake()", (json.dumps({"template": 5, "user_id": str(user)}), key))
+            error = wait_for(lambda: self.one("SELECT last_error FROM billing.outbox WHERE idempotency_key = %s "
+                                              "AND attempts >= 2", (key,)), what="failed attempts")
+            self.assertTrue(error.split(":")[0] in ("UNAVAILABLE", "UNKNOWN", "INTERNAL"), error)
+            self.assertEqual(self.one("SELECT status FROM billing.outbox WHERE idempotency_key = %s", (key,)),
+                             "pending")
+        finally:
+            self.cluster.set_conf(billing__notify_target=self.grpc.notify)
+        self.wait_delivered("idempotency_key = %s", (key,))
+
     def test_h_permanent_error_is_dead_visible_and_retried_after_the_fix(self):
         user = new_user()
         self.grpc.ctl("fault", {"service": "notify", "code": "PERMISSION_DENIED", "count": 1})
