@@ -55,10 +55,11 @@ def spawn(args, log_name, env=None, cwd=None):
     """Start a child process whose output goes to WORK/logs/log_name; it is
     killed when the test process exits."""
     os.makedirs(os.path.join(WORK, "logs"), exist_ok=True)
-    log = open(os.path.join(WORK, "logs", log_name), "ab")
-    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
-                            env=dict(os.environ, **(env or {})), cwd=cwd,
-                            start_new_session=True)
+    # The child keeps its own copy of the descriptor; ours closes here.
+    with open(os.path.join(WORK, "logs", log_name), "ab") as log:
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT,
+                                env=dict(os.environ, **(env or {})), cwd=cwd,
+                                start_new_session=True)
     _children.append(proc)
     return proc
 
