@@ -14,7 +14,7 @@ cd "$BILLING_SRC"
 
 SECONDS_EACH=${1:-5}
 CONNECTIONS=${2:-32}
-ROUNDS=${3:-3}
+ROUNDS=${3:-5}
 THREADS=2
 POOL=${BILLING_BENCH_POOL:-16}		# PostgREST's connection pool
 BILLING_WORK=${BILLING_WORK:-/tmp/billing-bench-$(printf %s "$BILLING_SRC" | md5sum | cut -c1-8)}
