@@ -441,6 +441,10 @@ class HttpApiTest(unittest.TestCase):
         finally:
             self.db.query("ALTER SYSTEM RESET billing.jwt_user_claim")
             self.db.query("SELECT pg_reload_conf()")
+            # Back to "user" before the next test (uid has the first invoice).
+            harness.wait_for(lambda: self.api.call("GET", "/my_payments",
+                                                   token=make_token({"user": str(uid)})).json,
+                             10, what="the default claim name again")
 
     # --- the webhook -------------------------------------------------------------
 
