@@ -116,28 +116,48 @@ is_canonical_uuid(const char *s, int len)
  * pre-request hook and again from the endpoint, under two search_paths, and
  * a PL/pgSQL function's cached plans would be re-analysed at each switch.
  */
-PG_FUNCTION_INFO_V1(api_current_user_id);
-
-Datum
-api_current_user_id(PG_FUNCTION_ARGS)
+static JsonbValue *
+request_user_claim(const char **claim)
 {
 	const char *claims_text = GetConfigOption("request.jwt.claims", true, false);
-	const char *claim = jwt_user_claim;
 	JsonbValue *value = NULL;
 
+	*claim = jwt_user_claim;
 	if (claims_text != NULL && claims_text[0] != '\0')
 	{
 		Jsonb	   *claims = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
 																CStringGetDatum(claims_text)));
 
-		value = top_level_claim(claims, claim);
+		value = top_level_claim(claims, *claim);
 		if (value == NULL || value->type == jbvNull)
 		{
-			claim = "sub";
-			value = top_level_claim(claims, claim);
+			*claim = "sub";
+			value = top_level_claim(claims, *claim);
 		}
 	}
-	if (value == NULL || value->type == jbvNull)
+	return (value == NULL || value->type == jbvNull) ? NULL : value;
+}
+
+char *
+api_request_subject(void)
+{
+	const char *claim;
+	JsonbValue *value = request_user_claim(&claim);
+
+	if (value == NULL || value->type != jbvString)
+		return NULL;
+	return pnstrdup(value->val.string.val, value->val.string.len);
+}
+
+PG_FUNCTION_INFO_V1(api_current_user_id);
+
+Datum
+api_current_user_id(PG_FUNCTION_ARGS)
+{
+	const char *claim;
+	JsonbValue *value = request_user_claim(&claim);
+
+	if (value == NULL)
 		unauthorized("the token carries no user id",
 					 psprintf("Expected the user id in the claim \"%s\" or \"sub\".", jwt_user_claim));
 	if (value->type != jbvString ||

@@ -27,10 +27,11 @@ int64
 audit_record(const char *action, const char *target, Datum before, Datum after)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			argtypes[6] = {NAMEOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, TIMESTAMPTZOID};
-	Datum		values[6];
-	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			argtypes[7] = {NAMEOID, TEXTOID, TEXTOID, JSONBOID, JSONBOID, TIMESTAMPTZOID, TEXTOID};
+	Datum		values[7];
+	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	bool		isnull;
+	char	   *subject = api_request_subject();
 
 	values[0] = DirectFunctionCall1(namein, CStringGetDatum(audit_actor()));
 	values[1] = CStringGetTextDatum(action);
@@ -42,11 +43,16 @@ audit_record(const char *action, const char *target, Datum before, Datum after)
 	if (after == (Datum) 0)
 		nulls[4] = 'n';
 	values[5] = TimestampTzGetDatum(billing_now());
+	/* Over HTTP every admin shares the role billing_admin: keep who it was. */
+	if (subject)
+		values[6] = CStringGetTextDatum(subject);
+	else
+		nulls[6] = 'n';
 
 	billing_spi_exec(&plan,
-					 "INSERT INTO billing.admin_audit (actor, action, target, before, after, at) "
-					 "VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-					 6, argtypes, values, nulls, false, 0);
+					 "INSERT INTO billing.admin_audit (actor, actor_subject, action, target, before, after, at) "
+					 "VALUES ($1, $7, $2, $3, $4, $5, $6) RETURNING id",
+					 7, argtypes, values, nulls, false, 0);
 	return DatumGetInt64(billing_spi_get(0, 1, &isnull));
 }
 

@@ -21,6 +21,12 @@ extern void pricing_define_gucs(void);
 extern void payments_define_gucs(void);
 extern void stripe_define_gucs(void);
 extern void api_define_gucs(void);
+
+/*
+ * The person behind an HTTP request: the user claim (billing.jwt_user_claim,
+ * else "sub") of the JWT PostgREST verified, or NULL outside PostgREST.
+ */
+extern char *api_request_subject(void);
 extern void outbox_worker_init(void);	/* settings, shared memory, the worker */
 
 /*

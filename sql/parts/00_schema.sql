@@ -239,6 +239,7 @@ COMMENT ON TABLE billing.outbox IS 'Side effects for the auth and notification s
 CREATE TABLE billing.admin_audit (
     id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     actor           name NOT NULL DEFAULT current_user,
+    actor_subject   text,                        -- the JWT's user claim when the change came over HTTP
     action          text NOT NULL,
     target          text NOT NULL,
     before          jsonb,

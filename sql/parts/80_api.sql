@@ -694,7 +694,7 @@ SELECT user_id, percent, valid_until, updated_at FROM marketing.personal_discoun
 COMMENT ON VIEW api.admin_personal_discounts IS 'Every personal discount (admin).';
 
 CREATE VIEW api.admin_audit WITH (security_invoker) AS
-SELECT id, actor, action, target, before, after, at FROM billing.admin_audit;
+SELECT id, actor, actor_subject, action, target, before, after, at FROM billing.admin_audit;
 COMMENT ON VIEW api.admin_audit IS
 $$The audit of admin changes (admin)
 

@@ -41,7 +41,8 @@ def user_token(user_id, **extra):
                             "jti": str(uuid.uuid4())}, **extra))
 
 
-ADMIN = make_token({"role": "billing_admin", "user": str(uuid.uuid4())})
+ADMIN_USER = str(uuid.uuid4())
+ADMIN = make_token({"role": "billing_admin", "user": ADMIN_USER})
 
 
 class Response:
@@ -375,12 +376,15 @@ class HttpApiTest(unittest.TestCase):
         for path in ("/tariffs", "/months_discounts"):
             self.assertStatus(self.api.call("GET", path), 200)
         self.assertEqual(self.api.call("GET", "/months_discounts").json, [{"months": 3, "percent": 10}])
-        # The admin sees the payments view and the audit names the role.
+        # The admin sees the payments view; the audit names the role and,
+        # since every admin shares that role over HTTP, the admin's user claim.
         resp = self.api.call("GET", "/admin_payments?select=id,status&limit=5", token=ADMIN)
         self.assertStatus(resp, 200)
-        resp = self.api.call("GET", "/admin_audit?action=like.*tariff*&select=actor", token=ADMIN)
+        resp = self.api.call("GET", "/admin_audit?action=like.*tariff*&select=actor,actor_subject", token=ADMIN)
         self.assertStatus(resp, 200)
         self.assertTrue(resp.json)
+        for row in resp.json:
+            self.assertEqual(row, {"actor": "billing_admin", "actor_subject": ADMIN_USER})
         for path in ("/outbox_dead", "/outbox_status", "/admin_tariffs", "/admin_promo_codes"):
             self.assertStatus(self.api.call("GET", path, token=ADMIN), 200)
         resp = self.api.call("POST", "/rpc/outbox_retry_dead", {}, token=ADMIN)
