@@ -7,7 +7,9 @@
 
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/uuid.h"
 
 #include "billing.h"
 
@@ -70,4 +72,10 @@ billing_spi_get(uint64 row, int col, bool *isnull)
 {
 	return SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc,
 						 col, isnull);
+}
+
+char *
+billing_uuid_str(const pg_uuid_t *u)
+{
+	return DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(u)));
 }

@@ -47,6 +47,9 @@ extern uint64 billing_spi_exec(SPIPlanPtr *plan, const char *sql,
  * lives in SPI memory, so copy it out before SPI_finish. */
 extern Datum billing_spi_get(uint64 row, int col, bool *isnull);
 
+/* The text form of a uuid (palloc'd in the current memory context). */
+extern char *billing_uuid_str(const pg_uuid_t *u);
+
 /* Raise 22004 for a NULL argument the function does not accept. */
 #define BILLING_REQUIRE_ARG(fcinfo, n, name) \
 	do { \

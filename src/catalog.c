@@ -467,7 +467,7 @@ billing_set_personal_discount(PG_FUNCTION_ARGS)
 	if (!PG_ARGISNULL(2))
 		check_future(PG_GETARG_TIMESTAMPTZ(2), "valid_until");
 
-	target = psprintf("user:%s", DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(user_id))));
+	target = psprintf("user:%s", billing_uuid_str(user_id));
 
 	values[0] = UUIDPGetDatum(user_id);
 	values[1] = NumericGetDatum(pricing_bp_to_numeric(bp));
@@ -507,7 +507,7 @@ billing_remove_personal_discount(PG_FUNCTION_ARGS)
 
 	BILLING_REQUIRE_ARG(fcinfo, 0, "user_id");
 	user_id = PG_GETARG_UUID_P(0);
-	user_text = DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(user_id)));
+	user_text = billing_uuid_str(user_id);
 
 	connect_spi();
 	values[0] = UUIDPGetDatum(user_id);

@@ -47,12 +47,6 @@ typedef struct PaymentRow
 } PaymentRow;
 
 static char *
-uuid_str(const pg_uuid_t *u)
-{
-	return DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(u)));
-}
-
-static char *
 get_text(int col)
 {
 	bool		isnull;
@@ -84,7 +78,7 @@ read_payment(PaymentRow *row, const pg_uuid_t *payment_id, const pg_uuid_t *user
 						 2, types, values, NULL, false, 1) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
-				 errmsg("payment %s not found", uuid_str(payment_id))));
+				 errmsg("payment %s not found", billing_uuid_str(payment_id))));
 
 	old = MemoryContextSwitchTo(cxt);
 	memcpy(&row->id, payment_id, sizeof(pg_uuid_t));
@@ -136,7 +130,7 @@ check_url_arg(const char *url, const char *name)
 static char *
 idempotency_key(const char *what, const pg_uuid_t *payment_id)
 {
-	return psprintf("billing-%s-%s", what, uuid_str(payment_id));
+	return psprintf("billing-%s-%s", what, billing_uuid_str(payment_id));
 }
 
 /* ---------------------------------------------------------------------
@@ -233,10 +227,10 @@ billing_checkout(PG_FUNCTION_ARGS)
 	stripe_form_add(&form, "line_items[0][price_data][product_data][name]",
 					psprintf("%s, %d month%s", row.tariff_title, row.months,
 							 row.months == 1 ? "" : "s"));
-	stripe_form_add(&form, "client_reference_id", uuid_str(payment_id));
-	stripe_form_add(&form, "metadata[payment_id]", uuid_str(payment_id));
-	stripe_form_add(&form, "metadata[user_id]", uuid_str(user_id));
-	stripe_form_add(&form, "payment_intent_data[metadata][payment_id]", uuid_str(payment_id));
+	stripe_form_add(&form, "client_reference_id", billing_uuid_str(payment_id));
+	stripe_form_add(&form, "metadata[payment_id]", billing_uuid_str(payment_id));
+	stripe_form_add(&form, "metadata[user_id]", billing_uuid_str(user_id));
+	stripe_form_add(&form, "payment_intent_data[metadata][payment_id]", billing_uuid_str(payment_id));
 	stripe_form_add(&form, "success_url", success_url);
 	if (cancel_url && cancel_url[0])
 		stripe_form_add(&form, "cancel_url", cancel_url);
@@ -394,7 +388,7 @@ cancel_refund(const PaymentInfo *p, char **provider_ref)
 	initStringInfo(&form);
 	stripe_form_add(&form, "payment_intent", pi);
 	stripe_form_add(&form, "reason", "requested_by_customer");
-	stripe_form_add(&form, "metadata[payment_id]", uuid_str(&p->id));
+	stripe_form_add(&form, "metadata[payment_id]", billing_uuid_str(&p->id));
 	refund = stripe_call("POST", "/v1/refunds", form.data, idempotency_key("refund", &p->id),
 						 "refund the payment");
 	refund_id = stripe_json_str(&refund->root, "id");

@@ -179,12 +179,6 @@ check_source(const char *source)
 	return NULL;				/* keep compiler quiet */
 }
 
-static char *
-uuid_to_cstring(const pg_uuid_t *id)
-{
-	return DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(id)));
-}
-
 /*
  * Text column `col` of the first SPI row, copied with SPI_palloc into the
  * context that was current when the caller connected to SPI, so it survives
@@ -317,7 +311,7 @@ settle_locked(PaymentInfo *p, const char *outcome, const char *provider_ref,
 	else if (strcmp(outcome, "refunded") == 0)
 	{
 		if (p->subscription_id == 0)
-			elog(ERROR, "paid payment %s has no subscription", uuid_to_cstring(&p->id));
+			elog(ERROR, "paid payment %s has no subscription", billing_uuid_str(&p->id));
 		subscription_refund_payment(&p->id, p->subscription_id, p->months);
 	}
 
@@ -379,7 +373,7 @@ settle_locked(PaymentInfo *p, const char *outcome, const char *provider_ref,
 						 "              || COALESCE($9::jsonb, '{}'), '{}') "
 						 "FROM u",
 						 10, argtypes, values, nulls, false, 0) != 1)
-		elog(ERROR, "payment %s changed under its row lock", uuid_to_cstring(&p->id));
+		elog(ERROR, "payment %s changed under its row lock", billing_uuid_str(&p->id));
 
 	strlcpy(p->status, outcome, sizeof(p->status));
 	if (subscription_id != 0)
@@ -554,7 +548,7 @@ payment_insert(pg_uuid_t *user_id, const BillingQuote *q)
 	/* A new customer: the auth service knows the e-mail. */
 	if (DatumGetBool(billing_spi_get(0, 2, &isnull)))
 	{
-		char	   *u = uuid_to_cstring(user_id);
+		char	   *u = billing_uuid_str(user_id);
 
 		outbox_enqueue("fetch_email",
 					   psprintf("{\"user_id\": \"%s\"}", u),

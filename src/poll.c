@@ -49,17 +49,11 @@ typedef struct PollCounts
 	int64		purged;
 } PollCounts;
 
-static char *
-uuid_str(const pg_uuid_t *u)
-{
-	return DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(u)));
-}
-
 static void
 log_failure(const PollItem *item, const StripeResult *r)
 {
 	ereport(WARNING,
-			(errmsg("stripe poll of payment %s failed; retrying after backoff", uuid_str(&item->id)),
+			(errmsg("stripe poll of payment %s failed; retrying after backoff", billing_uuid_str(&item->id)),
 			 r->http_status ?
 			 errdetail("Stripe answered HTTP %ld (%s): %s", r->http_status,
 					   r->error_code ? r->error_code : (r->error_type ? r->error_type : "no code"),
@@ -84,7 +78,7 @@ fetch(const PollItem *item, TimestampTz now)
 		if (item->refund_id == NULL)
 		{
 			ereport(WARNING,
-					(errmsg("payment %s is refund_pending without a stripe refund id", uuid_str(&item->id)),
+					(errmsg("payment %s is refund_pending without a stripe refund id", billing_uuid_str(&item->id)),
 					 errhint("Settle it by hand once the refund is known.")));
 			return NULL;
 		}
@@ -123,7 +117,7 @@ fetch(const PollItem *item, TimestampTz now)
 			StripeResult e;
 
 			stripe_request(&e, "POST", psprintf("%s/expire", path), NULL,
-						   psprintf("billing-expire-%s", uuid_str(&item->id)));
+						   psprintf("billing-expire-%s", billing_uuid_str(&item->id)));
 			if (e.outcome == STRIPE_OK)
 				return e.body;
 			/* Completed meanwhile (400), or Stripe failing: fetch once more next time. */
@@ -260,7 +254,7 @@ billing_stripe_poll(PG_FUNCTION_ARGS)
 			ereport(WARNING,
 					(errcode(edata->sqlerrcode),
 					 errmsg("could not settle payment %s from stripe: %s",
-							uuid_str(&item->id), edata->message),
+							billing_uuid_str(&item->id), edata->message),
 					 edata->detail ? errdetail("%s", edata->detail) : 0));
 			FreeErrorData(edata);
 		}

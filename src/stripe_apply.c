@@ -94,7 +94,7 @@ settle_if_possible(PaymentInfo *p, const char *outcome, const char *provider_ref
 			/* Money arrived for a payment we had closed: someone must refund it. */
 			ereport(WARNING,
 					(errmsg("stripe reports payment %s paid, but it is %s",
-							DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(&p->id))),
+							billing_uuid_str(&p->id),
 							p->status),
 					 errdetail("Stripe object %s.", object_id ? object_id : "?"),
 					 errhint("Refund it at Stripe; the payment was not changed.")));
@@ -158,7 +158,7 @@ stripe_apply_session(const pg_uuid_t *payment_id, JsonbContainer *session,
 		ereport(WARNING,
 				(errmsg("stripe session %s does not match payment %s",
 						sid ? sid : "?",
-						DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(payment_id)))),
+						billing_uuid_str(payment_id)),
 				 errdetail("The session's id, amount or currency differs from the payment's; nothing was changed.")));
 		*status = status_word(p.status);
 		SPI_finish();
@@ -252,7 +252,7 @@ stripe_apply_refund(const pg_uuid_t *payment_id, JsonbContainer *refund,
 		ereport(WARNING,
 				(errmsg("stripe refund %s does not match payment %s",
 						rid ? rid : "?",
-						DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(payment_id)))),
+						billing_uuid_str(payment_id)),
 				 errdetail("The refund's id, payment intent or currency differs from the payment's; nothing was changed.")));
 		*status = status_word(p.status);
 		SPI_finish();
@@ -283,7 +283,7 @@ stripe_apply_refund(const pg_uuid_t *payment_id, JsonbContainer *refund,
 		if (status_is(p.status, "refund_pending"))
 			ereport(WARNING,
 					(errmsg("stripe refund %s of payment %s %s", rid,
-							DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(payment_id))), st),
+							billing_uuid_str(payment_id), st),
 					 errhint("Refund it again at Stripe, then settle it as refunded.")));
 		*status = status_word(p.status);
 		result = "refund_failed";

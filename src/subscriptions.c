@@ -78,16 +78,10 @@ subscription_epoch(TimestampTz ts)
 	return secs + (int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY;
 }
 
-static char *
-uuid_to_cstring(pg_uuid_t *u)
-{
-	return DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(u)));
-}
-
 char *
 subscription_ordering_key(pg_uuid_t *user_id, int64 tariff_id)
 {
-	return psprintf("%s:" INT64_FORMAT, uuid_to_cstring(user_id), tariff_id);
+	return psprintf("%s:" INT64_FORMAT, billing_uuid_str(user_id), tariff_id);
 }
 
 /* ISO 8601 in UTC with an explicit offset: 2026-02-28T10:00:00+00:00. */
@@ -119,7 +113,7 @@ subscription_notify_payload(int template_num, pg_uuid_t *user_id, int64 tariff_i
 	initStringInfo(&buf);
 	appendStringInfo(&buf, "{\"template\": %d, \"user_id\": \"%s\", \"tariff_id\": " INT64_FORMAT
 					 ", \"role_description\": ",
-					 template_num, uuid_to_cstring(user_id), tariff_id);
+					 template_num, billing_uuid_str(user_id), tariff_id);
 	escape_json(&buf, tariff_title);
 	appendStringInfoString(&buf, ", \"end_payment\": \"");
 	append_iso8601(&buf, end_payment);
@@ -131,7 +125,7 @@ char *
 subscription_role_payload(pg_uuid_t *user_id, int64 tariff_id)
 {
 	return psprintf("{\"user_id\": \"%s\", \"tariff_id\": " INT64_FORMAT "}",
-					uuid_to_cstring(user_id), tariff_id);
+					billing_uuid_str(user_id), tariff_id);
 }
 
 bool
@@ -277,7 +271,7 @@ paid_message_values(Datum *values, pg_uuid_t *payment_id, pg_uuid_t *user_id,
 					int64 tariff_id, const char *title, TimestampTz ends_at,
 					bool with_grant)
 {
-	char	   *pid = uuid_to_cstring(payment_id);
+	char	   *pid = billing_uuid_str(payment_id);
 
 	values[7] = CStringGetTextDatum(subscription_ordering_key(user_id, tariff_id));
 	values[8] = CStringGetTextDatum(subscription_role_payload(user_id, tariff_id));
@@ -508,7 +502,7 @@ subscription_refund_payment(pg_uuid_t *payment_id, int64 subscription_id, int32 
 				 errmsg("months must be at least 1, not %d", months)));
 
 	SPI_connect();
-	pid = uuid_to_cstring(payment_id);
+	pid = billing_uuid_str(payment_id);
 
 	if (!lock_subscription_by_id(&r, subscription_id, cxt))
 		ereport(ERROR,

@@ -451,7 +451,7 @@ billing_stripe_webhook(PG_FUNCTION_ARGS)
 	if (have_payment)
 	{
 		appendStringInfoString(&out, ", \"payment_id\": ");
-		escape_json(&out, DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(&payment_id))));
+		escape_json(&out, billing_uuid_str(&payment_id));
 		appendStringInfoString(&out, ", \"status\": ");
 		escape_json(&out, status ? status : "unknown");
 	}
