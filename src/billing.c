@@ -1,7 +1,8 @@
 /*
  * billing.c — module entry point: refuses to load unless preloaded, then lets
  * each capability define its settings and (for the outbox) its worker.
- * Also home of the shared SPI helpers declared in billing.h.
+ * Also home of the shared helpers (SPI, uuid text, hex digits) declared in
+ * billing.h.
  */
 #include "postgres.h"
 
@@ -78,4 +79,16 @@ char *
 billing_uuid_str(const pg_uuid_t *u)
 {
 	return DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(u)));
+}
+
+int
+billing_hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
 }

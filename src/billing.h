@@ -50,6 +50,9 @@ extern Datum billing_spi_get(uint64 row, int col, bool *isnull);
 /* The text form of a uuid (palloc'd in the current memory context). */
 extern char *billing_uuid_str(const pg_uuid_t *u);
 
+/* The value of one hex digit (either case), or -1 for anything else. */
+extern int	billing_hexval(char c);
+
 /* Raise 22004 for a NULL argument the function does not accept. */
 #define BILLING_REQUIRE_ARG(fcinfo, n, name) \
 	do { \

@@ -31,6 +31,7 @@
 #include "postmaster/interrupt.h"
 #include "storage/pmsignal.h"
 
+#include "billing.h"
 #include "grpc.h"
 
 static CURLM *multi = NULL;
@@ -122,18 +123,6 @@ write_cb(char *data, size_t size, size_t nmemb, void *arg)
 	return n;
 }
 
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Header lines, then (for HTTP/2) trailer lines, one per call. */
 static size_t
 header_cb(char *data, size_t size, size_t nitems, void *arg)
@@ -177,9 +166,9 @@ header_cb(char *data, size_t size, size_t nitems, void *arg)
 		for (; i < end && o < sizeof(call->message) - 1; i++)
 		{
 			if (data[i] == '%' && i + 2 < end &&
-				hexval(data[i + 1]) >= 0 && hexval(data[i + 2]) >= 0)
+				billing_hexval(data[i + 1]) >= 0 && billing_hexval(data[i + 2]) >= 0)
 			{
-				call->message[o++] = (char) (hexval(data[i + 1]) * 16 + hexval(data[i + 2]));
+				call->message[o++] = (char) (billing_hexval(data[i + 1]) * 16 + billing_hexval(data[i + 2]));
 				i += 2;
 			}
 			else

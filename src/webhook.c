@@ -25,18 +25,6 @@
 #define MAX_EVENT_BODY (1024 * 1024)
 #define SHA256_LEN 32
 
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 static void
 malformed_header(const char *why)
 {
@@ -120,8 +108,8 @@ verify_signature(const char *body, size_t body_len, const char *header)
 				continue;
 			for (i = 0; i < SHA256_LEN; i++)
 			{
-				int			hi = hexval(v[2 * i]),
-							lo = hexval(v[2 * i + 1]);
+				int			hi = billing_hexval(v[2 * i]),
+							lo = billing_hexval(v[2 * i + 1]);
 
 				if (hi < 0 || lo < 0)
 					break;
@@ -220,7 +208,7 @@ parse_uuid(const char *s, pg_uuid_t *out)
 			if (s[i] != '-')
 				return false;
 		}
-		else if (hexval(s[i]) < 0)
+		else if (billing_hexval(s[i]) < 0)
 			return false;
 	}
 	memcpy(out, DatumGetUUIDP(DirectFunctionCall1(uuid_in, CStringGetDatum(s))),
