@@ -112,12 +112,8 @@ is_open(const char *status)
 	return strcmp(status, "invoiced") == 0 || strcmp(status, "pending") == 0;
 }
 
-/*
- * Canonical string constant for an outcome or a status, or NULL when unknown.
- * Returning constants lets callers keep the result past SPI_finish.
- */
-static const char *
-status_const(const char *s)
+const char *
+payment_status_const(const char *s)
 {
 	static const char *const all[] = {
 		"invoiced", "pending", "paid", "canceled", "expired", "failed",
@@ -297,7 +293,7 @@ settle_locked(PaymentInfo *p, const char *outcome, const char *provider_ref,
 	int64		subscription_id = 0;
 
 	if (outcome_already_applied(outcome, p->status))
-		return status_const(p->status);
+		return payment_status_const(p->status);
 
 	if (!transition_allowed(p->status, outcome))
 		ereport(ERROR,
@@ -383,7 +379,7 @@ settle_locked(PaymentInfo *p, const char *outcome, const char *provider_ref,
 		p->has_paid_at = true;
 		p->paid_at = when;
 	}
-	return status_const(outcome);
+	return payment_status_const(outcome);
 }
 
 const char *
@@ -392,7 +388,7 @@ payment_settle(const pg_uuid_t *payment_id, const char *outcome,
 			   const char *source, const char *detail_json)
 {
 	PaymentInfo p;
-	const char *canonical = status_const(outcome);
+	const char *canonical = payment_status_const(outcome);
 	const char *result;
 
 	if (canonical == NULL || strcmp(canonical, "invoiced") == 0)
@@ -694,7 +690,7 @@ payment_cancel(const pg_uuid_t *user_id, const pg_uuid_t *payment_id, const char
 
 		if (hooked)
 		{
-			outcome = status_const(hooked);
+			outcome = payment_status_const(hooked);
 			if (outcome == NULL)
 				elog(ERROR, "payment cancel hook returned invalid outcome \"%s\"", hooked);
 		}

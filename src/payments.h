@@ -47,6 +47,12 @@ typedef struct PaymentInfo
 } PaymentInfo;
 
 /*
+ * Canonical string constant for an outcome or a status, or NULL when unknown.
+ * Returning constants lets callers keep the result past SPI_finish.
+ */
+extern const char *payment_status_const(const char *s);
+
+/*
  * Lock the payment row (FOR UPDATE) and read it into *p.  When user_id is not
  * NULL the payment must belong to that user; a missing payment and someone
  * else's payment both raise the same P0002, so ids do not leak.  The caller

@@ -17,15 +17,9 @@
 static const char *
 status_word(const char *s)
 {
-	static const char *const all[] = {
-		"invoiced", "pending", "paid", "canceled", "expired", "failed",
-		"refund_pending", "refunded"
-	};
+	const char *c = payment_status_const(s);
 
-	for (int i = 0; i < lengthof(all); i++)
-		if (strcmp(s, all[i]) == 0)
-			return all[i];
-	return "unknown";
+	return c ? c : "unknown";
 }
 
 static bool
