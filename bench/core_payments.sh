@@ -18,8 +18,7 @@
 #   SYNC=off bench/core_payments.sh   runs with synchronous_commit = off
 #   (CPU-bound: shows the per-call cost without the WAL flush at commit).
 set -euo pipefail
-. "$(dirname "$0")/../scripts/lib.sh"
-cd "$BILLING_SRC"
+. "$(dirname "$0")/lib.sh"
 
 SECONDS_PER_RUN=${1:-10}
 ROUNDS=${2:-3}
@@ -27,11 +26,8 @@ CLIENTS=8
 THREADS=2
 USERS=10000
 SYNC=${SYNC:-on}
-BILLING_WORK=${BILLING_WORK:-/tmp/billing-bench-$(printf %s "$BILLING_SRC" | md5sum | cut -c1-8)}
-export BILLING_WORK
 
-ensure_deps
-build_private_root "$BILLING_WORK"
+bench_prepare
 dir=$BILLING_WORK/cluster-bench-payments
 port=$(free_port)
 "$BILLING_SRC/scripts/cluster" init "$dir" "$port" \

@@ -13,18 +13,14 @@
 # reported, not counted).
 # Usage: bench/expiry.sh [due] [small] [large] [runs]
 set -euo pipefail
-. "$(dirname "$0")/../scripts/lib.sh"
-cd "$BILLING_SRC"
+. "$(dirname "$0")/lib.sh"
 
 DUE=${1:-10000}
 SMALL=${2:-100000}
 LARGE=${3:-1000000}
 RUNS=${4:-5}
-BILLING_WORK=${BILLING_WORK:-/tmp/billing-bench-$(printf %s "$BILLING_SRC" | md5sum | cut -c1-8)}
-export BILLING_WORK
 
-ensure_deps
-build_private_root "$BILLING_WORK"
+bench_prepare
 declare -A port
 for c in small large; do
 	port[$c]=$(free_port)

@@ -9,19 +9,15 @@
 # ratio to ping.  Target: create_invoice >= 0.5 x ping.
 # Usage: bench/http.sh [seconds per run] [connections] [rounds]
 set -euo pipefail
-. "$(dirname "$0")/../scripts/lib.sh"
-cd "$BILLING_SRC"
+. "$(dirname "$0")/lib.sh"
 
 SECONDS_EACH=${1:-5}
 CONNECTIONS=${2:-32}
 ROUNDS=${3:-5}
 THREADS=2
 POOL=${BILLING_BENCH_POOL:-16}		# PostgREST's connection pool
-BILLING_WORK=${BILLING_WORK:-/tmp/billing-bench-$(printf %s "$BILLING_SRC" | md5sum | cut -c1-8)}
-export BILLING_WORK
 
-ensure_deps
-build_private_root "$BILLING_WORK"
+bench_prepare
 dir=$BILLING_WORK/cluster-bench-http
 out=$BILLING_WORK/bench-http
 rm -rf "$out"; mkdir -p "$out"

@@ -5,14 +5,11 @@
 # commit-to-delivery latency.  See bench/outbox/bench.py.
 # Usage: bench/outbox.sh [messages]      (default 100000)
 set -euo pipefail
-. "$(dirname "$0")/../scripts/lib.sh"
-cd "$BILLING_SRC"
+. "$(dirname "$0")/lib.sh"
 
-BILLING_WORK=${BILLING_WORK:-/tmp/billing-bench-$(printf %s "$BILLING_SRC" | md5sum | cut -c1-8)}
-export BILLING_WORK BILLING_SRC
+export BILLING_SRC
 
-ensure_deps
-build_private_root "$BILLING_WORK" >/dev/null
+bench_prepare >/dev/null
 export BILLING_PGBIN
 log "outbox benchmark ($(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg))"
 /usr/bin/python3 "$BILLING_SRC/bench/outbox/bench.py" --messages "${1:-100000}"

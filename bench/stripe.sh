@@ -8,17 +8,13 @@
 #      subscription, outbox rows), and replays (signature check + duplicate).
 # Usage: bench/stripe.sh [clients] [seconds]
 set -euo pipefail
-. "$(dirname "$0")/../scripts/lib.sh"
-cd "$BILLING_SRC"
+. "$(dirname "$0")/lib.sh"
 
 CLIENTS=${1:-4}
 SECONDS_=${2:-10}
 EVENTS=20000
-BILLING_WORK=${BILLING_WORK:-/tmp/billing-bench-$(printf %s "$BILLING_SRC" | md5sum | cut -c1-8)}
-export BILLING_WORK
 
-ensure_deps
-build_private_root "$BILLING_WORK" >/dev/null
+bench_prepare >/dev/null
 dir=$BILLING_WORK/cluster-bench-stripe
 port=$(free_port)
 sport=$(free_port)
