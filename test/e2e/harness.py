@@ -119,14 +119,19 @@ class Cluster:
     def url(self):
         return "postgresql://postgres@127.0.0.1:%d/billing" % self.port
 
-    def connect(self, autocommit=True):
+    def connect(self, autocommit=True, clock=None):
+        """A new session; with clock (a datetime) its billing.test_clock is set."""
         conn = psycopg2.connect(self.dsn)
+        conn.autocommit = True
+        if clock is not None:
+            with conn.cursor() as cur:
+                cur.execute("SET billing.test_clock = %s", (clock.isoformat(),))
         conn.autocommit = autocommit
         return conn
 
-    def query(self, sql, args=None):
+    def query(self, sql, args=None, clock=None):
         """Run one statement in its own transaction; return all rows (or [])."""
-        conn = self.connect()
+        conn = self.connect(clock=clock)
         try:
             with conn.cursor() as cur:
                 cur.execute(sql, args)
@@ -134,8 +139,8 @@ class Cluster:
         finally:
             conn.close()
 
-    def scalar(self, sql, args=None):
-        rows = self.query(sql, args)
+    def scalar(self, sql, args=None, clock=None):
+        rows = self.query(sql, args, clock)
         return rows[0][0] if rows else None
 
     def set_conf(self, **settings):

@@ -93,19 +93,10 @@ class OutboxDelivery(unittest.TestCase):
 
     # ---- helpers -----------------------------------------------------------
     def q(self, sql, args=None):
-        conn = self.cluster.connect()
-        try:
-            with conn.cursor() as cur:
-                if self.clock is not None:
-                    cur.execute("SET billing.test_clock = %s", (self.clock.isoformat(),))
-                cur.execute(sql, args)
-                return cur.fetchall() if cur.description else []
-        finally:
-            conn.close()
+        return self.cluster.query(sql, args, self.clock)
 
     def one(self, sql, args=None):
-        rows = self.q(sql, args)
-        return rows[0][0] if rows else None
+        return self.cluster.scalar(sql, args, self.clock)
 
     def worker_pid(self, timeout=30):
         return wait_for(lambda: self.one(

@@ -92,24 +92,13 @@ class StripeE2E(unittest.TestCase):
     # ---- helpers -----------------------------------------------------------
     @classmethod
     def connect(cls):
-        conn = cls.cluster.connect()
-        if cls.clock is not None:
-            with conn.cursor() as cur:
-                cur.execute("SET billing.test_clock = %s", (cls.clock.isoformat(),))
-        return conn
+        return cls.cluster.connect(clock=cls.clock)
 
     def q(self, sql, args=None):
-        conn = self.connect()
-        try:
-            with conn.cursor() as cur:
-                cur.execute(sql, args)
-                return cur.fetchall() if cur.description else []
-        finally:
-            conn.close()
+        return self.cluster.query(sql, args, self.clock)
 
     def one(self, sql, args=None):
-        rows = self.q(sql, args)
-        return rows[0][0] if rows else None
+        return self.cluster.scalar(sql, args, self.clock)
 
     def sqlstate(self, sql, args=None):
         try:
