@@ -124,6 +124,7 @@ SQL
 # workload for SECONDS_PER_RUN in turn; the figures are the medians and each
 # ratio is the median of the per-round ratios.
 declare -a I P C S
+taken=0
 for ((r = 1; r <= ROUNDS; r++)); do
 	log "round $r/$ROUNDS: bare INSERT, INSERT into billing.payments, create_invoice, settle (${SECONDS_PER_RUN}s each)"
 	I[r]=$(run insert -T "$SECONDS_PER_RUN")
@@ -133,9 +134,14 @@ for ((r = 1; r <= ROUNDS; r++)); do
 		-c "VACUUM ANALYZE billing.payments"
 	C[r]=$(run create_invoice -T "$SECONDS_PER_RUN")
 	queued=$(enqueue)
-	S[r]=$(run settle -T "$SECONDS_PER_RUN")
+	# A fixed number of settles, never more than the queue holds (a number
+	# past its end would settle nothing and flatter the figure): as many as
+	# this round's create_invoice run made, so a run lasts about as long.
+	left=$((queued - taken))
+	made=$(awk -v t="${C[r]}" -v s="$SECONDS_PER_RUN" 'BEGIN { printf "%d", t * s }')
+	per_client=$(( (made < left ? made : left) / CLIENTS ))
+	S[r]=$(run settle -t "$per_client")
 	taken=$(psql -At -c "SELECT last_value FROM bench.next")
-	# A number past the queue's end settles nothing: the figure would lie.
 	[ "$taken" -le "$queued" ] || { echo "the settle queue ran dry ($taken > $queued)" >&2; exit 1; }
 done
 
