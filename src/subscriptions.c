@@ -266,13 +266,25 @@ store_subscription(int64 id, const char *status, TimestampTz anchor_at, int32 mo
 	"(VALUES ('grant_role', $9, $10), ('notify', $11, $12)) AS m(kind, payload, key) " \
 	"WHERE m.kind = 'notify' OR $13 "
 
+/*
+ * $2..$13 of the two statements below: the new term ($2..$6), the time of
+ * the change ($7) and the paid messages ($8 ordering key, $9..$13).  $1 is
+ * the caller's.
+ */
 static void
-paid_message_values(Datum *values, pg_uuid_t *payment_id, pg_uuid_t *user_id,
-					int64 tariff_id, const char *title, TimestampTz ends_at,
-					bool with_grant)
+paid_values(Datum *values, TimestampTz anchor_at, int32 months, TimestampTz ends_at,
+			TimestampTz grace_ends_at, TimestampTz next_check_at,
+			pg_uuid_t *payment_id, pg_uuid_t *user_id, int64 tariff_id,
+			const char *title, bool with_grant)
 {
 	char	   *pid = billing_uuid_str(payment_id);
 
+	values[1] = TimestampTzGetDatum(anchor_at);
+	values[2] = Int32GetDatum(months);
+	values[3] = TimestampTzGetDatum(ends_at);
+	values[4] = TimestampTzGetDatum(grace_ends_at);
+	values[5] = TimestampTzGetDatum(next_check_at);
+	values[6] = TimestampTzGetDatum(billing_now());
 	values[7] = CStringGetTextDatum(subscription_ordering_key(user_id, tariff_id));
 	values[8] = CStringGetTextDatum(subscription_role_payload(user_id, tariff_id));
 	values[9] = CStringGetTextDatum(psprintf("payment:%s:grant", pid));
@@ -302,13 +314,8 @@ renew_subscription(int64 id, TimestampTz anchor_at, int32 months, TimestampTz en
 	bool		isnull;
 
 	values[0] = Int64GetDatum(id);
-	values[1] = TimestampTzGetDatum(anchor_at);
-	values[2] = Int32GetDatum(months);
-	values[3] = TimestampTzGetDatum(ends_at);
-	values[4] = TimestampTzGetDatum(grace_ends_at);
-	values[5] = TimestampTzGetDatum(next_check_at);
-	values[6] = TimestampTzGetDatum(billing_now());
-	paid_message_values(values, payment_id, user_id, tariff_id, title, ends_at, with_grant);
+	paid_values(values, anchor_at, months, ends_at, grace_ends_at, next_check_at,
+				payment_id, user_id, tariff_id, title, with_grant);
 
 	if (billing_spi_exec(&plan,
 						 "WITH s AS ("
@@ -348,13 +355,8 @@ insert_subscription(pg_uuid_t *user_id, int64 tariff_id, TimestampTz anchor_at,
 	argtypes[13] = UUIDOID;
 	values[13] = UUIDPGetDatum(user_id);
 	values[0] = Int64GetDatum(tariff_id);
-	values[1] = TimestampTzGetDatum(anchor_at);
-	values[2] = Int32GetDatum(months);
-	values[3] = TimestampTzGetDatum(ends_at);
-	values[4] = TimestampTzGetDatum(grace_ends_at);
-	values[5] = TimestampTzGetDatum(next_check_at);
-	values[6] = TimestampTzGetDatum(billing_now());
-	paid_message_values(values, payment_id, user_id, tariff_id, title, ends_at, true);
+	paid_values(values, anchor_at, months, ends_at, grace_ends_at, next_check_at,
+				payment_id, user_id, tariff_id, title, true);
 
 	if (billing_spi_exec(&plan,
 						 "WITH s AS ("
