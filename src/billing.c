@@ -76,6 +76,15 @@ billing_spi_get(uint64 row, int col, bool *isnull)
 }
 
 char *
+billing_spi_text(uint64 row, int col)
+{
+	bool		isnull;
+	Datum		d = billing_spi_get(row, col, &isnull);
+
+	return isnull ? NULL : TextDatumGetCString(d);
+}
+
+char *
 billing_uuid_str(const pg_uuid_t *u)
 {
 	return DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(u)));

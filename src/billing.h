@@ -47,6 +47,10 @@ extern uint64 billing_spi_exec(SPIPlanPtr *plan, const char *sql,
  * lives in SPI memory, so copy it out before SPI_finish. */
 extern Datum billing_spi_get(uint64 row, int col, bool *isnull);
 
+/* Text column `col` of row `row` of SPI_tuptable as a C string palloc'd in
+ * the current memory context, or NULL for a NULL value. */
+extern char *billing_spi_text(uint64 row, int col);
+
 /* The text form of a uuid (palloc'd in the current memory context). */
 extern char *billing_uuid_str(const pg_uuid_t *u);
 

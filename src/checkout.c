@@ -46,15 +46,6 @@ typedef struct PaymentRow
 	char	   *url;
 } PaymentRow;
 
-static char *
-get_text(int col)
-{
-	bool		isnull;
-	Datum		d = billing_spi_get(0, col, &isnull);
-
-	return isnull ? NULL : TextDatumGetCString(d);
-}
-
 /*
  * Read the payment without locking it; someone else's payment is "not
  * found" like a missing one, so ids do not leak.  Strings are allocated in
@@ -83,16 +74,16 @@ read_payment(PaymentRow *row, const pg_uuid_t *payment_id, const pg_uuid_t *user
 	old = MemoryContextSwitchTo(cxt);
 	memcpy(&row->id, payment_id, sizeof(pg_uuid_t));
 	memcpy(&row->user_id, user_id, sizeof(pg_uuid_t));
-	s = get_text(1);
+	s = billing_spi_text(0, 1);
 	strlcpy(row->status, s, sizeof(row->status));
-	row->tariff_title = get_text(2);
+	row->tariff_title = billing_spi_text(0, 2);
 	row->months = DatumGetInt32(billing_spi_get(0, 3, &isnull));
 	row->total = DatumGetInt64(billing_spi_get(0, 4, &isnull));
-	s = get_text(5);
+	s = billing_spi_text(0, 5);
 	strlcpy(row->currency, s, sizeof(row->currency));
 	row->expires_at = DatumGetTimestampTz(billing_spi_get(0, 6, &isnull));
-	row->session_id = get_text(7);
-	row->url = get_text(8);
+	row->session_id = billing_spi_text(0, 7);
+	row->url = billing_spi_text(0, 8);
 	row->created_at = DatumGetTimestampTz(billing_spi_get(0, 9, &isnull));
 	MemoryContextSwitchTo(old);
 }

@@ -372,22 +372,6 @@ is_auth_kind(OutboxKind kind)
 	return kind != KIND_NOTIFY;
 }
 
-static char *
-get_text(uint64 row, int col)
-{
-	bool		isnull;
-	Datum		d = billing_spi_get(row, col, &isnull);
-	MemoryContext old;
-	char	   *s;
-
-	if (isnull)
-		return NULL;
-	old = MemoryContextSwitchTo(batch_cxt);
-	s = TextDatumGetCString(d);
-	MemoryContextSwitchTo(old);
-	return s;
-}
-
 /*
  * In one short transaction: requeue claims of a worker that died, claim up
  * to a batch of due messages, and find when the next one falls due.  Returns
@@ -455,6 +439,7 @@ claim_batch(bool *reclaimed, int *nmsgs, long *sleep_ms)
 		Oid			argtypes[3] = {INT4OID, TEXTARRAYOID, INT4OID};
 		Datum		values[3];
 		uint64		n;
+		MemoryContext old;
 
 		values[0] = Int32GetDatum(outbox_batch_size);
 		values[1] = PointerGetDatum(construct_array(kinds, nkinds, TEXTOID, -1, false, TYPALIGN_INT));
@@ -462,6 +447,8 @@ claim_batch(bool *reclaimed, int *nmsgs, long *sleep_ms)
 		n = billing_spi_exec(&plan, claim_sql, 3, argtypes, values, NULL, false, 0);
 
 		msgs = MemoryContextAllocZero(batch_cxt, sizeof(OutboxMsg) * Max(n, 1));
+		/* the strings must outlive SPI_finish: they live in the batch */
+		old = MemoryContextSwitchTo(batch_cxt);
 		for (uint64 r = 0; r < n; r++)
 		{
 			OutboxMsg  *m = &msgs[r];
@@ -469,19 +456,20 @@ claim_batch(bool *reclaimed, int *nmsgs, long *sleep_ms)
 			char	   *kind;
 
 			m->id = DatumGetInt64(billing_spi_get(r, 1, &isnull));
-			kind = get_text(r, 2);
+			kind = billing_spi_text(r, 2);
 			m->kind = kind_from_name(kind);
-			m->key = get_text(r, 3);
+			m->key = billing_spi_text(r, 3);
 			m->attempts = DatumGetInt32(billing_spi_get(r, 4, &isnull));
-			m->tariff_id = get_text(r, 5);
-			m->user_id = get_text(r, 6);
-			m->name = get_text(r, 7);
-			m->template_num = get_text(r, 8);
-			m->role_description = get_text(r, 9);
-			m->end_payment = get_text(r, 10);
-			m->role_id = get_text(r, 11);
+			m->tariff_id = billing_spi_text(r, 5);
+			m->user_id = billing_spi_text(r, 6);
+			m->name = billing_spi_text(r, 7);
+			m->template_num = billing_spi_text(r, 8);
+			m->role_description = billing_spi_text(r, 9);
+			m->end_payment = billing_spi_text(r, 10);
+			m->role_id = billing_spi_text(r, 11);
 			m->call = -1;
 		}
+		MemoryContextSwitchTo(old);
 		*nmsgs = (int) n;
 	}
 

@@ -183,15 +183,12 @@ check_source(const char *source)
 static char *
 spi_text_upper(int col)
 {
-	bool		isnull;
-	Datum		d = billing_spi_get(0, col, &isnull);
-	char	   *s;
+	char	   *s = billing_spi_text(0, col);
 	char	   *copy;
 	size_t		len;
 
-	if (isnull)
+	if (s == NULL)
 		return NULL;
-	s = TextDatumGetCString(d);
 	len = strlen(s) + 1;
 	copy = SPI_palloc(len);
 	memcpy(copy, s, len);

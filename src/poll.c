@@ -184,14 +184,11 @@ billing_stripe_poll(PG_FUNCTION_ARGS)
 	for (uint64 i = 0; i < n; i++)
 	{
 		bool		isnull;
-		Datum		d;
 
 		memcpy(&items[i].id, DatumGetUUIDP(billing_spi_get(i, 1, &isnull)), sizeof(pg_uuid_t));
 		items[i].refund = DatumGetBool(billing_spi_get(i, 2, &isnull));
-		d = billing_spi_get(i, 3, &isnull);
-		items[i].session_id = isnull ? NULL : TextDatumGetCString(d);
-		d = billing_spi_get(i, 4, &isnull);
-		items[i].refund_id = isnull ? NULL : TextDatumGetCString(d);
+		items[i].session_id = billing_spi_text(i, 3);
+		items[i].refund_id = billing_spi_text(i, 4);
 		items[i].expires_at = DatumGetTimestampTz(billing_spi_get(i, 5, &isnull));
 	}
 	counts.claimed = (int) n;
