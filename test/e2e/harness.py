@@ -6,6 +6,8 @@ scripts/test exports BILLING_SRC, BILLING_WORK and BILLING_PGBIN; running a test
 file by hand needs the same (run `scripts/test e2e` once to get them)."""
 
 import atexit
+import hashlib
+import hmac
 import os
 import signal
 import socket
@@ -62,6 +64,14 @@ def spawn(args, log_name, env=None, cwd=None):
                                 start_new_session=True)
     _children.append(proc)
     return proc
+
+
+def stripe_signature(body, secret, t=None):
+    """Stripe-Signature header for `body` (bytes) signed with `secret` at unix
+    time t (default now): t=<t>,v1=<hex HMAC-SHA256 of "<t>." + body>."""
+    t = int(time.time() if t is None else t)
+    mac = hmac.new(secret.encode(), b"%d." % t + body, hashlib.sha256).hexdigest()
+    return "t=%d,v1=%s" % (t, mac)
 
 
 def stop(proc, sig=signal.SIGTERM, timeout=10):

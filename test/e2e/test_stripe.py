@@ -5,8 +5,6 @@ header to billing.stripe_webhook, as PostgREST does.  Time moves with
 billing.test_clock and the stand-in's clock together."""
 
 import datetime
-import hashlib
-import hmac
 import http.server
 import json
 import os
@@ -19,7 +17,8 @@ import uuid
 
 import psycopg2
 
-from harness import Cluster, PYTHON, SRC, free_port, spawn, wait_for, wait_port, new_user
+from harness import (Cluster, PYTHON, SRC, free_port, spawn, stripe_signature, wait_for,
+                     wait_port, new_user)
 
 SECRET_KEY = "sk_test_e2e"
 WEBHOOK_SECRET = "whsec_e2e"
@@ -138,9 +137,7 @@ class StripeE2E(unittest.TestCase):
         return self.one("SELECT provider_session_id FROM billing.payments WHERE id = %s", (pid,))
 
     def sign(self, body, secret=WEBHOOK_SECRET, t=None):
-        t = int(time.time() if t is None else t)
-        mac = hmac.new(secret.encode(), b"%d." % t + body, hashlib.sha256).hexdigest()
-        return "t=%d,v1=%s" % (t, mac)
+        return stripe_signature(body, secret, t)
 
     def webhook(self, body, sig):
         return self.one("SELECT billing.stripe_webhook(%s::json, %s)", (body.decode(), sig))
