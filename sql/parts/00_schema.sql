@@ -198,15 +198,17 @@ CREATE UNIQUE INDEX payments_promo_once ON billing.payments (promo_code_id, user
     WHERE promo_code_id IS NOT NULL AND status IN ('invoiced', 'pending', 'paid', 'refund_pending');
 
 CREATE TABLE billing.payment_events (
-    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id              bigint GENERATED ALWAYS AS IDENTITY,
     payment_id      uuid NOT NULL REFERENCES billing.payments,
     from_status     text,                        -- NULL for creation
     to_status       text NOT NULL,
     source          billing.event_source NOT NULL,
     at              timestamptz NOT NULL DEFAULT billing.now(),
-    detail          jsonb
+    detail          jsonb,
+    -- One index for the key and for a payment's history in order: every
+    -- invoice and every transition writes an event, so each index costs.
+    PRIMARY KEY (payment_id, id)
 );
-CREATE INDEX ON billing.payment_events (payment_id, id);
 COMMENT ON TABLE billing.payment_events IS 'Append-only history of every payment transition.';
 
 ---------------------------------------------------------------------------
