@@ -43,143 +43,17 @@ port=$(free_port)
 	"synchronous_commit = $SYNC" >/dev/null
 trap '"$BILLING_SRC/scripts/cluster" destroy "$dir"' EXIT
 psql() { "$BILLING_PGBIN/psql" -h "$dir" -p "$port" -U postgres -d billing -X -q -v ON_ERROR_STOP=1 "$@"; }
-scripts=$BILLING_WORK/bench-payments
-rm -rf "$scripts"; mkdir -p "$scripts"
+work=bench/payments		# the data (setup.sql) and one pgbench script per workload
 
-psql -v users="$USERS" <<'SQL'
-UPDATE cron.job SET active = false;
-CREATE SCHEMA bench;
-INSERT INTO marketing.tariffs (code, title, monthly_price) VALUES ('films', 'Priority films', 29900);
-INSERT INTO marketing.months_discounts (months, percent) VALUES (3, 10);
--- User n is 00000000-0000-4000-8000-<n, 12 digits>.
-CREATE FUNCTION bench.user_id(n int) RETURNS uuid IMMUTABLE LANGUAGE sql
-    AS $$ SELECT ('00000000-0000-4000-8000-' || lpad(n::text, 12, '0'))::uuid $$;
-INSERT INTO billing.customers (user_id) SELECT bench.user_id(n) FROM generate_series(1, :users) n;
--- The bare INSERT's table: the same columns (names, types, NOT NULL,
--- defaults) and primary key as billing.payments; its other indexes and
--- constraints are part of the cost being measured, so they are left out
--- here.  A column whose type is a domain (billing.amount, ...) gets the
--- domain's base type: a domain is a constraint too.
-CREATE TABLE bench.wide (LIKE billing.payments INCLUDING DEFAULTS);
-DO $$
-DECLARE
-    c record;
-BEGIN
-    FOR c IN SELECT a.attname, format_type(t.typbasetype, t.typtypmod) AS base
-             FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
-             WHERE a.attrelid = 'bench.wide'::regclass AND a.attnum > 0 AND t.typtype = 'd'
-    LOOP
-        EXECUTE format('ALTER TABLE bench.wide ALTER COLUMN %I TYPE %s', c.attname, c.base);
-    END LOOP;
-END
-$$;
-ALTER TABLE bench.wide ADD PRIMARY KEY (id);
--- A ledger with history, as in production (plans made against empty tables
--- would be seq scans): half the users have paid once, a quarter have an open
--- invoice, all through the functions under test.
-SELECT count(billing.settle_payment(billing.create_invoice(bench.user_id(n), 'films', 1), 'paid'))
-FROM generate_series(1, :users / 2) n;
-SELECT count(billing.create_invoice(bench.user_id(n), 'films', 1))
-FROM generate_series(:users / 2 + 1, :users * 3 / 4) n;
-INSERT INTO bench.wide SELECT * FROM billing.payments;
-VACUUM ANALYZE;
-SQL
-
-cat >"$scripts/insert.sql" <<EOF
-\set n random(1, $USERS)
-INSERT INTO bench.wide (user_id, tariff_id, tariff_code, tariff_title, months, monthly_price,
-    list_price, personal_percent, months_percent, promo_percent, promo_code_id, promo_code,
-    applied, total, currency, created_at, updated_at, expires_at)
-VALUES (bench.user_id(:n), 1, 'films', 'Priority films', 3, 29900, 89700, 0, 10, 0, NULL, NULL,
-    'discounts', 80730, 'RUB', now(), now(), now() + interval '1 day');
-EOF
-sed 's/INSERT INTO bench.wide/INSERT INTO billing.payments/' "$scripts/insert.sql" >"$scripts/insert_payments.sql"
-# create_invoice's rows for user n buying 3 months of films (the 10% tier),
-# in the statement create_invoice itself runs.
-cat >"$scripts/invoice_rows.sql" <<EOF
-\set n random(1, $USERS)
-WITH c AS (
-    INSERT INTO billing.customers (user_id) VALUES (bench.user_id(:n))
-    ON CONFLICT (user_id) DO NOTHING RETURNING user_id),
-p AS (
-    INSERT INTO billing.payments (user_id, tariff_id, tariff_code, tariff_title, months, monthly_price,
-        list_price, personal_percent, months_percent, promo_percent, promo_code_id, promo_code,
-        applied, total, currency, created_at, updated_at, expires_at)
-    VALUES (bench.user_id(:n), 1, 'films', 'Priority films', 3, 29900, 89700, 0, 10, 0, NULL, NULL,
-        'discounts', 80730, 'RUB', now(), now(), now() + interval '1 day')
-    RETURNING id, created_at),
-e AS (
-    INSERT INTO billing.payment_events (payment_id, from_status, to_status, source, at)
-    SELECT id, NULL, 'invoiced', 'api', created_at FROM p RETURNING payment_id)
-SELECT e.payment_id, EXISTS (SELECT FROM c) FROM e;
-EOF
-# settle's rows for the next queued invoice: its lock, the subscription (new,
-# or renewed from its end), the grant (new only) and the paid notification,
-# the payment marked paid with its subscription, and the event.
-cat >"$scripts/settle_rows.sql" <<'EOF'
-WITH p AS (
-    SELECT p.id, p.user_id, p.tariff_id, p.tariff_title, p.months
-    FROM billing.payments p JOIN bench.queue q ON q.id = p.id
-    WHERE q.n = (SELECT nextval('bench.next')) AND p.status = 'invoiced'
-    FOR UPDATE OF p),
-s AS (
-    INSERT INTO billing.subscriptions AS s (user_id, tariff_id, status, anchor_at, months, ends_at,
-        grace_ends_at, next_check_at, created_at, updated_at)
-    SELECT user_id, tariff_id, 'active', now(), months, now() + make_interval(months => months),
-        now() + make_interval(months => months, days => 2),
-        now() + make_interval(months => months, days => -3), now(), now()
-    FROM p
-    ON CONFLICT (user_id, tariff_id) DO UPDATE SET status = 'active', months = s.months + excluded.months,
-        ends_at = s.ends_at + make_interval(months => excluded.months),
-        grace_ends_at = s.ends_at + make_interval(months => excluded.months, days => 2),
-        next_check_at = s.ends_at + make_interval(months => excluded.months, days => -3),
-        updated_at = now()
-    RETURNING s.id, s.xmax = 0 AS created),
-o AS (
-    INSERT INTO billing.outbox (kind, payload, idempotency_key, ordering_key)
-    SELECT m.kind, jsonb_build_object('user_id', p.user_id, 'tariff_id', p.tariff_id,
-                                      'title', p.tariff_title, 'payment_id', p.id),
-        'payment:' || p.id || ':' || m.kind, p.user_id || ':' || p.tariff_id
-    FROM p, s, (VALUES ('grant_role'), ('notify')) m(kind)
-    WHERE m.kind = 'notify' OR s.created),
-u AS (
-    UPDATE billing.payments x SET status = 'paid', updated_at = now(), paid_at = now(),
-        subscription_id = s.id
-    FROM p, s WHERE x.id = p.id AND x.status = 'invoiced'
-    RETURNING x.id)
-INSERT INTO billing.payment_events (payment_id, from_status, to_status, source, at)
-SELECT id, 'invoiced', 'paid', 'admin', now() FROM u;
-EOF
-cat >"$scripts/create_invoice.sql" <<EOF
-\set n random(1, $USERS)
-SELECT billing.create_invoice(bench.user_id(:n), 'films', 3);
-EOF
-cat >"$scripts/settle.sql" <<'EOF'
-SELECT billing.settle_payment(q.id, 'paid') FROM bench.queue q WHERE q.n = (SELECT nextval('bench.next'));
-EOF
+psql -v users="$USERS" -f "$work/setup.sql" >/dev/null
 
 run() {		# $1 = name, rest = pgbench options; prints the TPS
 	local name=$1; shift
 	psql -c "CHECKPOINT"
 	"$BILLING_PGBIN/pgbench" -h "$dir" -p "$port" -U postgres -n -M prepared \
-		-c "$CLIENTS" -j "$THREADS" "$@" -f "$scripts/$name.sql" billing \
-		>"$scripts/$name.log" 2>&1 || { cat "$scripts/$name.log" >&2; exit 1; }
-	grep -E '^tps = ' "$scripts/$name.log" | grep -oE '[0-9]+\.[0-9]+' | head -1
-}
-
-# The settle queue: every open invoice, numbered; each settle takes the next
-# number, so each invoice is paid exactly once.  Later rounds append the
-# invoices their create_invoice run made.
-psql -c "CREATE TABLE bench.queue (n bigint PRIMARY KEY, id uuid NOT NULL UNIQUE)" \
-	-c "CREATE SEQUENCE bench.next"
-enqueue() {
-	psql <<'SQL'
-INSERT INTO bench.queue
-SELECT (SELECT coalesce(max(n), 0) FROM bench.queue) + row_number() OVER (ORDER BY p.id), p.id
-FROM billing.payments p
-WHERE p.status = 'invoiced' AND NOT EXISTS (SELECT FROM bench.queue q WHERE q.id = p.id);
-VACUUM ANALYZE bench.queue;
-SQL
+		-c "$CLIENTS" -j "$THREADS" -D users="$USERS" "$@" -f "$work/$name.sql" billing \
+		>"$dir/$name.log" 2>&1 || { cat "$dir/$name.log" >&2; exit 1; }
+	grep -E '^tps = ' "$dir/$name.log" | grep -oE '[0-9]+\.[0-9]+' | head -1
 }
 
 # The machine may be shared: one long run per workload would compare
@@ -206,7 +80,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
 		-c "VACUUM ANALYZE billing.payments"
 	F[r]=$(run invoice_rows -T "$SECONDS_PER_RUN")
 	C[r]=$(run create_invoice -T "$SECONDS_PER_RUN")
-	enqueue
+	psql -c "CALL bench.enqueue()" -c "VACUUM ANALYZE bench.queue"
 	# A fixed number of settles, never more than the queue holds (a number
 	# past its end would settle nothing and flatter the figure): as many as
 	# this round's create_invoice run made, so a run lasts about as long.
