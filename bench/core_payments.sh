@@ -17,9 +17,10 @@
 # and the ratio of each function to its floor.  For context it also runs the
 # INSERT of the bare workload into billing.payments itself.
 #
-# The settle runs pay the invoices the create_invoice runs made, each exactly
+# The settle runs (settle rows and settle_payment alike) pay the open
+# invoices, those of the setup and those the invoice runs made, each exactly
 # once (a sequence hands them out), so every settle is a real invoiced -> paid
-# transition.  Buyers are 10,000 existing customers (a returning customer is
+# transition.  The data and the workloads are bench/payments/.  Buyers are 10,000 existing customers (a returning customer is
 # the common case; a first purchase adds one customer row and one outbox row).
 #
 # Usage: bench/core_payments.sh [seconds per run] [rounds]   (default 10, 3)
