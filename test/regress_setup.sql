@@ -29,3 +29,18 @@ EXCEPTION WHEN OTHERS THEN
     RETURN SQLSTATE || ': ' || SQLERRM;
 END
 $$;
+
+-- test_pay(label, who, tariff, months): user md5(who) buys `months` of
+-- `tariff` through the real path (invoice, then the provider says paid, with
+-- provider ref 'pi_' || label); the payment is remembered as `label` in the
+-- calling test's temp table labels (label, id).  Returns its subscription id.
+CREATE FUNCTION public.test_pay(label text, who text, tariff text, months int) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    pid uuid := billing.create_invoice(md5(who)::uuid, tariff, months);
+BEGIN
+    INSERT INTO labels VALUES (label, pid);
+    PERFORM billing.settle_payment(pid, 'paid', 'pi_' || label);
+    RETURN (SELECT subscription_id FROM billing.payments WHERE id = pid);
+END
+$$;

@@ -2,19 +2,10 @@
 -- end of grace (blocked); every message once per term, however often it runs.
 SELECT test_reset();
 
--- A paid payment as settle_payment would store and apply it.
 -- A purchase through the real path: invoice, then the provider says paid.
 CREATE TEMP TABLE labels (label text PRIMARY KEY, id uuid NOT NULL UNIQUE);
 CREATE FUNCTION pg_temp.pay(label text, who text, months int) RETURNS bigint
-LANGUAGE plpgsql AS $$
-DECLARE
-    pid uuid := billing.create_invoice(md5(who)::uuid, 'prime', months);
-BEGIN
-    INSERT INTO labels VALUES (label, pid);
-    PERFORM billing.settle_payment(pid, 'paid', 'pi_' || label);
-    RETURN (SELECT subscription_id FROM billing.payments WHERE id = pid);
-END
-$$;
+    LANGUAGE sql AS $$ SELECT test_pay(label, who, 'prime', months) $$;
 
 CREATE TEMP VIEW subs AS
 SELECT u.who, s.status, s.ends_at, s.grace_ends_at, s.next_check_at,

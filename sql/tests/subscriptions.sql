@@ -12,15 +12,7 @@ CREATE FUNCTION pg_temp.refund(uuid, bigint, int) RETURNS void
 -- A purchase through the real path: invoice, then the provider says paid.
 CREATE TEMP TABLE labels (label text PRIMARY KEY, id uuid NOT NULL UNIQUE);
 CREATE FUNCTION pg_temp.pay(label text, who text, tariff text, months int) RETURNS bigint
-LANGUAGE plpgsql AS $$
-DECLARE
-    pid uuid := billing.create_invoice(md5(who)::uuid, tariff, months);
-BEGIN
-    INSERT INTO labels VALUES (label, pid);
-    PERFORM billing.settle_payment(pid, 'paid', 'pi_' || label);
-    RETURN (SELECT subscription_id FROM billing.payments WHERE id = pid);
-END
-$$;
+    LANGUAGE sql AS $$ SELECT test_pay(label, who, tariff, months) $$;
 
 CREATE FUNCTION pg_temp.refund(label text) RETURNS text LANGUAGE sql AS $$
     SELECT billing.settle_payment(id, 'refunded', source => 'webhook') FROM labels WHERE labels.label = refund.label;
