@@ -14,16 +14,6 @@ SELECT billing.create_invoice('dddddddd-0000-4000-8000-000000000001', 'films', 1
 SELECT billing.settle_payment(:'paid', 'paid');
 SELECT billing.create_invoice('dddddddd-0000-4000-8000-000000000001', 'films', 1, 'ONE') AS open \gset
 
--- Runs one statement, returns its SQLSTATE and message (or 'ok').
-CREATE FUNCTION pg_temp.try(stmt text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE stmt;
-    RETURN 'ok';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ' ' || SQLERRM;
-END
-$$;
-
 -- Everything a bad call could have touched.
 CREATE FUNCTION pg_temp.state() RETURNS text LANGUAGE sql AS $$
     SELECT format('payments=%s customers=%s events=%s outbox=%s subscriptions=%s redemptions=%s statuses=%s',
@@ -39,7 +29,7 @@ $$;
 SELECT pg_temp.state() AS before \gset
 
 \set new_user '''dddddddd-0000-4000-8000-000000000002'''
-SELECT replace(replace(c, :'open', '<open>'), :'paid', '<paid>') AS call, pg_temp.try(c) AS result FROM (VALUES
+SELECT replace(replace(c, :'open', '<open>'), :'paid', '<paid>') AS call, err(c) AS result FROM (VALUES
     -- create_invoice
     ($$SELECT billing.create_invoice(NULL, 'films', 1)$$),
     ($$SELECT billing.create_invoice($$ || :'new_user' || $$, NULL, 1)$$),
@@ -83,7 +73,7 @@ SELECT pg_temp.state();
 
 -- The refund window is checked after the owner: late, then a clear 55000.
 SET billing.test_clock = '2026-03-01 11:00:01+00';
-SELECT pg_temp.try($$SELECT billing.cancel_payment('dddddddd-0000-4000-8000-000000000001', $$ || quote_literal(:'paid') || $$)$$);
+SELECT err($$SELECT billing.cancel_payment('dddddddd-0000-4000-8000-000000000001', $$ || quote_literal(:'paid') || $$)$$);
 SELECT pg_temp.state() = :'before' AS unchanged;
 
 -- Settings refuse values out of range.
