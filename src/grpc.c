@@ -30,6 +30,7 @@
 #include "miscadmin.h"
 #include "postmaster/interrupt.h"
 #include "storage/pmsignal.h"
+#include "storage/procsignal.h"
 
 #include "billing.h"
 #include "grpc.h"
@@ -630,6 +631,14 @@ grpc_run(GrpcCall *calls, int ncalls, int concurrency, const GrpcOptions *option
 			interrupted = true;
 			break;
 		}
+
+		/*
+		 * Global barriers are answered here, outside libcurl: DROP DATABASE
+		 * anywhere in the cluster waits until every process has closed its
+		 * files, and must not wait out a slow service's deadline.
+		 */
+		if (ProcSignalBarrierPending)
+			ProcessProcSignalBarrier();
 
 		/*
 		 * Wait for socket activity or curl's own timers; the short cap is

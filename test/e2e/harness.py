@@ -45,6 +45,18 @@ def wait_for(predicate, timeout=30.0, interval=0.05, what="condition"):
         time.sleep(interval)
 
 
+def exited(pid):
+    """True once pid has ended, reaped or not: a process orphaned by a killed
+    parent stays a zombie until whatever adopts it reaps it, and some
+    container inits never do."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            # the state follows the parenthesised command name
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
 def wait_port(port, timeout=30.0):
     def is_open():
         with socket.socket() as s:

@@ -345,17 +345,17 @@ class StripeE2E(unittest.TestCase):
         self.assertEqual(code, "08006", msg)
         self.assertNotIn(SECRET_KEY, msg)
         self.assertEqual(self.status(pid), "invoiced")
-        # Slow: a clear error within the timeout (1.5 s), payment untouched ...
-        self.ctl("POST", "faults", {"count": 1, "delay": 2, "path": "/v1/checkout"})
-        t0 = time.monotonic()
+        # Slow: a clear error at the timeout (1.5 s), payment untouched; an
+        # answer, which comes after 5 s, would have been a success ...
+        self.ctl("POST", "faults", {"count": 1, "delay": 5, "path": "/v1/checkout"})
         code, msg = self.sqlstate("SELECT billing.checkout(%s, %s)", (user, pid))
         self.assertEqual(code, "08006", msg)
-        self.assertLess(time.monotonic() - t0, 3.0)
+        self.assertIn("timed out", msg)
         self.assertEqual(self.status(pid), "invoiced")
         # ... while Stripe did make the session after all.
         mine = lambda: [r for r in self.ctl("GET", "requests") if r["path"] == "/v1/checkout/sessions"
                         and r["params"].get("client_reference_id") == str(pid)]
-        wait_for(lambda: any(r.get("status") == 200 for r in mine()), 10, what="the slow call's session")
+        wait_for(lambda: any(r.get("status") == 200 for r in mine()), 30, what="the slow call's session")
         # The connection dropped without an answer.
         self.ctl("POST", "faults", {"count": 1, "close": True, "path": "/v1/checkout"})
         code, msg = self.sqlstate("SELECT billing.checkout(%s, %s)", (user, pid))
@@ -402,7 +402,9 @@ class StripeE2E(unittest.TestCase):
     def test_statement_timeout_interrupts_a_slow_call(self):
         user = new_user()
         pid = self.invoice(user)
-        self.ctl("POST", "faults", {"count": 1, "delay": 5, "path": "/v1/checkout"})
+        # Stripe would answer after a minute; the 300 ms statement_timeout
+        # ends the call long before (30 s allows for any machine's load)
+        self.ctl("POST", "faults", {"count": 1, "delay": 60, "path": "/v1/checkout"})
         conn = self.connect()
         t0 = time.monotonic()
         with self.assertRaises(psycopg2.Error) as cm:
@@ -411,7 +413,7 @@ class StripeE2E(unittest.TestCase):
                 cur.execute("SET statement_timeout = 300")
                 cur.execute("SELECT billing.checkout(%s, %s)", (user, pid))
         self.assertEqual(cm.exception.pgcode, "57014")     # query_canceled
-        self.assertLess(time.monotonic() - t0, 2.5)         # not the 5 s Stripe takes
+        self.assertLess(time.monotonic() - t0, 30)
         conn.close()
         self.assertEqual(self.status(pid), "invoiced")
 

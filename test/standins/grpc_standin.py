@@ -10,13 +10,16 @@ control API on another port so tests can look inside and inject faults.
         [--max-connection-age-ms N]     (the server ends each connection after N ms)
 
 Either service port may be 0 (not served).  Control API (JSON bodies):
-    GET  /state            roles, grants, emails, messages, every call received
+    GET  /state            roles, grants, emails, messages, every call received,
+                           and the calls a delay holds now (with their deadline)
     GET  /stats            counts only (cheap, for the benchmark)
     POST /reset            forget all state and faults
     POST /fault            {"service": "auth"|"notify", "method": name or absent,
                             "code": "UNAVAILABLE"... or absent, "successful": false,
                             "delay_ms": n, "count": n (absent: until /clear)}
-    POST /clear            remove all faults
+    POST /clear            remove all faults and end the delays under way
+A delay also ends when its caller goes away (deadline, cancel, exit): the
+call is then recorded as "abandoned"; a held call never outlives a /clear.
     POST /down             {"service": ...}  stop serving (connections refused)
     POST /up               {"service": ...}  serve again on the same port
     POST /email            {"user_id": u, "email": e}
@@ -56,6 +59,12 @@ class State:
         self.calls = []             # every call: service, method, key, outcome, fields
         self.done_keys = {}         # key -> response of the first success
         self.faults = []
+        self.held = {}              # id(record) -> record of a call a delay holds
+        # injected delays wait on this; /clear and /reset end them, so a
+        # test can hold a call far longer than it will ever wait for it
+        if hasattr(self, "faults_cleared"):
+            self.faults_cleared.set()
+        self.faults_cleared = threading.Event()
         self.ncalls = 0
         self.nok = 0
 
@@ -87,16 +96,32 @@ def _valid_uuid(text):
         return False
 
 
+def _hold(record, seconds, cleared, context):
+    """An injected delay, visible in /state while it lasts."""
+    end = time.monotonic() + seconds
+    remaining = context.time_remaining()
+    with STATE.lock:
+        STATE.held[id(record)] = dict(record, deadline_s=remaining)
+    try:
+        while context.is_active() and not cleared.wait(min(0.05, max(0.0, end - time.monotonic()))):
+            if time.monotonic() >= end:
+                break
+    finally:
+        with STATE.lock:
+            STATE.held.pop(id(record), None)
+
+
 def handle(service, method, key, fields, context, work):
     """Common path of every RPC: faults, duplicate detection, recording.
     work() does the real thing under STATE.lock and returns the response;
     it may abort the call (bad argument, unknown role).  Returns None when
     the caller must answer successful=false."""
+    cleared = STATE.faults_cleared      # taken first: a /clear after this ends our delay
     rule = _fault_for(service, method) if STATE.faults else None
     record = {"service": service, "method": method, "key": key, "at": time.time()}
     record.update(fields)
     if rule and rule.get("delay_ms"):
-        time.sleep(rule["delay_ms"] / 1000.0)
+        _hold(record, rule["delay_ms"] / 1000.0, cleared, context)
         if not context.is_active():
             record["outcome"] = "abandoned"
             with STATE.lock:
@@ -254,7 +279,8 @@ def control_handler(servers):
                            "grants": sorted([list(g) for g in STATE.grants]),
                            "emails": STATE.emails,
                            "messages": STATE.messages,
-                           "calls": STATE.calls}
+                           "calls": STATE.calls,
+                           "held": list(STATE.held.values())}
                 elif self.path == "/stats":
                     obj = {"calls": STATE.ncalls, "ok": STATE.nok,
                            "messages": len(STATE.messages), "keys": len(STATE.done_keys)}
@@ -286,6 +312,8 @@ def control_handler(servers):
             elif self.path == "/clear":
                 with STATE.lock:
                     STATE.faults = []
+                    STATE.faults_cleared.set()
+                    STATE.faults_cleared = threading.Event()
             elif self.path in ("/down", "/up"):
                 server = servers.get(arg.get("service"))
                 if server is None:
