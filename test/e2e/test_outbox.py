@@ -552,13 +552,16 @@ class OutboxDelivery(unittest.TestCase):
         try:
             with admin.cursor() as cur:
                 # pg_cron's launcher is connected too; FORCE ends both sessions
+                waits = 'billing outbox worker waits for database "billing" to exist'
+                before = self.cluster.log().count(waits)
                 cur.execute("DROP DATABASE billing WITH (FORCE)")
-                time.sleep(1.5)
+                # the launcher notices within a second or so, and waits
+                wait_for(lambda: self.cluster.log().count(waits) > before,
+                         what="the launcher waiting for the database")
                 cur.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'billing outbox worker'")
                 self.assertEqual(cur.fetchone()[0], 0)
                 cur.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'billing outbox launcher'")
                 self.assertEqual(cur.fetchone()[0], 1)
-                self.assertIn('billing outbox worker waits for database "billing" to exist', self.cluster.log())
                 cur.execute("CREATE DATABASE billing")
         finally:
             admin.close()
