@@ -18,11 +18,12 @@ Either service port may be 0 (not served).  Control API (JSON bodies):
                             "code": "UNAVAILABLE"... or absent, "successful": false,
                             "delay_ms": n, "count": n (absent: until /clear)}
     POST /clear            remove all faults and end the delays under way
-A delay also ends when its caller goes away (deadline, cancel, exit): the
-call is then recorded as "abandoned"; a held call never outlives a /clear.
     POST /down             {"service": ...}  stop serving (connections refused)
     POST /up               {"service": ...}  serve again on the same port
     POST /email            {"user_id": u, "email": e}
+
+A delay also ends when its caller goes away (deadline, cancel, exit); the
+call is then recorded as "abandoned".
 
 Every call is recorded with its idempotency key (the proto field, or the
 `idempotency-key` metadata for GetUserInfo).  A call whose key already
@@ -60,8 +61,11 @@ class State:
         self.done_keys = {}         # key -> response of the first success
         self.faults = []
         self.held = {}              # id(record) -> record of a call a delay holds
-        # injected delays wait on this; /clear and /reset end them, so a
-        # test can hold a call far longer than it will ever wait for it
+        self.end_delays()
+
+    def end_delays(self):
+        """Injected delays wait on faults_cleared; /clear and /reset end them,
+        so a test can hold a call far longer than it will ever wait for it."""
         if hasattr(self, "faults_cleared"):
             self.faults_cleared.set()
         self.faults_cleared = threading.Event()
@@ -312,8 +316,7 @@ def control_handler(servers):
             elif self.path == "/clear":
                 with STATE.lock:
                     STATE.faults = []
-                    STATE.faults_cleared.set()
-                    STATE.faults_cleared = threading.Event()
+                    STATE.end_delays()
             elif self.path in ("/down", "/up"):
                 server = servers.get(arg.get("service"))
                 if server is None:
