@@ -38,6 +38,7 @@ _PG_init(void)
 	payments_define_gucs();
 	stripe_define_gucs();
 	api_define_gucs();
+	admin_login_define_gucs();
 	outbox_worker_init();
 
 	MarkGUCPrefixReserved("billing");

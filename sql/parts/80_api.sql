@@ -140,6 +140,12 @@ DECLARE
     path text;
     allowed boolean;
 BEGIN
+    -- An admin token must name an enabled admin account (admin_login.c).
+    IF current_user = 'billing_admin' THEN
+        PERFORM api_private.current_user_id();
+        PERFORM api_private.check_admin_token();
+        RETURN;
+    END IF;
     IF current_user NOT IN ('billing_anon', 'billing_user') THEN
         RETURN;
     END IF;

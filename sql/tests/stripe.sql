@@ -4,7 +4,6 @@
 -- with a Stripe server is test/e2e/test_stripe.py.
 SELECT test_reset();
 SET billing.test_clock = '2026-03-01 12:00:00+00';
-CREATE EXTENSION IF NOT EXISTS pgcrypto;
 
 -- A Stripe-Signature header for body at Unix time t with secret.
 CREATE FUNCTION pg_temp.sig(body text, t bigint, secret text) RETURNS text LANGUAGE sql AS $$
