@@ -136,7 +136,7 @@ $$;
 COMMENT ON FUNCTION api.login(text, text) IS
 $$Sign in to the admin panel
 
-Arguments: email, password — a personal admin account (made by a DBA in psql).  Returns {token, expires_at}: send the token as "Authorization: Bearer <token>" to the admin endpoints; it expires within billing.admin_token_lifetime (8 hours at most).  A wrong e-mail or password is 401; after billing.admin_login_max_failures failures within billing.admin_login_window the e-mail is locked for billing.admin_login_lock: 429 with Retry-After.$$;
+Arguments: email — a personal admin account's e-mail (accounts are made by a DBA in psql); password — its password.  Returns {token, expires_at}: send the token as "Authorization: Bearer <token>" to the admin endpoints; it expires within billing.admin_token_lifetime (8 hours at most).  A wrong e-mail or password is 401; after billing.admin_login_max_failures failures within billing.admin_login_window the e-mail is locked for billing.admin_login_lock: 429 with Retry-After.$$;
 REVOKE ALL ON FUNCTION api.login(text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION api.login(text, text) TO billing_anon, billing_user, billing_admin;
 

@@ -136,6 +136,10 @@ class HttpApiTest(unittest.TestCase):
             "billing.stripe_poll_schedule = ''",
             "billing.stripe_success_url = 'https://cinema.example/paid'",
             "billing.stripe_cancel_url = 'https://cinema.example/canceled'",
+            # These tests use billing_admin tokens as the cinema's auth
+            # service would issue them (no personal admin account behind
+            # them); test_admin_login.py tests the default, which refuses them.
+            "billing.admin_trust_external_tokens = on",
         ])
         cls.api = PostgREST(cls.db, "http", port=http_port)
         # The catalog, made over HTTP by an admin.
