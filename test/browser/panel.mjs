@@ -1,0 +1,333 @@
+// The admin panel driven like a person would: visible labels are clicked,
+// what the page shows is read.  Run by test/browser/run.py, which sets up the
+// stack and passes its addresses in the environment.
+import { createRequire } from 'module';
+import { execFileSync } from 'child_process';
+import crypto from 'crypto';
+import fs from 'fs';
+import path from 'path';
+
+const require = createRequire(path.join(process.cwd(), 'package.json'));
+const { chromium } = require('playwright-core');
+
+const env = process.env;
+const PANEL = env.PANEL_URL;
+const TIMEOUT = 10000;
+let passed = 0;
+let failed = 0;
+let page;                               // the page a failing test is photographed on
+
+function psql(sql) {
+    return execFileSync(env.PSQL, ['-XAtq', '-v', 'ON_ERROR_STOP=1', '-c', sql], { encoding: 'utf8' }).trim();
+}
+
+const b64 = buf => Buffer.from(buf).toString('base64url');
+function userToken(userId) {
+    const head = b64(JSON.stringify({ alg: 'HS256', typ: 'JWT' }));
+    const body = b64(JSON.stringify({ user: userId, roles: ['subscriber'], exp: Math.floor(Date.now() / 1000) + 3600 }));
+    const sig = crypto.createHmac('sha256', env.JWT_SECRET).update(`${head}.${body}`).digest('base64url');
+    return `${head}.${body}.${sig}`;
+}
+
+async function waitFor(what, predicate, timeout = TIMEOUT) {
+    const end = Date.now() + timeout;
+    for (;;) {
+        if (await predicate()) return;
+        if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+        await new Promise(r => setTimeout(r, 200));
+    }
+}
+
+async function shot(dir, name) {
+    fs.mkdirSync(dir, { recursive: true });
+    const file = path.join(dir, `${name.replace(/[^a-z0-9]+/gi, '-').toLowerCase()}.png`);
+    await page.screenshot({ path: file, fullPage: true });
+    return file;
+}
+
+// One screenshot per main page for the README (only when asked for).
+async function docShot(name) {
+    if (env.BILLING_DOCS_SCREENSHOTS === '1') {
+        await page.waitForTimeout(300);     // let the page settle for the picture only
+        await shot(env.DOCS_DIR, name);
+    }
+}
+
+async function test(name, fn) {
+    try {
+        await fn();
+        passed++;
+        console.log(`ok - ${name}`);
+    } catch (e) {
+        failed++;
+        console.log(`not ok - ${name}`);
+        for (const line of String(e.stack || e).split('\n')) console.log(`#   ${line}`);
+        try {
+            console.log(`#   screenshot: ${await shot(env.SHOT_DIR, name)}`);
+        } catch (e2) {
+            console.log(`#   no screenshot: ${e2.message}`);
+        }
+    }
+}
+
+const visible = (locator, timeout = TIMEOUT) => locator.first().waitFor({ state: 'visible', timeout });
+
+async function signIn(p, email, password) {
+    await p.goto(`${PANEL}/#/login`);
+    await p.getByLabel('Username').fill(email);
+    await p.getByLabel('Password').and(p.locator('input')).fill(password);
+    const [response] = await Promise.all([
+        p.waitForResponse(r => r.url().endsWith('/api/rpc/login')),
+        p.getByRole('button', { name: 'Sign in' }).click(),
+    ]);
+    return response.status();
+}
+
+const menu = (p, name) => p.getByRole('menuitem', { name }).or(p.getByRole('link', { name, exact: true })).first().click();
+
+async function confirmDialog(p) {
+    await p.getByRole('dialog').getByRole('button', { name: 'Confirm' }).click();
+}
+
+const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: ['--no-sandbox'] });
+const context = await browser.newContext({ viewport: { width: 1400, height: 1000 }, locale: 'en-US' });
+context.setDefaultTimeout(8000);
+page = await context.newPage();
+const stamp = Date.now().toString(36);
+const tariffCode = `t${stamp}`;
+const buyer = crypto.randomUUID();
+const buyerEmail = `buyer-${stamp}@example.com`;
+let paymentId;
+
+await test('a wrong password shows an error, and the sixth attempt meets the lock', async () => {
+    await docShot('login');
+    for (let i = 1; i <= 5; i++) {
+        const status = await signIn(page, env.LOCKED_EMAIL, `wrong password ${i}`);
+        if (status !== 401) throw new Error(`attempt ${i}: HTTP ${status}`);
+        await visible(page.getByText('Wrong e-mail or password'));
+    }
+    const status = await signIn(page, env.LOCKED_EMAIL, env.LOCKED_PASSWORD);
+    if (status !== 429) throw new Error(`sixth attempt: HTTP ${status}`);
+    await visible(page.getByText('too many failed sign-ins'));
+});
+
+await test('sign in', async () => {
+    const status = await signIn(page, env.ADMIN_EMAIL, env.ADMIN_PASSWORD);
+    if (status !== 200) throw new Error(`HTTP ${status}`);
+    await visible(page.getByText('Revenue per day'));
+    await visible(page.getByText(env.ADMIN_NAME));
+    await docShot('dashboard');
+});
+
+await test('create a tariff', async () => {
+    await menu(page, 'Tariffs');
+    await page.getByRole('link', { name: 'Create' }).click();
+    await page.getByLabel('Code').fill(tariffCode);
+    await page.getByLabel('Title').fill('Browser test films');
+    await page.getByLabel('Monthly price').fill('19900');
+    await page.getByRole('button', { name: 'Save' }).click();
+    await visible(page.getByText('Price history'));
+    if (psql(`SELECT monthly_price FROM marketing.tariffs WHERE code = '${tariffCode}'`) !== '19900') {
+        throw new Error('the tariff is not in the database');
+    }
+});
+
+await test('change its price and see the history', async () => {
+    await page.getByLabel('New monthly price').fill('24900');
+    await page.getByRole('button', { name: 'Change price' }).click();
+    await confirmDialog(page);
+    await visible(page.getByText('Monthly price: 24900 RUB'));
+    await visible(page.getByRole('cell', { name: '24,900' }).or(page.getByRole('cell', { name: '24900' })));
+    await docShot('tariff');
+});
+
+await test('set a personal discount', async () => {
+    await menu(page, 'Personal discounts');
+    await page.getByRole('link', { name: 'Create' }).click();
+    await page.getByLabel('User id').fill(buyer);
+    await page.getByLabel('Percent').fill('15');
+    await page.getByRole('button', { name: 'Save' }).click();
+    await visible(page.getByText(buyer));
+    await docShot('personal-discounts');
+});
+
+await test('set a months tier', async () => {
+    await menu(page, 'Months discounts');
+    await page.getByRole('link', { name: 'Create' }).click();
+    await page.getByLabel('From months').fill('9');
+    await page.getByLabel('Percent').fill('12');
+    await page.getByRole('button', { name: 'Save' }).click();
+    await visible(page.getByRole('cell', { name: '9', exact: true }));
+    if (psql('SELECT percent FROM marketing.months_discounts WHERE months = 9') !== '12.00') {
+        throw new Error('the tier is not in the database');
+    }
+    await docShot('months-discounts');
+});
+
+await test('create and delete a promo code', async () => {
+    const code = `SUMMER${stamp}`.toUpperCase().slice(0, 20);
+    await menu(page, 'Promo codes');
+    await page.getByRole('link', { name: 'Create' }).click();
+    await page.getByLabel('Code').fill(code);
+    await page.getByLabel('Percent').fill('20');
+    await page.getByLabel('Valid until').fill('2030-01-01T00:00');
+    await page.getByRole('button', { name: 'Save' }).click();
+    const row = page.getByRole('row').filter({ hasText: code });
+    await visible(row);
+    await docShot('promo-codes');
+    await row.getByRole('button', { name: 'Delete' }).click();
+    await confirmDialog(page);
+    await waitFor('the soft delete', async () =>
+        psql(`SELECT deleted_at IS NOT NULL FROM marketing.promo_codes WHERE code = '${code}'`) === 't');
+});
+
+await test('buy as a user through the Stripe stand-in, find the payment by e-mail, refund it', async () => {
+    const token = userToken(buyer);
+    const call = async (fn, args) => {
+        const r = await page.request.post(`${PANEL}/api/rpc/${fn}`, { data: args, headers: { Authorization: `Bearer ${token}` } });
+        if (!r.ok()) throw new Error(`${fn}: HTTP ${r.status()} ${await r.text()}`);
+        return r.json();
+    };
+    paymentId = await call('create_invoice', { tariff: tariffCode, months: 1 });
+    const url = await call('checkout', { payment_id: paymentId });
+    // The buyer pays on the stand-in's payment page.
+    const pay = await context.newPage();
+    await pay.goto(url);
+    await pay.getByRole('button', { name: 'Pay' }).click();
+    await pay.close();
+    await waitFor('the webhook to settle the payment', async () =>
+        psql(`SELECT status FROM billing.payments WHERE id = '${paymentId}'`) === 'paid');
+    // What the auth service's GetUserInfo would have filled in.
+    psql(`UPDATE billing.customers SET email = '${buyerEmail}' WHERE user_id = '${buyer}'`);
+
+    await menu(page, 'Payments');
+    await page.getByLabel('E-mail').fill(buyerEmail);
+    const row = page.getByRole('row').filter({ hasText: buyerEmail });
+    await visible(row);
+    await docShot('payments');
+    await row.click();
+    await visible(page.getByText('History'));
+    await page.getByRole('button', { name: 'Refund' }).click();
+    await confirmDialog(page);
+    await waitFor('the status "refunded" on the page', async () => {
+        if (await page.locator('[data-status="refunded"]').count() > 0) return true;
+        await page.reload();
+        await page.waitForLoadState('networkidle');
+        return false;
+    }, 30000);
+    await docShot('payment');
+});
+
+await test('retry a dead message', async () => {
+    const id = psql(`INSERT INTO billing.outbox (kind, payload, idempotency_key, status, attempts, last_error)
+                     VALUES ('notify', '{"user_id": "${buyer}", "event": "test"}', 'browser-dead-${stamp}', 'dead', 8,
+                             'UNAVAILABLE: the notification service is down (browser test)') RETURNING id`);
+    await menu(page, 'Delivery');
+    const row = page.getByRole('row').filter({ hasText: 'the notification service is down' });
+    await visible(row);
+    await docShot('delivery');
+    await row.getByRole('button', { name: 'Retry' }).click();
+    await confirmDialog(page);
+    await visible(page.getByText('Done'));
+    await waitFor('the audit of the retry', async () =>
+        psql(`SELECT count(*) FROM billing.admin_audit WHERE action = 'outbox_retry_dead' AND after::text LIKE '%${id}%'`) !== '0'
+        || psql(`SELECT count(*) FROM billing.admin_audit WHERE action = 'outbox_retry_dead'`) !== '0');
+});
+
+await test('each change shows in the audit under the admin\'s name', async () => {
+    await menu(page, 'Audit log');
+    await page.getByLabel('Admin').fill(env.ADMIN_NAME);
+    for (const action of ['create_tariff', 'set_tariff_price', 'set_personal_discount', 'set_months_discount',
+                          'create_promo_code', 'delete_promo_code', 'outbox_retry_dead']) {
+        await visible(page.getByRole('row').filter({ hasText: action }).filter({ hasText: env.ADMIN_NAME }));
+    }
+    // Before and after side by side, the changed field marked.
+    await page.getByRole('row').filter({ hasText: 'set_tariff_price' }).first().click();
+    await visible(page.locator('[data-changed="yes"]').filter({ hasText: 'monthly_price' }));
+    await docShot('audit');
+    const names = psql(`SELECT string_agg(DISTINCT actor_name, ',') FROM billing.admin_audit
+                        WHERE actor = 'billing_admin' AND action IN ('create_tariff', 'set_tariff_price', 'set_personal_discount',
+                                         'set_months_discount', 'create_promo_code', 'delete_promo_code',
+                                         'outbox_retry_dead')`);
+    if (names !== env.ADMIN_NAME) throw new Error(`audit names: ${names}`);
+});
+
+await test('a user page shows what billing knows about the user', async () => {
+    await menu(page, 'Users');
+    await page.getByLabel('E-mail').fill(buyerEmail);
+    await page.getByRole('row').filter({ hasText: buyer }).click();
+    await visible(page.getByText('Subscriptions and access'));
+    await visible(page.getByRole('cell', { name: tariffCode }).first());
+    await docShot('user');
+});
+
+await test('switching to Russian shows Russian labels', async () => {
+    await page.getByRole('button', { name: 'English' }).click();
+    await page.getByRole('menuitem', { name: 'Русский' }).click();
+    await visible(page.getByText('Платежи'));
+    await visible(page.getByText('Журнал действий'));
+    await docShot('russian');
+    await page.getByRole('button', { name: 'Русский' }).click();
+    await page.getByRole('menuitem', { name: 'English' }).click();
+    await visible(page.getByText('Payments'));
+});
+
+await test('a disabled account is signed out on its next request', async () => {
+    const other = await browser.newContext({ viewport: { width: 1400, height: 1000 } });
+    const saved = page;
+    page = await other.newPage();
+    try {
+        if (await signIn(page, env.DISABLED_EMAIL, env.DISABLED_PASSWORD) !== 200) throw new Error('sign-in failed');
+        await visible(page.getByText('Revenue per day'));
+        psql(`SELECT billing.disable_admin_account('${env.DISABLED_EMAIL}')`);
+        await menu(page, 'Payments');
+        await visible(page.getByRole('button', { name: 'Sign in' }));
+    } finally {
+        await other.close();
+        page = saved;
+    }
+});
+
+await test('a user\'s token opens no admin page and no admin endpoint', async () => {
+    const other = await browser.newContext({ viewport: { width: 1400, height: 1000 } });
+    const saved = page;
+    page = await other.newPage();
+    try {
+        const token = userToken(crypto.randomUUID());
+        await page.goto(`${PANEL}/`);
+        await page.evaluate(t => localStorage.setItem('billing.admin.token', t), token);
+        await page.goto(`${PANEL}/#/admin_payments`);
+        await visible(page.getByRole('button', { name: 'Sign in' }));
+        for (const [method, url, data] of [['get', '/api/admin_payments'], ['get', '/api/admin_audit'],
+                                           ['post', '/api/rpc/admin_dashboard', { days: 30 }],
+                                           ['post', '/api/rpc/set_months_discount', { months: 2, percent: 50 }]]) {
+            const r = await page.request[method](`${PANEL}${url}`, { data, headers: { Authorization: `Bearer ${token}` } });
+            if (r.status() !== 403) throw new Error(`${url}: HTTP ${r.status()}`);
+        }
+    } finally {
+        await other.close();
+        page = saved;
+    }
+});
+
+await test('the server sends the security headers', async () => {
+    const r = await page.request.get(`${PANEL}/`);
+    const h = r.headers();
+    if (!/script-src 'self'/.test(h['content-security-policy'] || '')) throw new Error('no CSP');
+    if (h['x-frame-options'] !== 'DENY') throw new Error('no X-Frame-Options');
+    if (!h['referrer-policy']) throw new Error('no Referrer-Policy');
+    const big = await page.request.post(`${PANEL}/api/rpc/login`, { data: { email: 'x'.repeat(100000), password: 'y' } });
+    if (big.status() !== 413) throw new Error(`a 100 kB body: HTTP ${big.status()}`);
+});
+
+await test('sign out', async () => {
+    await page.getByRole('button', { name: 'Profile' }).click();
+    await page.getByRole('menuitem', { name: 'Logout' }).click();
+    await visible(page.getByRole('button', { name: 'Sign in' }));
+    await page.goto(`${PANEL}/#/admin_payments`);
+    await visible(page.getByRole('button', { name: 'Sign in' }));
+});
+
+await browser.close();
+console.log(`# browser: ${passed} passed, ${failed} failed`);
+process.exit(failed ? 1 : 0);
