@@ -74,8 +74,8 @@ const visible = (locator, timeout = TIMEOUT) => locator.first().waitFor({ state:
 
 async function signIn(p, email, password) {
     await p.goto(`${PANEL}/#/login`);
-    await p.getByLabel('Username').fill(email);
-    await p.getByLabel('Password').and(p.locator('input')).fill(password);
+    await field(p, 'Username').fill(email);
+    await field(p, 'Password').fill(password);
     const [response] = await Promise.all([
         p.waitForResponse(r => r.url().endsWith('/api/rpc/login')),
         p.getByRole('button', { name: 'Sign in' }).click(),
@@ -83,7 +83,24 @@ async function signIn(p, email, password) {
     return response.status();
 }
 
-const menu = (p, name) => p.getByRole('menuitem', { name }).or(p.getByRole('link', { name, exact: true })).first().click();
+// The menu entry with this label; waits until its page is the one shown.
+const RESOURCE = {
+    Payments: 'admin_payments', Users: 'admin_users', Tariffs: 'admin_tariffs',
+    'Personal discounts': 'admin_personal_discounts', 'Months discounts': 'months_discounts',
+    'Promo codes': 'admin_promo_codes', Delivery: 'outbox_dead', 'Audit log': 'admin_audit',
+};
+async function menu(p, name) {
+    await p.getByRole('menuitem', { name }).or(p.getByRole('link', { name, exact: true })).first().click();
+    if (RESOURCE[name]) await p.waitForURL(new RegExp(`#/${RESOURCE[name]}([?]|$)`));
+}
+
+// The input (not a column header or button) labelled so.
+const field = (p, label) => p.getByLabel(label).and(p.locator('input, textarea')).first();
+
+async function createNew(p) {
+    await p.getByRole('link', { name: 'Create' }).click();
+    await p.waitForURL(/\/create$/);
+}
 
 async function confirmDialog(p) {
     await p.getByRole('dialog').getByRole('button', { name: 'Confirm' }).click();
@@ -121,10 +138,10 @@ await test('sign in', async () => {
 
 await test('create a tariff', async () => {
     await menu(page, 'Tariffs');
-    await page.getByRole('link', { name: 'Create' }).click();
-    await page.getByLabel('Code').fill(tariffCode);
-    await page.getByLabel('Title').fill('Browser test films');
-    await page.getByLabel('Monthly price').fill('19900');
+    await createNew(page);
+    await field(page, 'Code').fill(tariffCode);
+    await field(page, 'Title').fill('Browser test films');
+    await field(page, 'Monthly price').fill('19900');
     await page.getByRole('button', { name: 'Save' }).click();
     await visible(page.getByText('Price history'));
     if (psql(`SELECT monthly_price FROM marketing.tariffs WHERE code = '${tariffCode}'`) !== '19900') {
@@ -133,7 +150,7 @@ await test('create a tariff', async () => {
 });
 
 await test('change its price and see the history', async () => {
-    await page.getByLabel('New monthly price').fill('24900');
+    await field(page, 'New monthly price').fill('24900');
     await page.getByRole('button', { name: 'Change price' }).click();
     await confirmDialog(page);
     await visible(page.getByText('Monthly price: 24900 RUB'));
@@ -143,9 +160,9 @@ await test('change its price and see the history', async () => {
 
 await test('set a personal discount', async () => {
     await menu(page, 'Personal discounts');
-    await page.getByRole('link', { name: 'Create' }).click();
-    await page.getByLabel('User id').fill(buyer);
-    await page.getByLabel('Percent').fill('15');
+    await createNew(page);
+    await field(page, 'User id').fill(buyer);
+    await field(page, 'Percent').fill('15');
     await page.getByRole('button', { name: 'Save' }).click();
     await visible(page.getByText(buyer));
     await docShot('personal-discounts');
@@ -153,9 +170,9 @@ await test('set a personal discount', async () => {
 
 await test('set a months tier', async () => {
     await menu(page, 'Months discounts');
-    await page.getByRole('link', { name: 'Create' }).click();
-    await page.getByLabel('From months').fill('9');
-    await page.getByLabel('Percent').fill('12');
+    await createNew(page);
+    await field(page, 'From months').fill('9');
+    await field(page, 'Percent').fill('12');
     await page.getByRole('button', { name: 'Save' }).click();
     await visible(page.getByRole('cell', { name: '9', exact: true }));
     if (psql('SELECT percent FROM marketing.months_discounts WHERE months = 9') !== '12.00') {
@@ -167,10 +184,10 @@ await test('set a months tier', async () => {
 await test('create and delete a promo code', async () => {
     const code = `SUMMER${stamp}`.toUpperCase().slice(0, 20);
     await menu(page, 'Promo codes');
-    await page.getByRole('link', { name: 'Create' }).click();
-    await page.getByLabel('Code').fill(code);
-    await page.getByLabel('Percent').fill('20');
-    await page.getByLabel('Valid until').fill('2030-01-01T00:00');
+    await createNew(page);
+    await field(page, 'Code').fill(code);
+    await field(page, 'Percent').fill('20');
+    await field(page, 'Valid until').fill('2030-01-01T00:00');
     await page.getByRole('button', { name: 'Save' }).click();
     const row = page.getByRole('row').filter({ hasText: code });
     await visible(row);
@@ -201,7 +218,7 @@ await test('buy as a user through the Stripe stand-in, find the payment by e-mai
     psql(`UPDATE billing.customers SET email = '${buyerEmail}' WHERE user_id = '${buyer}'`);
 
     await menu(page, 'Payments');
-    await page.getByLabel('E-mail').fill(buyerEmail);
+    await field(page, 'E-mail').fill(buyerEmail);
     const row = page.getByRole('row').filter({ hasText: buyerEmail });
     await visible(row);
     await docShot('payments');
@@ -236,7 +253,7 @@ await test('retry a dead message', async () => {
 
 await test('each change shows in the audit under the admin\'s name', async () => {
     await menu(page, 'Audit log');
-    await page.getByLabel('Admin').fill(env.ADMIN_NAME);
+    await field(page, 'Admin').fill(env.ADMIN_NAME);
     for (const action of ['create_tariff', 'set_tariff_price', 'set_personal_discount', 'set_months_discount',
                           'create_promo_code', 'delete_promo_code', 'outbox_retry_dead']) {
         await visible(page.getByRole('row').filter({ hasText: action }).filter({ hasText: env.ADMIN_NAME }));
@@ -254,7 +271,7 @@ await test('each change shows in the audit under the admin\'s name', async () =>
 
 await test('a user page shows what billing knows about the user', async () => {
     await menu(page, 'Users');
-    await page.getByLabel('E-mail').fill(buyerEmail);
+    await field(page, 'E-mail').fill(buyerEmail);
     await page.getByRole('row').filter({ hasText: buyer }).click();
     await visible(page.getByText('Subscriptions and access'));
     await visible(page.getByRole('cell', { name: tariffCode }).first());
