@@ -1,8 +1,8 @@
 /*
  * admin_panel.c — admin actions of the admin panel that need more than an
  * existing function: marking a payment paid by hand, with the reason kept in
- * the audit.  The panel's views and the dashboard are SQL, in
- * sql/parts/96_admin_panel.sql.
+ * the audit; the schedule of the dashboard's revenue rollup.  The panel's
+ * views and the dashboard are SQL, in sql/parts/96_admin_panel.sql.
  */
 #include "postgres.h"
 
@@ -11,6 +11,7 @@
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
@@ -20,6 +21,20 @@
 #include "billing.h"
 
 #define MAX_REASON_CHARS 500
+
+static char *revenue_rollup_schedule = NULL;
+
+void
+admin_panel_define_gucs(void)
+{
+	DefineCustomStringVariable("billing.revenue_rollup_schedule",
+							   "pg_cron schedule of billing.revenue_rollup() (empty: not scheduled).",
+							   "Read by billing.schedule_jobs(), which CREATE EXTENSION runs.",
+							   &revenue_rollup_schedule,
+							   "17 * * * *",
+							   PGC_SUSET, 0,
+							   NULL, NULL, NULL);
+}
 
 static Datum
 payment_state(Datum payment_id, bool *found)

@@ -39,6 +39,7 @@ _PG_init(void)
 	stripe_define_gucs();
 	api_define_gucs();
 	admin_login_define_gucs();
+	admin_panel_define_gucs();
 	outbox_worker_init();
 
 	MarkGUCPrefixReserved("billing");

@@ -22,6 +22,7 @@ extern void payments_define_gucs(void);
 extern void stripe_define_gucs(void);
 extern void api_define_gucs(void);
 extern void admin_login_define_gucs(void);
+extern void admin_panel_define_gucs(void);
 
 /*
  * The person behind an HTTP request: the user claim (billing.jwt_user_claim,

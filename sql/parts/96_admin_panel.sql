@@ -16,6 +16,7 @@ CREATE INDEX payments_paid ON billing.payments (paid_at) INCLUDE (tariff_code, c
     WHERE paid_at IS NOT NULL;
 CREATE INDEX customers_email ON billing.customers (email);
 CREATE INDEX subscriptions_status ON billing.subscriptions (status);
+CREATE INDEX subscriptions_created ON billing.subscriptions (created_at);
 CREATE INDEX admin_audit_at ON billing.admin_audit (at);
 
 -- Users, found by id or e-mail.
@@ -45,63 +46,157 @@ $$Tariff price history (admin)
 
 Every monthly price a tariff had (old_price null for the first), who set it and when.$$;
 
--- The dashboard: one document, each part one indexed query.
-CREATE FUNCTION billing.admin_dashboard(days int DEFAULT 30) RETURNS jsonb
-    LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    now_ timestamptz := billing.now();
-    since timestamptz;
-    tz text := pg_catalog.current_setting('billing.time_zone');
-    result jsonb;
+-- The dashboard: one document, each part one query over an index.
+CREATE FUNCTION billing.admin_dashboard_since(days int) RETURNS timestamptz
+    LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF days IS NULL OR days NOT IN (30, 90) THEN
         RAISE EXCEPTION 'days must be 30 or 90' USING ERRCODE = '22023',
             HINT = 'The dashboard shows the last 30 or 90 days.';
     END IF;
-    since := now_ - pg_catalog.make_interval(days => days);
+    RETURN billing.now() - pg_catalog.make_interval(days => days);
+END
+$$;
+
+-- Revenue per day, tariff and currency of closed days, so that the dashboard
+-- never aggregates months of payments per request.  billing.revenue_rollup()
+-- (pg_cron, billing.revenue_rollup_schedule) recomputes the days a refund or a
+-- late settle may still change and moves complete_before to yesterday; the
+-- dashboard adds the days from complete_before on, live from payments_paid.
+CREATE TABLE billing.revenue_days (
+    day             date NOT NULL,               -- in billing.time_zone
+    tariff_code     text NOT NULL,
+    currency        char(3) NOT NULL,
+    paid            bigint NOT NULL,             -- total of payments still paid
+    refunded        bigint NOT NULL,             -- total of refunded ones (or refund pending)
+    payments        bigint NOT NULL,             -- paid when they were made, refunded since or not
+    refunds         bigint NOT NULL,
+    PRIMARY KEY (day, tariff_code, currency)
+);
+COMMENT ON TABLE billing.revenue_days IS 'Paid and refunded totals per day (in billing.time_zone), tariff and currency for the days before billing.revenue_days_state.complete_before.';
+CREATE TABLE billing.revenue_days_state (
+    only_row        boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+    time_zone       text NOT NULL,               -- the days of revenue_days are in this zone
+    complete_before date NOT NULL
+);
+REVOKE ALL ON billing.revenue_days, billing.revenue_days_state FROM PUBLIC;
+
+CREATE FUNCTION billing.revenue_rollup() RETURNS int
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    tz text := pg_catalog.current_setting('billing.time_zone');
+    upto date := (billing.now() AT TIME ZONE tz)::date - 1;
+    st billing.revenue_days_state;
+    from_day date;
+    n int;
+BEGIN
+    PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('billing.revenue_rollup'));
+    SELECT * INTO st FROM billing.revenue_days_state;
+    IF st.time_zone IS DISTINCT FROM tz THEN
+        from_day := '-infinity';                       -- first run, or a new time zone
+    ELSE
+        -- A refund (within billing.refund_window) or a refund that Stripe
+        -- confirms later may still change the last days: recompute them.
+        from_day := least(st.complete_before, upto) - 3
+                    - pg_catalog.ceil(extract(epoch FROM pg_catalog.current_setting('billing.refund_window')::interval) / 86400)::int;
+    END IF;
+    DELETE FROM billing.revenue_days WHERE day >= from_day;
+    INSERT INTO billing.revenue_days
+    SELECT (p.paid_at AT TIME ZONE tz)::date, p.tariff_code, p.currency,
+           coalesce(sum(p.total) FILTER (WHERE p.status = 'paid'), 0),
+           coalesce(sum(p.total) FILTER (WHERE p.status IN ('refund_pending', 'refunded')), 0),
+           count(*),
+           count(*) FILTER (WHERE p.status IN ('refund_pending', 'refunded'))
+      FROM billing.payments p
+     WHERE p.paid_at >= (from_day::timestamp AT TIME ZONE tz)
+       AND p.paid_at < (upto::timestamp AT TIME ZONE tz)
+     GROUP BY 1, 2, 3;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    INSERT INTO billing.revenue_days_state (time_zone, complete_before) VALUES (tz, upto)
+        ON CONFLICT (only_row) DO UPDATE SET time_zone = EXCLUDED.time_zone,
+                                             complete_before = EXCLUDED.complete_before;
+    RETURN n;
+END
+$$;
+COMMENT ON FUNCTION billing.revenue_rollup() IS 'Recomputes billing.revenue_days for the days that may still change (and all of them after a change of billing.time_zone); returns the rows written.';
+REVOKE ALL ON FUNCTION billing.revenue_rollup() FROM PUBLIC;
+
+INSERT INTO billing.cron_jobs (name, schedule_setting, command)
+VALUES ('billing-revenue-rollup', 'billing.revenue_rollup_schedule', 'SELECT billing.revenue_rollup()');
+SELECT billing.schedule_jobs();
+
+-- Revenue per day, tariff and currency (whole days in billing.time_zone, the
+-- first one the day `days` days ago), the totals per currency and the
+-- purchases: the rolled-up days plus the rest live from payments_paid.  New
+-- purchases are the subscriptions made in the period (a subscription is made
+-- by its first purchase); the other purchases renewed one.
+CREATE FUNCTION billing.admin_dashboard_revenue(days int) RETURNS jsonb
+    LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    tz text := pg_catalog.current_setting('billing.time_zone');
+    first_day date := (billing.admin_dashboard_since(days) AT TIME ZONE tz)::date;
+    since timestamptz := first_day::timestamp AT TIME ZONE tz;
+    rolled date := coalesce((SELECT s.complete_before FROM billing.revenue_days_state s WHERE s.time_zone = tz),
+                            '-infinity');
+    live_from timestamptz := greatest(since, rolled::timestamp AT TIME ZONE tz);
+    result jsonb;
+BEGIN
+    WITH r AS (
+        SELECT d.day, d.tariff_code, d.currency, d.paid, d.refunded, d.payments, d.refunds
+          FROM billing.revenue_days d
+         WHERE d.day >= first_day AND d.day < rolled
+        UNION ALL
+        SELECT (p.paid_at AT TIME ZONE tz)::date, p.tariff_code, p.currency,
+               coalesce(sum(p.total) FILTER (WHERE p.status = 'paid'), 0),
+               coalesce(sum(p.total) FILTER (WHERE p.status IN ('refund_pending', 'refunded')), 0),
+               count(*),
+               count(*) FILTER (WHERE p.status IN ('refund_pending', 'refunded'))
+          FROM billing.payments p
+         WHERE p.paid_at >= live_from
+         GROUP BY 1, 2, 3)
     SELECT pg_catalog.jsonb_build_object(
-        'days', days,
-        'time_zone', tz,
-        'revenue', coalesce((
-            SELECT pg_catalog.jsonb_agg(r ORDER BY r.day, r.tariff_code, r.currency)
-            FROM (SELECT (p.paid_at AT TIME ZONE tz)::date AS day, p.tariff_code, p.currency,
-                         coalesce(sum(p.total) FILTER (WHERE p.status = 'paid'), 0) AS paid,
-                         coalesce(sum(p.total) FILTER (WHERE p.status IN ('refund_pending', 'refunded')), 0) AS refunded,
-                         count(*) AS payments
-                    FROM billing.payments p
-                   WHERE p.paid_at >= since AND p.paid_at IS NOT NULL
-                   GROUP BY 1, 2, 3) r), '[]'),
-        'totals', coalesce((
-            SELECT pg_catalog.jsonb_agg(t ORDER BY t.currency)
-            FROM (SELECT p.currency,
-                         coalesce(sum(p.total) FILTER (WHERE p.status = 'paid'), 0) AS paid,
-                         coalesce(sum(p.total) FILTER (WHERE p.status IN ('refund_pending', 'refunded')), 0) AS refunded,
-                         round(100.0 * count(*) FILTER (WHERE p.status IN ('refunded', 'refund_pending'))
-                               / count(*), 2) AS refund_rate
-                    FROM billing.payments p
-                   WHERE p.paid_at >= since AND p.paid_at IS NOT NULL
-                   GROUP BY p.currency) t), '[]'),
-        'subscriptions', (
-            SELECT pg_catalog.jsonb_build_object(
-                       'active', count(*) FILTER (WHERE s.status = 'active'),
-                       'grace', count(*) FILTER (WHERE s.status = 'grace'),
-                       'blocked', count(*) FILTER (WHERE s.status = 'blocked'))
-            FROM billing.subscriptions s),
-        -- New: the purchase that created its subscription; renewing: any later one.
-        'purchases', (
-            SELECT pg_catalog.jsonb_build_object(
-                       'new', count(*) FILTER (WHERE s.created_at >= p.created_at),
-                       'renewing', count(*) FILTER (WHERE s.created_at < p.created_at))
-            FROM billing.payments p
-            JOIN billing.subscriptions s ON s.id = p.subscription_id
-            WHERE p.paid_at >= since AND p.paid_at IS NOT NULL),
-        'promo_codes', coalesce((
-            SELECT pg_catalog.jsonb_agg(c)
-            FROM (SELECT pc.code, pc.percent, pc.redemptions, pc.max_redemptions, pc.deleted_at IS NOT NULL AS deleted
-                    FROM marketing.promo_codes pc
-                   WHERE pc.redemptions > 0
-                   ORDER BY pc.redemptions DESC, pc.code
-                   LIMIT 10) c), '[]'),
+        'revenue', coalesce((SELECT pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                        'day', r.day, 'tariff_code', r.tariff_code, 'currency', r.currency,
+                        'paid', r.paid, 'refunded', r.refunded, 'payments', r.payments)
+                        ORDER BY r.day, r.tariff_code, r.currency) FROM r), '[]'),
+        'totals', coalesce((SELECT pg_catalog.jsonb_agg(t ORDER BY t.currency)
+                  FROM (SELECT r.currency, sum(r.paid) AS paid, sum(r.refunded) AS refunded,
+                               round(100.0 * sum(r.refunds) / sum(r.payments), 2) AS refund_rate
+                          FROM r GROUP BY r.currency) t), '[]'),
+        'purchases', (SELECT pg_catalog.jsonb_build_object(
+                          'new', n.new,
+                          'renewing', greatest(coalesce((SELECT sum(r.payments) FROM r), 0) - n.new, 0))
+                        FROM (SELECT count(*) AS new FROM billing.subscriptions s
+                               WHERE s.created_at >= since) n))
+      INTO result;
+    RETURN result;
+END
+$$;
+
+CREATE FUNCTION billing.admin_dashboard_subscriptions() RETURNS jsonb
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pg_catalog.jsonb_build_object(
+               'active', count(*) FILTER (WHERE s.status = 'active'),
+               'grace', count(*) FILTER (WHERE s.status = 'grace'),
+               'blocked', count(*) FILTER (WHERE s.status = 'blocked'))
+      FROM billing.subscriptions s
+$$;
+
+CREATE FUNCTION billing.admin_dashboard_promo_codes() RETURNS jsonb
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce(pg_catalog.jsonb_agg(c), '[]')
+      FROM (SELECT pc.code, pc.percent, pc.redemptions, pc.max_redemptions, pc.deleted_at IS NOT NULL AS deleted
+              FROM marketing.promo_codes pc
+             WHERE pc.redemptions > 0
+             ORDER BY pc.redemptions DESC, pc.code
+             LIMIT 10) c
+$$;
+
+-- The undelivered messages (outbox_order covers every status but done) and
+-- the payments the Stripe poller waits on (payments_poll).
+CREATE FUNCTION billing.admin_dashboard_delivery() RETURNS jsonb
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pg_catalog.jsonb_build_object(
         'delivery', (
             SELECT pg_catalog.jsonb_build_object(
                        'pending', count(*) FILTER (WHERE o.status IN ('pending', 'in_flight')),
@@ -109,23 +204,35 @@ BEGIN
                        'oldest_pending_seconds',
                        pg_catalog.floor(extract(epoch FROM pg_catalog.now()
                                         - min(o.created_at) FILTER (WHERE o.status IN ('pending', 'in_flight')))))
-            FROM billing.outbox o
-            WHERE o.status <> 'done'),
+              FROM billing.outbox o
+             WHERE o.status <> 'done'),
         'stripe_poll', (
             SELECT pg_catalog.jsonb_build_object(
-                       'due', count(*) FILTER (WHERE p.next_poll_at <= now_),
+                       'due', count(*) FILTER (WHERE p.next_poll_at <= billing.now()),
                        'waiting', count(*),
                        'oldest_due_seconds',
-                       pg_catalog.floor(extract(epoch FROM now_ - min(p.next_poll_at) FILTER (WHERE p.next_poll_at <= now_))))
-            FROM billing.payments p
-            WHERE p.status IN ('pending', 'refund_pending') AND p.next_poll_at IS NOT NULL)
-    ) INTO result;
-    RETURN result;
-END
+                       pg_catalog.floor(extract(epoch FROM billing.now()
+                                        - min(p.next_poll_at) FILTER (WHERE p.next_poll_at <= billing.now()))))
+              FROM billing.payments p
+             WHERE p.status IN ('pending', 'refund_pending') AND p.next_poll_at IS NOT NULL))
+$$;
+
+CREATE FUNCTION billing.admin_dashboard(days int DEFAULT 30) RETURNS jsonb
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pg_catalog.jsonb_build_object('days', days,
+                                         'time_zone', pg_catalog.current_setting('billing.time_zone'),
+                                         'subscriptions', billing.admin_dashboard_subscriptions(),
+                                         'promo_codes', billing.admin_dashboard_promo_codes())
+           || billing.admin_dashboard_revenue(days)
+           || billing.admin_dashboard_delivery()
 $$;
 COMMENT ON FUNCTION billing.admin_dashboard(int) IS 'The admin dashboard for the last 30 or 90 days: revenue per day, tariff and currency; paid, refunded and refund rate per currency; subscriptions by status; new and renewing purchases; the most used promo codes; delivery and Stripe-poll backlog.';
-REVOKE ALL ON FUNCTION billing.admin_dashboard(int) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION billing.admin_dashboard(int) TO billing_admin;
+REVOKE ALL ON FUNCTION billing.admin_dashboard_since(int), billing.admin_dashboard_revenue(int),
+    billing.admin_dashboard_subscriptions(), billing.admin_dashboard_promo_codes(),
+    billing.admin_dashboard_delivery(), billing.admin_dashboard(int) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION billing.admin_dashboard_revenue(int), billing.admin_dashboard_subscriptions(),
+    billing.admin_dashboard_promo_codes(), billing.admin_dashboard_delivery(), billing.admin_dashboard(int)
+    TO billing_admin;
 
 CREATE FUNCTION api.admin_dashboard(days int DEFAULT 30) RETURNS jsonb
     LANGUAGE plpgsql STABLE AS $$

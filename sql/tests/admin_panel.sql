@@ -2,6 +2,7 @@
 -- payment's history, the price history, the users; and marking a payment
 -- paid by hand, which needs a reason and is audited with it.
 SELECT test_reset();
+TRUNCATE billing.revenue_days, billing.revenue_days_state;
 SET billing.test_clock = '2026-03-10 12:00:00+00';
 CREATE TEMP TABLE labels (label text PRIMARY KEY, id uuid);
 SELECT billing.create_tariff('prime', 'Prime', 30000) IS NOT NULL;
@@ -24,6 +25,23 @@ SELECT jsonb_pretty(billing.admin_dashboard(30) - 'delivery' - 'stripe_poll');
 SELECT billing.admin_dashboard(90) -> 'totals' AS totals_90_days;
 SELECT err($$SELECT billing.admin_dashboard(7)$$);
 SELECT jsonb_object_keys(billing.admin_dashboard(30) -> 'delivery') AS delivery_keys;
+
+-- The closed days are rolled up (the scheduled billing.revenue_rollup());
+-- the dashboard shows the same with the rollup as without it, and a new
+-- time zone rebuilds every day.
+CREATE TEMP TABLE before_rollup AS SELECT billing.admin_dashboard_revenue(30) AS d;
+SELECT billing.revenue_rollup() AS rows_written;
+SELECT time_zone, complete_before FROM billing.revenue_days_state;
+SELECT day, tariff_code, currency, paid, refunded, payments, refunds FROM billing.revenue_days ORDER BY 1, 2;
+SELECT d = billing.admin_dashboard_revenue(30) AS same_after_rollup FROM before_rollup;
+SELECT billing.revenue_rollup() AS rows_rewritten;
+-- Rolled up in another zone (billing.time_zone changed since): not used, then rebuilt.
+UPDATE billing.revenue_days_state SET time_zone = 'Asia/Vladivostok';
+DELETE FROM billing.revenue_days WHERE day = '2026-03-01';
+SELECT d = billing.admin_dashboard_revenue(30) AS same_without_stale_rollup FROM before_rollup;
+SELECT billing.revenue_rollup() AS rows_rebuilt;
+SELECT time_zone, complete_before FROM billing.revenue_days_state;
+SELECT d = billing.admin_dashboard_revenue(30) AS same_after_rebuild FROM before_rollup;
 
 -- A payment's history and the price history.
 SELECT from_status, to_status, source FROM api.admin_payment_events
