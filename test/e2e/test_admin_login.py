@@ -55,6 +55,28 @@ class AdminLoginTest(unittest.TestCase):
         self.assertNotIn("token", a.raw)
         self.db.query("DELETE FROM billing.admin_login_throttle")
 
+    def test_unknown_email_costs_a_bcrypt_round_like_a_wrong_password(self):
+        # Without the dummy hash an unknown e-mail would answer hundreds of
+        # times faster than a wrong password (no bcrypt round): the bounds are
+        # wide so that load on the machine cannot break them.
+        import time
+        conn = self.db.connect()
+        conn.cursor().execute("SET billing.admin_jwt_secret = %s", (JWT_SECRET,))
+
+        def took(email, password):
+            start = time.perf_counter()
+            with conn.cursor() as cur:
+                cur.execute("SELECT billing.admin_login(%s, %s)", (email, password))
+            return time.perf_counter() - start
+        try:
+            wrong = min(took("bob@example.com", "wrong password %d" % i) for i in range(3))
+            unknown = min(took("ghost-%d-%s@example.com" % (i, uuid.uuid4().hex[:6]), "x") for i in range(3))
+        finally:
+            conn.close()
+            self.db.query("DELETE FROM billing.admin_login_throttle")
+        self.assertGreater(unknown, wrong / 4, (unknown, wrong))
+        self.assertLess(unknown, wrong * 4, (unknown, wrong))
+
     def test_sixth_attempt_meets_the_lock_and_is_audited(self):
         email = "locked-%s@example.com" % uuid.uuid4().hex[:8]
         self.db.query("SELECT billing.create_admin_account(%s, 'Lock Test', %s)", (email, PASSWORD))
