@@ -144,12 +144,18 @@ billing_add_months(TimestampTz anchor, int months)
 	struct pg_tm tm;
 	fsec_t		fsec;
 	int			tz;
-	int			total;
+	int64		total;
+	int64		year;
+	int			month0;
 	int			mdays;
 	TimestampTz result;
 	pg_tz	   *zone = billing_tz ? billing_tz : pg_tzset("UTC");
 
-	if (TIMESTAMP_NOT_FINITE(anchor))
+	/*
+	 * Zero months is the anchor itself: going through the wall clock and
+	 * back could move an instant in an hour that daylight saving repeats.
+	 */
+	if (TIMESTAMP_NOT_FINITE(anchor) || months == 0)
 		return anchor;
 
 	if (timestamp2tm(anchor, &tz, &tm, &fsec, NULL, zone) != 0)
@@ -157,10 +163,27 @@ billing_add_months(TimestampTz anchor, int months)
 				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
 				 errmsg("timestamp out of range")));
 
-	/* tm_mon is 1-based here; count months from year 0 to add safely. */
-	total = tm.tm_year * MONTHS_PER_YEAR + (tm.tm_mon - 1) + months;
-	tm.tm_year = total / MONTHS_PER_YEAR;
-	tm.tm_mon = total % MONTHS_PER_YEAR + 1;
+	/*
+	 * Months counted from year 0 (tm_year is astronomical: 0 is 1 BC), in 64
+	 * bits, divided with floor semantics: C's truncating / and % would put
+	 * a negative count in the wrong year and month.
+	 */
+	total = (int64) tm.tm_year * MONTHS_PER_YEAR + (tm.tm_mon - 1) + months;
+	year = total / MONTHS_PER_YEAR;
+	month0 = (int) (total % MONTHS_PER_YEAR);
+	if (month0 < 0)
+	{
+		month0 += MONTHS_PER_YEAR;
+		year--;
+	}
+	if (year < JULIAN_MINYEAR || year > JULIAN_MAXYEAR)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("timestamp out of range"),
+				 errdetail("%d months from the anchor fall outside the range of timestamptz.",
+						   months)));
+	tm.tm_year = (int) year;
+	tm.tm_mon = month0 + 1;
 
 	/* The anchor's day, or the month's last day when the month is shorter. */
 	mdays = day_tab[isleap(tm.tm_year)][tm.tm_mon - 1];
@@ -172,7 +195,9 @@ billing_add_months(TimestampTz anchor, int months)
 	if (tm2timestamp(&tm, fsec, &tz, &result) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
-				 errmsg("timestamp out of range")));
+				 errmsg("timestamp out of range"),
+				 errdetail("%d months from the anchor fall outside the range of timestamptz.",
+						   months)));
 	return result;
 }
 

@@ -280,14 +280,15 @@ settle_locked(PaymentInfo *p, const char *outcome, const char *provider_ref,
 			  const TimestampTz *at, const char *source, const char *detail_json)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			argtypes[10] = {UUIDOID, TEXTOID, TEXTOID, TIMESTAMPTZOID,
+	Oid			argtypes[11] = {UUIDOID, TEXTOID, TEXTOID, TIMESTAMPTZOID,
 								TIMESTAMPTZOID, INT8OID, TEXTOID, TEXTOID,
-								TEXTOID, TIMESTAMPTZOID};
-	Datum		values[10];
-	char		nulls[10] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+								TEXTOID, TIMESTAMPTZOID, INT4OID};
+	Datum		values[11];
+	char		nulls[11] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	TimestampTz now = billing_now();
 	TimestampTz when = at ? *at : now;
 	int64		subscription_id = 0;
+	int32		term = 0;
 
 	if (outcome_already_applied(outcome, p->status))
 		return payment_status_const(p->status);
@@ -300,7 +301,8 @@ settle_locked(PaymentInfo *p, const char *outcome, const char *provider_ref,
 	/* Side effects first: the payment row then records their results. */
 	if (strcmp(outcome, "paid") == 0)
 		subscription_id = subscription_apply_payment(&p->id, &p->user_id,
-													 p->tariff_id, p->months, when);
+													 p->tariff_id, p->months, when,
+													 &term);
 	else if (strcmp(outcome, "refunded") == 0)
 	{
 		if (p->subscription_id == 0)
@@ -319,9 +321,12 @@ settle_locked(PaymentInfo *p, const char *outcome, const char *provider_ref,
 	values[3] = TimestampTzGetDatum(now);
 	values[4] = TimestampTzGetDatum(when);
 	if (subscription_id != 0)
+	{
 		values[5] = Int64GetDatum(subscription_id);
+		values[10] = Int32GetDatum(term);
+	}
 	else
-		nulls[5] = 'n';
+		nulls[5] = nulls[10] = 'n';
 	if (provider_ref)
 		values[6] = CStringGetTextDatum(provider_ref);
 	else
@@ -351,6 +356,7 @@ settle_locked(PaymentInfo *p, const char *outcome, const char *provider_ref,
 						 "  closed_at = CASE WHEN $2 IN ('canceled', 'expired', 'failed', 'refunded')"
 						 "              THEN $5 ELSE closed_at END,"
 						 "  subscription_id = COALESCE($6, subscription_id),"
+						 "  subscription_term = COALESCE($11, subscription_term),"
 						 "  provider_session_id = CASE WHEN $2 = 'pending'"
 						 "              THEN COALESCE(provider_session_id, $7) ELSE provider_session_id END,"
 						 "  provider_payment_intent = CASE WHEN $2 = 'paid'"
@@ -365,7 +371,7 @@ settle_locked(PaymentInfo *p, const char *outcome, const char *provider_ref,
 						 "                'provider_ref', $7, 'recorded_at', $10))"
 						 "              || COALESCE($9::jsonb, '{}'), '{}') "
 						 "FROM u",
-						 10, argtypes, values, nulls, false, 0) != 1)
+						 11, argtypes, values, nulls, false, 0) != 1)
 		elog(ERROR, "payment %s changed under its row lock", billing_uuid_str(&p->id));
 
 	strlcpy(p->status, outcome, sizeof(p->status));
@@ -640,6 +646,7 @@ payment_cancel(const pg_uuid_t *user_id, const pg_uuid_t *payment_id, const char
 	PaymentCancelKind kind;
 	const char *outcome;
 	char	   *provider_ref = NULL;
+	const char *detail = NULL;
 	const char *result;
 
 	source = check_source(source);
@@ -664,8 +671,20 @@ payment_cancel(const pg_uuid_t *user_id, const pg_uuid_t *payment_id, const char
 							   pstrdup(timestamptz_to_str(p.paid_at)),
 							   pstrdup(timestamptz_to_str(deadline)))));
 		kind = PAYMENT_CANCEL_REFUND;
-		/* No money moved for a zero total: nothing to wait for. */
-		outcome = (p.total == 0 && p.provider_session_id == NULL) ? "refunded" : "refund_pending";
+
+		/*
+		 * A payment that never went to a provider (a zero total, or one an
+		 * admin settled by hand) has no provider refund to wait for: it is
+		 * refunded at once, and the event says so.  Money an admin took
+		 * off-band goes back the same way.
+		 */
+		if (p.provider_session_id == NULL)
+		{
+			outcome = "refunded";
+			detail = "{\"refund\": \"without_provider\"}";
+		}
+		else
+			outcome = "refund_pending";
 	}
 	else if (strcmp(p.status, "refund_pending") == 0)
 		ereport(ERROR,
@@ -693,7 +712,7 @@ payment_cancel(const pg_uuid_t *user_id, const pg_uuid_t *payment_id, const char
 		}
 	}
 
-	result = settle_locked(&p, outcome, provider_ref, NULL, source, NULL);
+	result = settle_locked(&p, outcome, provider_ref, NULL, source, detail);
 	SPI_finish();
 	return result;
 }

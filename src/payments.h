@@ -107,9 +107,10 @@ extern const char *payment_settle(const pg_uuid_t *payment_id, const char *outco
  * refunded at once.  It may set *provider_ref (e.g. the refund id), which is
  * passed on to payment_settle.  An error raised by the hook aborts the call
  * with nothing changed.  Called only for payments that went to the provider
- * (provider_session_id set).  Without one: unpaid -> canceled; paid with a zero
- * total -> refunded at once (no money moved); paid otherwise -> refund_pending
- * (an operator refunds off-band and settles 'refunded').
+ * (provider_session_id set).  Without one: unpaid -> canceled; paid ->
+ * refunded at once, with {"refund": "without_provider"} in the event (a zero
+ * total, or a payment an admin settled by hand: no provider holds the money,
+ * so there is nothing to wait for; money taken off-band goes back off-band).
  */
 typedef enum PaymentCancelKind
 {

@@ -163,11 +163,12 @@ typedef struct SubRow
 	pg_uuid_t	user_id;
 	int64		tariff_id;
 	char	   *title;			/* copied into the caller's context */
+	int32		term;
 } SubRow;
 
 #define SUB_COLUMNS \
 	"s.id, s.status, s.anchor_at, s.months, s.ends_at, s.grace_ends_at, " \
-	"s.next_check_at, s.user_id, s.tariff_id, t.title "
+	"s.next_check_at, s.user_id, s.tariff_id, t.title, s.term "
 
 /* Read row 0 of SPI_tuptable (selected with SUB_COLUMNS) into *r. */
 static void
@@ -187,6 +188,7 @@ sub_row_from_spi(SubRow *r, MemoryContext cxt)
 	memcpy(&r->user_id, DatumGetUUIDP(billing_spi_get(0, 8, &isnull)), sizeof(pg_uuid_t));
 	r->tariff_id = DatumGetInt64(billing_spi_get(0, 9, &isnull));
 	r->title = MemoryContextStrdup(cxt, TextDatumGetCString(billing_spi_get(0, 10, &isnull)));
+	r->term = DatumGetInt32(billing_spi_get(0, 11, &isnull));
 }
 
 static bool
@@ -304,15 +306,20 @@ static Oid	paid_argtypes[13] = {INT8OID, TIMESTAMPTZOID, INT4OID, TIMESTAMPTZOID
  * statement of its own would cost an executor start-up.
  */
 static void
-renew_subscription(int64 id, TimestampTz anchor_at, int32 months, TimestampTz ends_at,
-				   TimestampTz grace_ends_at, TimestampTz next_check_at,
-				   pg_uuid_t *payment_id, pg_uuid_t *user_id, int64 tariff_id,
-				   const char *title, bool with_grant)
+renew_subscription(int64 id, int32 term, TimestampTz anchor_at, int32 months,
+				   TimestampTz ends_at, TimestampTz grace_ends_at,
+				   TimestampTz next_check_at, pg_uuid_t *payment_id,
+				   pg_uuid_t *user_id, int64 tariff_id, const char *title,
+				   bool with_grant)
 {
 	static SPIPlanPtr plan = NULL;
-	Datum		values[13];
+	Oid			argtypes[14];
+	Datum		values[14];
 	bool		isnull;
 
+	memcpy(argtypes, paid_argtypes, sizeof(paid_argtypes));
+	argtypes[13] = INT4OID;
+	values[13] = Int32GetDatum(term);
 	values[0] = Int64GetDatum(id);
 	paid_values(values, anchor_at, months, ends_at, grace_ends_at, next_check_at,
 				payment_id, user_id, tariff_id, title, with_grant);
@@ -321,14 +328,14 @@ renew_subscription(int64 id, TimestampTz anchor_at, int32 months, TimestampTz en
 						 "WITH s AS ("
 						 " UPDATE billing.subscriptions"
 						 " SET status = 'active', anchor_at = $2, months = $3, ends_at = $4,"
-						 "     grace_ends_at = $5, next_check_at = $6, updated_at = $7"
+						 "     grace_ends_at = $5, next_check_at = $6, updated_at = $7, term = $14"
 						 " WHERE id = $1 RETURNING id), "
 						 "o AS ("
 						 " INSERT INTO billing.outbox (kind, payload, idempotency_key, ordering_key)"
 						 " SELECT m.kind, m.payload::jsonb, m.key, $8 FROM s, " PAID_MESSAGES
 						 " ON CONFLICT (idempotency_key) DO NOTHING RETURNING 1) "
 						 "SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM o)",
-						 13, paid_argtypes, values, NULL, false, 0) != 1 ||
+						 14, argtypes, values, NULL, false, 0) != 1 ||
 		DatumGetInt64(billing_spi_get(0, 1, &isnull)) != 1)
 		elog(ERROR, "subscription " INT64_FORMAT " vanished under its row lock", id);
 	if (DatumGetInt64(billing_spi_get(0, 2, &isnull)) > 0)
@@ -399,7 +406,8 @@ tariff_title(int64 tariff_id)
 
 int64
 subscription_apply_payment(pg_uuid_t *payment_id, pg_uuid_t *user_id,
-						   int64 tariff_id, int32 months, TimestampTz paid_at)
+						   int64 tariff_id, int32 months, TimestampTz paid_at,
+						   int32 *term)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	SubRow		r;
@@ -435,6 +443,7 @@ subscription_apply_payment(pg_uuid_t *payment_id, pg_uuid_t *user_id,
 		if (id != 0)
 		{
 			SPI_finish();
+			*term = 1;
 			return id;
 		}
 
@@ -458,10 +467,15 @@ subscription_apply_payment(pg_uuid_t *payment_id, pg_uuid_t *user_id,
 	{
 		anchor_at = paid_at;
 		total_months = months;
+		if (pg_add_s32_overflow(r.term, 1, term))
+			ereport(ERROR,
+					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+					 errmsg("subscription has too many terms")));
 	}
 	else
 	{
 		anchor_at = r.anchor_at;
+		*term = r.term;
 		if (pg_add_s32_overflow(r.months, months, &total_months))
 			ereport(ERROR,
 					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
@@ -475,7 +489,7 @@ subscription_apply_payment(pg_uuid_t *payment_id, pg_uuid_t *user_id,
 	 * over before the sweep came) gets the role again.  A grant the auth
 	 * service already applied is harmless: grants are idempotent there.
 	 */
-	renew_subscription(r.id, anchor_at, total_months, ends_at, grace_ends_at,
+	renew_subscription(r.id, *term, anchor_at, total_months, ends_at, grace_ends_at,
 					   subscription_active_next_check(ends_at, true),
 					   payment_id, user_id, tariff_id, r.title, new_term);
 
@@ -494,7 +508,8 @@ subscription_refund_payment(pg_uuid_t *payment_id, int64 subscription_id, int32 
 	char	   *pid;
 	bool		isnull;
 	bool		sub_isnull;
-	TimestampTz paid_at;
+	bool		term_isnull;
+	int32		term;
 	TimestampTz now = billing_now();
 	TimestampTz end_payment;
 
@@ -512,12 +527,13 @@ subscription_refund_payment(pg_uuid_t *payment_id, int64 subscription_id, int32 
 				 errmsg("subscription " INT64_FORMAT " does not exist", subscription_id)));
 
 	if (billing_spi_exec(&payment_plan,
-						 "SELECT paid_at, subscription_id FROM billing.payments WHERE id = $1",
+						 "SELECT paid_at, subscription_id, subscription_term "
+						 "FROM billing.payments WHERE id = $1",
 						 1, argtypes, values, NULL, false, 0) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
 				 errmsg("payment %s does not exist", pid)));
-	paid_at = DatumGetTimestampTz(billing_spi_get(0, 1, &isnull));
+	(void) billing_spi_get(0, 1, &isnull);
 	if (isnull)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -527,26 +543,47 @@ subscription_refund_payment(pg_uuid_t *payment_id, int64 subscription_id, int32 
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("payment %s does not belong to subscription " INT64_FORMAT,
 						pid, subscription_id)));
+	term = DatumGetInt32(billing_spi_get(0, 3, &term_isnull));
+	if (sub_isnull || term_isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("payment %s was never applied to a subscription", pid)));
 
-	if (paid_at < r.anchor_at)
+	if (term != r.term)
 	{
 		/*
-		 * Paid before the current term began: that term ended (the
-		 * subscription was blocked and started again since), so the refund
+		 * Its months counted in an earlier term, which has ended (the
+		 * subscription was blocked and started again since): the refund
 		 * takes nothing off the present one.
 		 */
 		end_payment = strcmp(r.status, "blocked") == 0 ? r.grace_ends_at : r.ends_at;
 	}
 	else
 	{
-		int32		left = r.months > months ? r.months - months : 0;
-		TimestampTz ends_at = billing_add_months(r.anchor_at, left);
+		/*
+		 * The term's months are exactly those of its paid, unrefunded
+		 * payments, so this payment's months are in them whatever order the
+		 * payments were settled in.
+		 */
+		int32		left = r.months - months;
+		TimestampTz ends_at;
 
-		if (ends_at <= now)
+		if (left < 0)
+			elog(ERROR, "subscription " INT64_FORMAT " holds %d months, fewer than payment %s bought",
+				 r.id, r.months, pid);
+
+		/*
+		 * No paid month left: the term is empty, whatever the calendar of
+		 * the time zone says about anchor + 0 months (a repeated hour).
+		 */
+		ends_at = left == 0 ? r.anchor_at : billing_add_months(r.anchor_at, left);
+
+		if (left == 0 || ends_at <= now || strcmp(r.status, "blocked") == 0)
 		{
 			/*
-			 * Nothing paid is left: access ends at once, no grace for refunded
-			 * time.  A subscription blocked already had its role revoked.
+			 * Nothing paid is left now: access ends at once, no grace for
+			 * refunded time.  A subscription blocked already had its role
+			 * revoked.
 			 */
 			store_subscription(r.id, "blocked", r.anchor_at, left, ends_at,
 							   ends_at, true, 0);
@@ -691,9 +728,11 @@ PG_FUNCTION_INFO_V1(billing_test_apply_payment);
 Datum
 billing_test_apply_payment(PG_FUNCTION_ARGS)
 {
+	int32		term;
+
 	PG_RETURN_INT64(subscription_apply_payment(PG_GETARG_UUID_P(0), PG_GETARG_UUID_P(1),
 											   PG_GETARG_INT64(2), PG_GETARG_INT32(3),
-											   PG_GETARG_TIMESTAMPTZ(4)));
+											   PG_GETARG_TIMESTAMPTZ(4), &term));
 }
 
 PG_FUNCTION_INFO_V1(billing_test_refund_payment);

@@ -132,6 +132,12 @@ CREATE TABLE billing.subscriptions (
     -- anchor, so a term that began on the 31st keeps returning to the 31st.
     anchor_at       timestamptz NOT NULL,
     months          billing.term_months NOT NULL,
+    -- which term this is: a new term (first purchase, or after a block or a
+    -- lapse) counts up; a paid payment records the term its months count in,
+    -- so a refund takes them off exactly that term, whatever order the
+    -- payments were settled in.  months = the months of the term's paid,
+    -- unrefunded payments.
+    term            int NOT NULL DEFAULT 1 CHECK (term >= 1),
     ends_at         timestamptz NOT NULL,
     grace_ends_at   timestamptz NOT NULL,
     -- when run_expiry must look at this row next (reminder, end, grace end);
@@ -174,6 +180,7 @@ CREATE TABLE billing.payments (
     paid_at             timestamptz,                 -- the provider's time of success
     closed_at           timestamptz,                 -- canceled / expired / failed / refunded
     subscription_id     bigint REFERENCES billing.subscriptions,
+    subscription_term   int,                         -- the subscription's term its months count in
     -- provider (Stripe) state
     provider_session_id text,                    -- unique when set (index below)
     provider_url        text,
