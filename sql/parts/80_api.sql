@@ -8,7 +8,7 @@
 --                          deployment gives it LOGIN and a password)
 --   billing_anon           requests without a token: catalog and webhook only
 --   billing_user           a signed-in customer (token with a user id claim)
---   billing_admin          a token whose "role" claim is billing_admin
+--   billing_admin          a token whose "role" claim is billing_admin, with a user id
 ---------------------------------------------------------------------------
 
 DO $$
@@ -132,7 +132,8 @@ COMMENT ON FUNCTION api_private.current_user_id() IS 'The calling user''s id fro
 -- claim, so PostgREST starts every signed request as billing_anon; a token
 -- with a usable user id becomes billing_user here, any other token (no claims
 -- at all, no user id, a malformed one) is refused with 401.  Tokens naming
--- billing_admin keep that role.
+-- billing_admin keep that role, but only with a usable user id as well: every
+-- admin shares that role over HTTP, and the audit names the person by it.
 CREATE FUNCTION api_private.pre_request() RETURNS void
     LANGUAGE plpgsql AS $$
 DECLARE
@@ -140,7 +141,10 @@ DECLARE
     path text;
     allowed boolean;
 BEGIN
-    IF current_user NOT IN ('billing_anon', 'billing_user') THEN
+    IF current_user = 'billing_admin' THEN
+        PERFORM api_private.current_user_id();
+        RETURN;
+    ELSIF current_user NOT IN ('billing_anon', 'billing_user') THEN
         RETURN;
     END IF;
     signed := current_setting('request.headers', true)::jsonb ? 'authorization';
@@ -182,7 +186,7 @@ BEGIN
     END IF;
 END
 $$;
-COMMENT ON FUNCTION api_private.pre_request() IS 'PostgREST db-pre-request: a signed request with a user id runs as billing_user, a token without one is 401; a request for an endpoint the role may not use is 401 without a token, 403 with one.';
+COMMENT ON FUNCTION api_private.pre_request() IS 'PostgREST db-pre-request: a signed request with a user id runs as billing_user, a token without one is 401 (an admin token too: its user id names the person in the audit); a request for an endpoint the role may not use is 401 without a token, 403 with one.';
 
 ---------------------------------------------------------------------------
 -- Public endpoints.

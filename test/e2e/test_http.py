@@ -428,6 +428,36 @@ class HttpApiTest(unittest.TestCase):
                     self.assertIn("Bearer", resp.headers.get("WWW-Authenticate", ""), what)
         self.assertEqual(self.db.scalar("SELECT count(*) FROM billing.payments WHERE user_id = %s", (uid,)), 0)
 
+    def test_admin_token_without_a_usable_user_id_is_401(self):
+        # Every admin shares the role billing_admin over HTTP: only the user
+        # id says who changed something, so a token without one does nothing.
+        cases = {
+            "no user id": make_token({"role": "billing_admin"}),
+            "user id not a uuid": make_token({"role": "billing_admin", "user": "alice"}),
+            "user id a number": make_token({"role": "billing_admin", "user": 42}),
+            "user id null": make_token({"role": "billing_admin", "user": None}),
+        }
+        audit_rows = self.db.scalar("SELECT count(*) FROM billing.admin_audit")
+        for what, token in cases.items():
+            for method, path, body in (("POST", "/rpc/create_tariff",
+                                        {"code": "anon-admin", "title": "Nobody's", "monthly_price": 1}),
+                                       ("GET", "/admin_audit", None),
+                                       ("POST", "/rpc/ping", None)):
+                with self.subTest(what, path=path):
+                    resp = self.api.call(method, path, body, token=token)
+                    self.assertStatus(resp, 401, "28000")
+                    self.assertIn("Bearer", resp.headers.get("WWW-Authenticate", ""), what)
+        self.assertEqual(self.db.scalar("SELECT count(*) FROM marketing.tariffs WHERE code = 'anon-admin'"), 0)
+        self.assertEqual(self.db.scalar("SELECT count(*) FROM billing.admin_audit"), audit_rows)
+        # The standard "sub" claim carries it as well as "user".
+        admin = str(uuid.uuid4())
+        resp = self.api.call("POST", "/rpc/create_tariff",
+                             {"code": "sub-admin", "title": "Sub admin", "monthly_price": 1},
+                             token=make_token({"role": "billing_admin", "sub": admin}))
+        self.assertStatus(resp, 200)
+        self.assertEqual(self.db.scalar("SELECT actor_subject FROM billing.admin_audit "
+                                        "WHERE target = 'tariff:sub-admin'"), admin)
+
     def test_user_claim_setting_and_sub_fallback(self):
         uid = uuid.uuid4()
         pid0 = self.invoice(make_token({"sub": str(uid)}))
