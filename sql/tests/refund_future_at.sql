@@ -1,12 +1,12 @@
 -- A time of payment (`at`) after billing.now() must not start a term that
 -- has not begun yet.  An admin's settle_payment (api.settle_payment passes
--- `at` through) or a provider's clock can give one; today it is taken as it
--- is: "paid at or after the end of grace" opens a new term in the future, the
--- present term's paid months stop counting, and a refund then either leaves
--- the buyer without the month he paid for, or takes nothing off.
--- Checked: the rule after each step, whatever the fix (refuse such a time,
--- or take billing.now() instead): the subscription's months are the paid,
--- unrefunded ones, and they give access now.
+-- `at` through) or a provider's clock can give one.  Taken as it was, "paid
+-- at or after the end of grace" opened a new term in the future, the present
+-- term's paid months stopped counting, and a refund then either left the
+-- buyer without the month he paid for, or took nothing off.  Now such a time
+-- is taken as billing.now(), and the event keeps the reported time.
+-- Checked: the rule after each step: the subscription's months are the
+-- paid, unrefunded ones, and they give access now.
 SELECT test_reset();
 INSERT INTO marketing.tariffs (code, title, monthly_price) VALUES ('films', 'Films', 29900);
 SET billing.test_clock = '2026-03-01 10:00:00+00';
@@ -29,3 +29,8 @@ SELECT months = paid_months AS months_are_paid_months, access FROM state;
 -- month still runs.
 SELECT err(format('SELECT billing.cancel_payment(%L, %L)', md5('u')::uuid, :'b')) IS NOT NULL AS asked;
 SELECT months = paid_months AS months_are_paid_months, months, access FROM state;
+
+-- B was paid now; its event says what was reported.
+SELECT paid_at, status FROM billing.payments WHERE id = :'b';
+SELECT source, detail->>'reported_at' AS reported_at FROM billing.payment_events
+WHERE payment_id = :'b' AND to_status = 'paid';
