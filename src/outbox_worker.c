@@ -42,6 +42,7 @@
 
 #include "audit.h"
 #include "billing.h"
+#include "common.h"
 #include "grpc.h"
 #include "outbox.h"
 #include "messagesender.pb-c.h"
