@@ -589,6 +589,8 @@ class OutboxWorkerPidReuse(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
+        if subprocess.run(["unshare", "--pid", "--fork", "true"], capture_output=True).returncode != 0:
+            raise unittest.SkipTest("this machine cannot make a pid namespace (unshare --pid, as root)")
         cls.grpc = Standin("grpc_standin_pidns")
         cls.cluster = Cluster("outbox-pidns", conf=[
             "billing.auth_target = '%s'" % cls.grpc.auth,
@@ -607,6 +609,7 @@ class OutboxWorkerPidReuse(unittest.TestCase):
                             "--regid=postgres", "--init-groups", "--",
                             os.path.join(PGBIN, "postgres"), "-D", os.path.join(cls.cluster.dir, "data")],
                            "outbox-pidns-server.log")
+        cls.addClassCleanup(cls._stop_server)
         wait_for(cls._ready, what="the server in its pid namespace")
         cls.postmaster = cls._child_of(cls.server.pid)
 
@@ -622,8 +625,14 @@ class OutboxWorkerPidReuse(unittest.TestCase):
         raise AssertionError("no child of pid %d" % parent)
 
     @classmethod
-    def tearDownClass(cls):
-        stop(cls.server, signal.SIGINT, timeout=30)     # fast shutdown: no postmaster.pid left
+    def _stop_server(cls):
+        stop(cls.server, signal.SIGINT, timeout=30)     # fast shutdown
+        # postmaster.pid holds the postmaster's pid in the namespace (1): the
+        # cluster's destroy (pg_ctl, out here) must never signal that pid
+        try:
+            os.unlink(os.path.join(cls.cluster.dir, "data", "postmaster.pid"))
+        except FileNotFoundError:
+            pass
 
     @classmethod
     def _ready(cls):
