@@ -233,6 +233,7 @@ CREATE TABLE billing.outbox (
     next_attempt_at timestamptz NOT NULL DEFAULT now(),
     claimed_at      timestamptz,
     claimed_by      int,                         -- pid of the worker holding the claim
+    claimed_by_start timestamptz,                -- its process start: with the pid, one worker run (pids repeat, this pair does not)
     last_error      text,
     created_at      timestamptz NOT NULL DEFAULT now(),
     delivered_at    timestamptz
