@@ -222,29 +222,248 @@ is_session_event(const char *type)
 		strcmp(type, "checkout.session.expired") == 0;
 }
 
+/* An event as read from a verified body: what the steps below need of it. */
+typedef struct StripeEvent
+{
+	Jsonb	   *event;			/* the whole body, stored as the payload */
+	char	   *id;
+	char	   *type;
+	JsonbContainer *object;		/* data.object */
+	char	   *object_id;		/* data.object.id, or NULL */
+	TimestampTz created;
+} StripeEvent;
+
+/* What applying an event came to, for the event row and the answer. */
+typedef struct EventOutcome
+{
+	const char *result;
+	bool		have_payment;
+	pg_uuid_t	payment_id;		/* valid when have_payment */
+	const char *status;			/* the payment's status afterwards, or NULL */
+} EventOutcome;
+
+/*
+ * Parse the verified body and check the fields every later step relies on,
+ * so that a malformed event is refused before anything is written.
+ */
+static void
+parse_event(text *body, StripeEvent *ev)
+{
+	char	   *body_str = text_to_cstring(body);
+	JsonbContainer *data;
+	int64		created;
+
+	ev->event = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(body_str)));
+	if (!JB_ROOT_IS_OBJECT(ev->event))
+		malformed_event("The body is not a JSON object.");
+	ev->id = stripe_json_str(&ev->event->root, "id");
+	ev->type = stripe_json_str(&ev->event->root, "type");
+	data = stripe_json_obj(&ev->event->root, "data");
+	ev->object = data ? stripe_json_obj(data, "object") : NULL;
+	if (ev->id == NULL || !is_token(ev->id, false))
+		malformed_event("The event has no valid \"id\".");
+	if (ev->type == NULL || !is_token(ev->type, true))
+		malformed_event("The event has no valid \"type\".");
+	if (ev->object == NULL)
+		malformed_event("The event has no \"data.object\".");
+	if (!stripe_json_int(&ev->event->root, "created", &created) ||
+		created <= 0 || created > ((int64) 1) << 40)
+		malformed_event("The event has no valid \"created\" time.");
+	ev->created = time_t_to_timestamptz((pg_time_t) created);
+	ev->object_id = stripe_json_str(ev->object, "id");
+}
+
+/*
+ * Store the event, once per event id.  Returns false when it was already
+ * stored: a replay, or Stripe's retry, stops there.
+ */
+static bool
+record_event(const StripeEvent *ev)
+{
+	static SPIPlanPtr insert_plan = NULL;
+	Oid			types[5] = {TEXTOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, JSONBOID};
+	Datum		values[5] = {CStringGetTextDatum(ev->id), CStringGetTextDatum(ev->type),
+							 TimestampTzGetDatum(ev->created),
+							 ev->object_id ? CStringGetTextDatum(ev->object_id) : (Datum) 0,
+							 JsonbPGetDatum(ev->event)};
+	char		nulls[5] = {' ', ' ', ' ', ev->object_id ? ' ' : 'n', ' '};
+
+	return billing_spi_exec(&insert_plan,
+							"INSERT INTO billing.stripe_events (id, type, created, object_id, payload) "
+							"VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+							5, types, values, nulls, false, 0) != 0;
+}
+
+/*
+ * The payment a checkout session event is about: the one that recorded this
+ * session id.  Failing that, a session we made but did not record, because
+ * the transaction of checkout() rolled back after Stripe answered: it
+ * carries our payment id and user id, and must be for an invoiced payment
+ * with no session yet.  stripe_apply_session then checks amount and
+ * currency.
+ */
+static bool
+session_payment(const StripeEvent *ev, pg_uuid_t *payment_id)
+{
+	static SPIPlanPtr by_session = NULL;
+	static SPIPlanPtr by_metadata = NULL;
+	Oid			t1[1] = {TEXTOID};
+	Datum		v1[1] = {CStringGetTextDatum(ev->object_id)};
+	JsonbContainer *md;
+	pg_uuid_t	pid,
+				uid;
+	char	   *ref;
+
+	if (find_payment(&by_session,
+					 "SELECT id FROM billing.payments WHERE provider_session_id = $1",
+					 1, t1, v1, payment_id))
+		return true;
+
+	md = stripe_json_obj(ev->object, "metadata");
+	ref = stripe_json_str(ev->object, "client_reference_id");
+	if (md && billing_parse_uuid(stripe_json_str(md, "payment_id"), -1, &pid) &&
+		billing_parse_uuid(stripe_json_str(md, "user_id"), -1, &uid) &&
+		billing_parse_uuid(ref, -1, payment_id) && memcmp(&pid, payment_id, sizeof(pid)) == 0)
+	{
+		Oid			t2[2] = {UUIDOID, UUIDOID};
+		Datum		v2[2] = {UUIDPGetDatum(&pid), UUIDPGetDatum(&uid)};
+
+		return find_payment(&by_metadata,
+							"SELECT id FROM billing.payments WHERE id = $1 AND user_id = $2 "
+							"AND provider_session_id IS NULL AND status = 'invoiced'",
+							2, t2, v2, payment_id);
+	}
+	return false;
+}
+
+/*
+ * The payment a refund event is about: the one that recorded this refund
+ * id, else the one whose payment intent was refunded (a refund we asked for
+ * but did not record, or one made in Stripe's dashboard).
+ */
+static bool
+refund_payment(const StripeEvent *ev, pg_uuid_t *payment_id)
+{
+	static SPIPlanPtr by_refund = NULL;
+	static SPIPlanPtr by_intent = NULL;
+	Oid			t1[1] = {TEXTOID};
+	Datum		v1[1] = {CStringGetTextDatum(ev->object_id)};
+	char	   *pi = stripe_json_str(ev->object, "payment_intent");
+
+	if (find_payment(&by_refund,
+					 "SELECT id FROM billing.payments WHERE provider_refund_id = $1",
+					 1, t1, v1, payment_id))
+		return true;
+	if (pi == NULL)
+		return false;
+	v1[0] = CStringGetTextDatum(pi);
+	return find_payment(&by_intent,
+						"SELECT id FROM billing.payments WHERE provider_payment_intent = $1",
+						1, t1, v1, payment_id);
+}
+
+/*
+ * Apply the event to the payment it concerns.  Which payment is decided
+ * only by the ids Stripe gave us for our own objects (session, refund,
+ * payment intent): what the body claims in metadata never picks a payment
+ * on its own.  Other event types are acknowledged and ignored, so that
+ * Stripe stops sending them.
+ */
+static void
+apply_event(const StripeEvent *ev, EventOutcome *out)
+{
+	out->have_payment = false;
+	out->status = NULL;
+	if (is_session_event(ev->type) && ev->object_id)
+	{
+		out->have_payment = session_payment(ev, &out->payment_id);
+		if (out->have_payment)
+			out->result = stripe_apply_session(&out->payment_id, ev->object, ev->type,
+											   &ev->created, "webhook", ev->id, &out->status);
+		else
+			out->result = "unknown_payment";
+	}
+	else if (is_refund_event(ev->type) && ev->object_id)
+	{
+		out->have_payment = refund_payment(ev, &out->payment_id);
+		if (out->have_payment)
+			out->result = stripe_apply_refund(&out->payment_id, ev->object, &ev->created,
+											  "webhook", ev->id, &out->status);
+		else
+			out->result = "unknown_payment";
+	}
+	else
+		out->result = "ignored";
+
+	if (strcmp(out->result, "unknown_payment") == 0)
+		ereport(WARNING,
+				(errmsg("stripe event %s (%s) refers to no payment of ours",
+						billing_echo(ev->id), billing_echo(ev->type)),
+				 errdetail("Object %s; the event was recorded and not applied.",
+						   ev->object_id ? billing_echo(ev->object_id) : "?")));
+}
+
+/* Keep on the event row which payment it touched and what came of it. */
+static void
+record_outcome(const StripeEvent *ev, const EventOutcome *out)
+{
+	static SPIPlanPtr update_plan = NULL;
+	Oid			types[3] = {TEXTOID, UUIDOID, TEXTOID};
+	Datum		values[3] = {CStringGetTextDatum(ev->id), UUIDPGetDatum(&out->payment_id),
+							 CStringGetTextDatum(out->result)};
+	char		nulls[3] = {' ', out->have_payment ? ' ' : 'n', ' '};
+
+	billing_spi_exec(&update_plan,
+					 "UPDATE billing.stripe_events SET payment_id = $2, result = $3 WHERE id = $1",
+					 3, types, values, nulls, false, 0);
+}
+
+/* The answer to an event already stored: acknowledged, nothing applied. */
+static Datum
+duplicate_reply(const StripeEvent *ev)
+{
+	StringInfoData out;
+
+	initStringInfo(&out);
+	appendStringInfoString(&out, "{\"received\": true, \"event\": ");
+	escape_json(&out, ev->id);
+	appendStringInfoString(&out, ", \"result\": \"duplicate\"}");
+	return DirectFunctionCall1(jsonb_in, CStringGetDatum(out.data));
+}
+
+/* The answer to a new event: what was done, and to which payment. */
+static Datum
+event_reply(const StripeEvent *ev, const EventOutcome *outcome)
+{
+	StringInfoData out;
+
+	initStringInfo(&out);
+	appendStringInfoString(&out, "{\"received\": true, \"event\": ");
+	escape_json(&out, ev->id);
+	appendStringInfoString(&out, ", \"type\": ");
+	escape_json(&out, ev->type);
+	appendStringInfoString(&out, ", \"result\": ");
+	escape_json(&out, outcome->result);
+	if (outcome->have_payment)
+	{
+		appendStringInfoString(&out, ", \"payment_id\": ");
+		escape_json(&out, billing_uuid_str(&outcome->payment_id));
+		appendStringInfoString(&out, ", \"status\": ");
+		escape_json(&out, outcome->status ? outcome->status : "unknown");
+	}
+	appendStringInfoChar(&out, '}');
+	return DirectFunctionCall1(jsonb_in, CStringGetDatum(out.data));
+}
+
 PG_FUNCTION_INFO_V1(billing_stripe_webhook);
 Datum
 billing_stripe_webhook(PG_FUNCTION_ARGS)
 {
 	text	   *body;
 	char	   *header;
-	char	   *body_str;
 	size_t		body_len;
-	Jsonb	   *event;
-	JsonbContainer *data;
-	JsonbContainer *obj;
-	char	   *event_id;
-	char	   *type;
-	char	   *object_id;
-	int64		created;
-	TimestampTz created_ts;
-	pg_uuid_t	payment_id;
-	bool		have_payment = false;
-	const char *result;
-	const char *status = NULL;
-	StringInfoData out;
-	static SPIPlanPtr insert_plan = NULL;
-	static SPIPlanPtr update_plan = NULL;
+	StripeEvent ev;
+	EventOutcome outcome;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -266,161 +485,17 @@ billing_stripe_webhook(PG_FUNCTION_ARGS)
 
 	/* Nothing is read from the body, or written anywhere, before this. */
 	verify_signature(VARDATA_ANY(body), body_len, header);
-
-	body_str = text_to_cstring(body);
-	event = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(body_str)));
-	if (!JB_ROOT_IS_OBJECT(event))
-		malformed_event("The body is not a JSON object.");
-	event_id = stripe_json_str(&event->root, "id");
-	type = stripe_json_str(&event->root, "type");
-	data = stripe_json_obj(&event->root, "data");
-	obj = data ? stripe_json_obj(data, "object") : NULL;
-	if (event_id == NULL || !is_token(event_id, false))
-		malformed_event("The event has no valid \"id\".");
-	if (type == NULL || !is_token(type, true))
-		malformed_event("The event has no valid \"type\".");
-	if (obj == NULL)
-		malformed_event("The event has no \"data.object\".");
-	if (!stripe_json_int(&event->root, "created", &created) ||
-		created <= 0 || created > ((int64) 1) << 40)
-		malformed_event("The event has no valid \"created\" time.");
-	created_ts = time_t_to_timestamptz((pg_time_t) created);
-	object_id = stripe_json_str(obj, "id");
+	parse_event(body, &ev);
 
 	SPI_connect();
-
-	/* Once per event id: a replay (or Stripe's retry) stops here. */
+	if (!record_event(&ev))
 	{
-		Oid			types[5] = {TEXTOID, TEXTOID, TIMESTAMPTZOID, TEXTOID, JSONBOID};
-		Datum		values[5] = {CStringGetTextDatum(event_id), CStringGetTextDatum(type),
-								 TimestampTzGetDatum(created_ts),
-								 object_id ? CStringGetTextDatum(object_id) : (Datum) 0,
-								 JsonbPGetDatum(event)};
-		char		nulls[5] = {' ', ' ', ' ', object_id ? ' ' : 'n', ' '};
-
-		if (billing_spi_exec(&insert_plan,
-							 "INSERT INTO billing.stripe_events (id, type, created, object_id, payload) "
-							 "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
-							 5, types, values, nulls, false, 0) == 0)
-		{
-			SPI_finish();
-			initStringInfo(&out);
-			appendStringInfoString(&out, "{\"received\": true, \"event\": ");
-			escape_json(&out, event_id);
-			appendStringInfoString(&out, ", \"result\": \"duplicate\"}");
-			PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(out.data)));
-		}
+		SPI_finish();
+		PG_RETURN_DATUM(duplicate_reply(&ev));
 	}
-
-	/*
-	 * Which payment?  Only by the ids Stripe gave us for our own objects
-	 * (session, refund, payment intent): what the body claims in metadata
-	 * never picks a payment on its own.
-	 */
-	if (is_session_event(type) && object_id)
-	{
-		static SPIPlanPtr by_session = NULL;
-		static SPIPlanPtr by_metadata = NULL;
-		Oid			t1[1] = {TEXTOID};
-		Datum		v1[1] = {CStringGetTextDatum(object_id)};
-
-		have_payment = find_payment(&by_session,
-									"SELECT id FROM billing.payments WHERE provider_session_id = $1",
-									1, t1, v1, &payment_id);
-		if (!have_payment)
-		{
-			/*
-			 * A session we made but did not record, because the transaction
-			 * of checkout() rolled back after Stripe answered: it carries our
-			 * payment id and user id, and must be for an invoiced payment
-			 * with no session yet.  stripe_apply_session then checks amount
-			 * and currency.
-			 */
-			JsonbContainer *md = stripe_json_obj(obj, "metadata");
-			pg_uuid_t	pid,
-						uid;
-			char	   *ref = stripe_json_str(obj, "client_reference_id");
-
-			if (md && billing_parse_uuid(stripe_json_str(md, "payment_id"), -1, &pid) &&
-				billing_parse_uuid(stripe_json_str(md, "user_id"), -1, &uid) &&
-				billing_parse_uuid(ref, -1, &payment_id) && memcmp(&pid, &payment_id, sizeof(pid)) == 0)
-			{
-				Oid			t2[2] = {UUIDOID, UUIDOID};
-				Datum		v2[2] = {UUIDPGetDatum(&pid), UUIDPGetDatum(&uid)};
-
-				have_payment = find_payment(&by_metadata,
-											"SELECT id FROM billing.payments WHERE id = $1 AND user_id = $2 "
-											"AND provider_session_id IS NULL AND status = 'invoiced'",
-											2, t2, v2, &payment_id);
-			}
-		}
-		if (have_payment)
-			result = stripe_apply_session(&payment_id, obj, type, &created_ts, "webhook",
-										  event_id, &status);
-		else
-			result = "unknown_payment";
-	}
-	else if (is_refund_event(type) && object_id)
-	{
-		static SPIPlanPtr by_refund = NULL;
-		static SPIPlanPtr by_intent = NULL;
-		Oid			t1[1] = {TEXTOID};
-		Datum		v1[1] = {CStringGetTextDatum(object_id)};
-		char	   *pi = stripe_json_str(obj, "payment_intent");
-
-		have_payment = find_payment(&by_refund,
-									"SELECT id FROM billing.payments WHERE provider_refund_id = $1",
-									1, t1, v1, &payment_id);
-		if (!have_payment && pi)
-		{
-			/* A refund we asked for but did not record, or one made in Stripe's dashboard. */
-			v1[0] = CStringGetTextDatum(pi);
-			have_payment = find_payment(&by_intent,
-										"SELECT id FROM billing.payments WHERE provider_payment_intent = $1",
-										1, t1, v1, &payment_id);
-		}
-		if (have_payment)
-			result = stripe_apply_refund(&payment_id, obj, &created_ts, "webhook",
-										 event_id, &status);
-		else
-			result = "unknown_payment";
-	}
-	else
-		result = "ignored";		/* acknowledged: Stripe stops sending it */
-
-	if (strcmp(result, "unknown_payment") == 0)
-		ereport(WARNING,
-				(errmsg("stripe event %s (%s) refers to no payment of ours",
-						billing_echo(event_id), billing_echo(type)),
-				 errdetail("Object %s; the event was recorded and not applied.",
-						   object_id ? billing_echo(object_id) : "?")));
-
-	{
-		Oid			types[3] = {TEXTOID, UUIDOID, TEXTOID};
-		Datum		values[3] = {CStringGetTextDatum(event_id), UUIDPGetDatum(&payment_id),
-								 CStringGetTextDatum(result)};
-		char		nulls[3] = {' ', have_payment ? ' ' : 'n', ' '};
-
-		billing_spi_exec(&update_plan,
-						 "UPDATE billing.stripe_events SET payment_id = $2, result = $3 WHERE id = $1",
-						 3, types, values, nulls, false, 0);
-	}
+	apply_event(&ev, &outcome);
+	record_outcome(&ev, &outcome);
 	SPI_finish();
 
-	initStringInfo(&out);
-	appendStringInfoString(&out, "{\"received\": true, \"event\": ");
-	escape_json(&out, event_id);
-	appendStringInfoString(&out, ", \"type\": ");
-	escape_json(&out, type);
-	appendStringInfoString(&out, ", \"result\": ");
-	escape_json(&out, result);
-	if (have_payment)
-	{
-		appendStringInfoString(&out, ", \"payment_id\": ");
-		escape_json(&out, billing_uuid_str(&payment_id));
-		appendStringInfoString(&out, ", \"status\": ");
-		escape_json(&out, status ? status : "unknown");
-	}
-	appendStringInfoChar(&out, '}');
-	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(out.data)));
+	PG_RETURN_DATUM(event_reply(&ev, &outcome));
 }
