@@ -35,30 +35,66 @@ malformed_header(const char *why)
 			 errhint("Stripe sends \"t=<unix time>,v1=<hex HMAC-SHA256>\".")));
 }
 
+/* What a Stripe-Signature header carries that we use. */
+typedef struct SignatureHeader
+{
+	int64		t;				/* the signing time, as sent */
+	unsigned char sigs[MAX_SIGNATURES][SHA256_LEN];	/* the usable v1 values */
+	int			nsigs;
+} SignatureHeader;
+
+/* The t= element: a Unix time in decimal digits, nothing else. */
+static int64
+parse_signature_time(const char *v, size_t vlen)
+{
+	int64		t = 0;
+
+	if (vlen == 0 || vlen > 12)
+		malformed_header("The timestamp is not a Unix time.");
+	for (size_t i = 0; i < vlen; i++)
+	{
+		if (v[i] < '0' || v[i] > '9')
+			malformed_header("The timestamp is not a Unix time.");
+		t = t * 10 + (v[i] - '0');
+	}
+	return t;
+}
+
 /*
- * Stripe's scheme (https://stripe.com/docs/webhooks#verify-manually): the
- * header is "t=<timestamp>,v1=<sig>[,v1=<sig>...][,v0=...]"; a signature is
- * hex HMAC-SHA256(secret, "<t>.<raw body>").  Any v1 matching any configured
- * secret passes (secrets rotate, Stripe signs with each active one).  The
- * comparison is constant-time; the timestamp must lie within the tolerance
- * of billing.now(), in either direction.
+ * A v1 element: 64 hex digits, decoded into out.  Anything else cannot be
+ * ours, and is ignored like other schemes rather than refused.
+ */
+static bool
+parse_signature_v1(const char *v, size_t vlen, unsigned char *out)
+{
+	if (vlen != 2 * SHA256_LEN)
+		return false;
+	for (int i = 0; i < SHA256_LEN; i++)
+	{
+		int			hi = billing_hexval(v[2 * i]),
+					lo = billing_hexval(v[2 * i + 1]);
+
+		if (hi < 0 || lo < 0)
+			return false;
+		out[i] = (unsigned char) (hi << 4 | lo);
+	}
+	return true;
+}
+
+/*
+ * Split the header into its comma-separated key=value elements and keep
+ * the timestamp and the v1 signatures; other schemes (v0 test signatures)
+ * are ignored, as Stripe says.  A header without a timestamp or without a
+ * usable v1 signature is refused here, before any HMAC is computed.
  */
 static void
-verify_signature(const char *body, size_t body_len, const char *header)
+parse_signature_header(const char *header, SignatureHeader *sh)
 {
 	size_t		hlen = strlen(header);
-	int64		t = -1;
-	unsigned char sigs[MAX_SIGNATURES][SHA256_LEN];
-	int			nsigs = 0;
 	const char *p = header;
-	bool		matched = false;
-	char	   *payload;
-	size_t		tlen;
-	char		tbuf[32];
-	int64		now_s;
-	int			i,
-				j;
 
+	sh->t = -1;
+	sh->nsigs = 0;
 	if (hlen == 0)
 		malformed_header("The header is empty.");
 	if (hlen > MAX_SIGNATURE_HEADER)
@@ -89,56 +125,42 @@ verify_signature(const char *body, size_t body_len, const char *header)
 
 		if (klen == 1 && item[0] == 't')
 		{
-			if (t >= 0)
+			if (sh->t >= 0)
 				malformed_header("The timestamp appears twice.");
-			if (vlen == 0 || vlen > 12)
-				malformed_header("The timestamp is not a Unix time.");
-			t = 0;
-			for (i = 0; i < (int) vlen; i++)
-			{
-				if (v[i] < '0' || v[i] > '9')
-					malformed_header("The timestamp is not a Unix time.");
-				t = t * 10 + (v[i] - '0');
-			}
+			sh->t = parse_signature_time(v, vlen);
 		}
-		else if (klen == 2 && item[0] == 'v' && item[1] == '1')
-		{
-			/* Not 64 hex digits: cannot be ours, ignore like other schemes. */
-			if (vlen != 2 * SHA256_LEN || nsigs >= MAX_SIGNATURES)
-				continue;
-			for (i = 0; i < SHA256_LEN; i++)
-			{
-				int			hi = billing_hexval(v[2 * i]),
-							lo = billing_hexval(v[2 * i + 1]);
-
-				if (hi < 0 || lo < 0)
-					break;
-				sigs[nsigs][i] = (unsigned char) (hi << 4 | lo);
-			}
-			if (i == SHA256_LEN)
-				nsigs++;
-		}
-		/* other schemes (v0 test signatures) are ignored, as Stripe says */
+		else if (klen == 2 && item[0] == 'v' && item[1] == '1' &&
+				 sh->nsigs < MAX_SIGNATURES &&
+				 parse_signature_v1(v, vlen, sh->sigs[sh->nsigs]))
+			sh->nsigs++;
 	}
-	if (t < 0)
+	if (sh->t < 0)
 		malformed_header("There is no timestamp (t=).");
-	if (nsigs == 0)
+	if (sh->nsigs == 0)
 		malformed_header("There is no v1 signature.");
+}
 
-	if (stripe_webhook_secret_count() == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("billing.stripe_webhook_secrets is not set"),
-				 errhint("Set it to the endpoint's signing secret (whsec_...) and reload.")));
+/*
+ * Does any v1 signature match HMAC-SHA256(secret, "<t>.<body>") for any
+ * configured secret?  Every candidate is compared with every secret, in
+ * constant time and with no early exit that timing could reveal.
+ */
+static bool
+signature_matches(const char *body, size_t body_len, const SignatureHeader *sh)
+{
+	bool		matched = false;
+	char	   *payload;
+	size_t		tlen;
+	char		tbuf[32];
 
 	/* The signed payload: "<t>.<body>", the timestamp exactly as sent. */
-	snprintf(tbuf, sizeof(tbuf), INT64_FORMAT ".", t);
+	snprintf(tbuf, sizeof(tbuf), INT64_FORMAT ".", sh->t);
 	tlen = strlen(tbuf);
 	payload = palloc(tlen + body_len);
 	memcpy(payload, tbuf, tlen);
 	memcpy(payload + tlen, body, body_len);
 
-	for (j = 0; j < stripe_webhook_secret_count(); j++)
+	for (int j = 0; j < stripe_webhook_secret_count(); j++)
 	{
 		const char *secret = stripe_webhook_secret(j);
 		unsigned char mac[EVP_MAX_MD_SIZE];
@@ -150,13 +172,36 @@ verify_signature(const char *body, size_t body_len, const char *header)
 			ereport(ERROR,
 					(errcode(ERRCODE_SYSTEM_ERROR),
 					 errmsg("could not compute HMAC-SHA256")));
-		/* Compare with every candidate; no early exit that timing could reveal. */
-		for (i = 0; i < nsigs; i++)
-			matched |= (CRYPTO_memcmp(mac, sigs[i], SHA256_LEN) == 0);
+		for (int i = 0; i < sh->nsigs; i++)
+			matched |= (CRYPTO_memcmp(mac, sh->sigs[i], SHA256_LEN) == 0);
 	}
 	pfree(payload);
+	return matched;
+}
 
-	if (!matched)
+/*
+ * Stripe's scheme (https://stripe.com/docs/webhooks#verify-manually): the
+ * header is "t=<timestamp>,v1=<sig>[,v1=<sig>...][,v0=...]"; a signature is
+ * hex HMAC-SHA256(secret, "<t>.<raw body>").  Any v1 matching any configured
+ * secret passes (secrets rotate, Stripe signs with each active one).  The
+ * comparison is constant-time; the timestamp must lie within the tolerance
+ * of billing.now(), in either direction.
+ */
+static void
+verify_signature(const char *body, size_t body_len, const char *header)
+{
+	SignatureHeader sh;
+	int64		now_s;
+
+	parse_signature_header(header, &sh);
+
+	if (stripe_webhook_secret_count() == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("billing.stripe_webhook_secrets is not set"),
+				 errhint("Set it to the endpoint's signing secret (whsec_...) and reload.")));
+
+	if (!signature_matches(body, body_len, &sh))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("stripe signature does not match"),
@@ -164,12 +209,12 @@ verify_signature(const char *body, size_t body_len, const char *header)
 				 errhint("Check billing.stripe_webhook_secrets and that the body reaches the function byte for byte.")));
 
 	now_s = (int64) timestamptz_to_time_t(billing_now());
-	if (t < now_s - stripe_webhook_tolerance || t > now_s + stripe_webhook_tolerance)
+	if (sh.t < now_s - stripe_webhook_tolerance || sh.t > now_s + stripe_webhook_tolerance)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("stripe signature timestamp is outside the tolerance"),
 				 errdetail("Signed at Unix time " INT64_FORMAT ", now is " INT64_FORMAT "; the tolerance is %d s.",
-						   t, now_s, stripe_webhook_tolerance)));
+						   sh.t, now_s, stripe_webhook_tolerance)));
 }
 
 static void
