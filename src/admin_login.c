@@ -25,9 +25,11 @@
 #include "utils/jsonb.h"
 #include "utils/uuid.h"
 
+#include "api.h"
 #include "audit.h"
 #include "billing.h"
 #include "clock.h"
+#include "common.h"
 
 static char *admin_jwt_secret = NULL;
 static int	admin_token_lifetime = 8 * 3600;
@@ -189,16 +191,6 @@ normalize_email(text *email)
 	return lowered;
 }
 
-/* For messages: at most 64 characters of what the caller sent. */
-static char *
-echo_input(const char *s)
-{
-	int			len = strlen(s);
-	int			cut = pg_mbcliplen(s, len, 64);
-
-	return cut < len ? psprintf("%.*s…", cut, s) : pstrdup(s);
-}
-
 static Datum
 jsonb_from_cstring(const char *s)
 {
@@ -228,8 +220,9 @@ billing_create_admin_account(PG_FUNCTION_ARGS)
 {
 	static SPIPlanPtr exists_plan = NULL;
 	static SPIPlanPtr insert_plan = NULL;
-	Oid			argtypes[3] = {TEXTOID, TEXTOID, TEXTOID};
-	Datum		values[3];
+	Oid			argtypes[4] = {TEXTOID, TEXTOID, TEXTOID, UUIDOID};
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', ' '};
 	char	   *email;
 	char	   *name;
 	char	   *password;
@@ -249,15 +242,19 @@ billing_create_admin_account(PG_FUNCTION_ARGS)
 						 1, argtypes, values, NULL, true, 1) > 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNIQUE_VIOLATION),
-				 errmsg("an admin account with e-mail \"%s\" exists", echo_input(email)),
+				 errmsg("an admin account with e-mail \"%s\" exists", billing_echo(email)),
 				 errhint("E-mails are compared without case; use billing.set_admin_password() to change its password.")));
 
 	values[1] = CStringGetTextDatum(name);
 	values[2] = CStringGetTextDatum(hash_password(password));
+	if (PG_ARGISNULL(3))
+		nulls[3] = 'n';
+	else
+		values[3] = PG_GETARG_DATUM(3);
 	billing_spi_exec(&insert_plan,
-					 "INSERT INTO billing.admin_accounts AS a (email, display_name, password_hash, created_at) "
-					 "VALUES ($1, $2, $3, billing.now()) RETURNING " ACCOUNT_JSON,
-					 3, argtypes, values, NULL, false, 0);
+					 "INSERT INTO billing.admin_accounts AS a (id, email, display_name, password_hash, created_at) "
+					 "VALUES (coalesce($4, gen_random_uuid()), $1, $2, $3, billing.now()) RETURNING " ACCOUNT_JSON,
+					 4, argtypes, values, nulls, false, 0);
 	after = spi_jsonb_copy(1);
 	audit_record("create_admin_account", psprintf("admin:%s", email), (Datum) 0, after);
 	SPI_finish();
@@ -293,7 +290,7 @@ change_account(text *email_arg, const char *action, SPIPlanPtr *plan,
 						 1, argtypes, values, NULL, false, 1) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
-				 errmsg("there is no admin account with e-mail \"%s\"", echo_input(email)),
+				 errmsg("there is no admin account with e-mail \"%s\"", billing_echo(email)),
 				 errhint("SELECT email FROM billing.admin_account_list shows the accounts.")));
 	before = spi_jsonb_copy(1);
 
@@ -664,15 +661,18 @@ api_check_admin_token(PG_FUNCTION_ARGS)
 	char	   *subject = api_request_subject();
 	bool		isnull;
 	bool		disabled;
-	Datum		id;
+	pg_uuid_t	id;
 
 	/* The user id itself (present, a uuid) is checked by current_user_id(). */
 	if (subject == NULL)
 		admin_unauthorized("the token carries no user id",
 						   "An admin token must name the admin account in its user claim.",
 						   "Sign in to the admin panel again.");
-	id = DirectFunctionCall1(uuid_in, CStringGetDatum(subject));
-	values[0] = id;
+	if (!billing_parse_uuid(subject, -1, &id))
+		admin_unauthorized("the token's user id is not a uuid",
+						   "An admin token must name the admin account by its uuid.",
+						   "Sign in to the admin panel again.");
+	values[0] = UUIDPGetDatum(&id);
 
 	connect_spi();
 	if (billing_spi_exec(&plan,

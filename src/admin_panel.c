@@ -19,6 +19,7 @@
 
 #include "audit.h"
 #include "billing.h"
+#include "common.h"
 
 #define MAX_REASON_CHARS 500
 

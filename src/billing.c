@@ -7,6 +7,7 @@
 #include "postgres.h"
 
 #include "fmgr.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -40,66 +41,10 @@ _PG_init(void)
 	api_define_gucs();
 	admin_login_define_gucs();
 	admin_panel_define_gucs();
+	/* billing.cancel_payment asks Stripe through the hook this installs. */
+	checkout_init();
+	outbox_init();
 	outbox_worker_init();
 
 	MarkGUCPrefixReserved("billing");
-}
-
-uint64
-billing_spi_exec(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes,
-				 Datum *values, const char *nulls, bool read_only, long tcount)
-{
-	int			rc;
-
-	if (*plan == NULL)
-	{
-		SPIPlanPtr	p = SPI_prepare(sql, nargs, argtypes);
-
-		if (p == NULL)
-			elog(ERROR, "SPI_prepare failed for \"%s\": %s",
-				 sql, SPI_result_code_string(SPI_result));
-		if (SPI_keepplan(p) != 0)
-			elog(ERROR, "SPI_keepplan failed");
-		*plan = p;
-	}
-
-	rc = SPI_execute_plan(*plan, values, nulls, read_only, tcount);
-	if (rc < 0)
-		elog(ERROR, "SPI_execute_plan failed for \"%s\": %s",
-			 sql, SPI_result_code_string(rc));
-	return SPI_processed;
-}
-
-Datum
-billing_spi_get(uint64 row, int col, bool *isnull)
-{
-	return SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc,
-						 col, isnull);
-}
-
-char *
-billing_spi_text(uint64 row, int col)
-{
-	bool		isnull;
-	Datum		d = billing_spi_get(row, col, &isnull);
-
-	return isnull ? NULL : TextDatumGetCString(d);
-}
-
-char *
-billing_uuid_str(const pg_uuid_t *u)
-{
-	return DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(u)));
-}
-
-int
-billing_hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
 }

@@ -61,11 +61,11 @@ CREATE TRIGGER admin_audit_actor_name BEFORE INSERT ON billing.admin_audit
 -- For DBAs (superusers) in psql.  Each change is audited; the hash never is.
 ---------------------------------------------------------------------------
 
-CREATE FUNCTION billing.create_admin_account(email text, display_name text, password text)
+CREATE FUNCTION billing.create_admin_account(email text, display_name text, password text, id uuid DEFAULT NULL)
     RETURNS jsonb VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
     LANGUAGE C AS 'MODULE_PATHNAME', 'billing_create_admin_account';
-COMMENT ON FUNCTION billing.create_admin_account(text, text, text) IS
-    'Creates a personal admin account (password of at least 12 characters, stored as a bcrypt hash); returns the account without its hash.';
+COMMENT ON FUNCTION billing.create_admin_account(text, text, text, uuid) IS
+    'Creates a personal admin account (password of at least 12 characters, stored as a bcrypt hash) with the given id (the person''s user id in the auth service) or a new one; returns the account without its hash.';
 
 CREATE FUNCTION billing.set_admin_password(email text, password text)
     RETURNS jsonb VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -89,7 +89,7 @@ CREATE VIEW billing.admin_account_list AS
 SELECT id, email, display_name, created_at, disabled_at FROM billing.admin_accounts;
 COMMENT ON VIEW billing.admin_account_list IS 'The admin accounts without their password hashes.';
 
-REVOKE ALL ON FUNCTION billing.create_admin_account(text, text, text),
+REVOKE ALL ON FUNCTION billing.create_admin_account(text, text, text, uuid),
     billing.set_admin_password(text, text), billing.disable_admin_account(text),
     billing.enable_admin_account(text) FROM PUBLIC;
 REVOKE ALL ON billing.admin_account_list FROM PUBLIC;

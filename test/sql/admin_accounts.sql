@@ -22,7 +22,9 @@ SELECT password_hash ~ '^\$2a\$1[0-9]\$' AS bcrypt_cost_10_plus, password_hash <
 FROM billing.admin_accounts;
 -- E-mails are unique without case.
 SELECT err($$SELECT billing.create_admin_account('ANN@example.com', 'Another Ann', 'another long password')$$);
-SELECT billing.create_admin_account('bob@example.com', 'Bob Jones', 'bobs long password') IS NOT NULL AS bob;
+-- The id may be given: the person's user id in the auth service.
+SELECT billing.create_admin_account('bob@example.com', 'Bob Jones', 'bobs long password',
+                                    'b0b00000-0000-4000-8000-000000000000') ->> 'id' AS bob;
 
 -- Signing in: a token and when it expires (at most 8 hours ahead).
 CREATE TEMP TABLE login AS SELECT billing.admin_login('ann@EXAMPLE.com', 'correct horse battery') AS r;
