@@ -1,6 +1,7 @@
 /*
  * admin.c — what an admin does to money and access, attributable: settling or
- * canceling a payment by hand and running the expiry sweep now.  Each goes
+ * canceling a payment by hand (marking one paid with a reason) and running the
+ * expiry sweep now.  Each goes
  * through the same path as the system's own (payments.c, expiry.c), records
  * its payment events with source "admin", and appends a billing.admin_audit
  * row (audit.c) in the same transaction.
@@ -16,6 +17,9 @@
 #include "fmgr.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
+#include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
+#include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/uuid.h"
 
@@ -67,16 +71,30 @@ payment_snapshot(const pg_uuid_t *payment_id, const pg_uuid_t *user_id)
 	return PointerGetDatum(PG_DETOAST_DATUM_COPY(d));
 }
 
-/* Audit a payment change, when there was one (an idempotent repeat is none). */
+/*
+ * Audit a payment change, when there was one (an idempotent repeat is none);
+ * a reason, when given, is kept in the row's "after".
+ */
 static void
 audit_payment(const char *action, const pg_uuid_t *payment_id, Datum before,
-			  const pg_uuid_t *user_id)
+			  const pg_uuid_t *user_id, const char *reason)
 {
 	Datum		after = payment_snapshot(payment_id, user_id);
 
 	if (before == (Datum) 0 || after == (Datum) 0 ||
 		DatumGetBool(DirectFunctionCall2(jsonb_eq, before, after)))
 		return;
+	if (reason)
+	{
+		StringInfoData note;
+
+		initStringInfo(&note);
+		appendStringInfoString(&note, "{\"reason\": ");
+		escape_json(&note, reason);
+		appendStringInfoChar(&note, '}');
+		after = DirectFunctionCall2(jsonb_concat, after,
+									DirectFunctionCall1(jsonb_in, CStringGetDatum(note.data)));
+	}
 	audit_record(action, psprintf("payment:%s", billing_uuid_str(payment_id)),
 				 before, after);
 }
@@ -110,7 +128,62 @@ billing_admin_settle_payment(PG_FUNCTION_ARGS)
 	before = payment_snapshot(payment_id, NULL);
 	status = payment_settle(payment_id, outcome, provider_ref,
 							PG_ARGISNULL(3) ? NULL : &at, "admin", NULL);
-	audit_payment("settle_payment", payment_id, before, NULL);
+	audit_payment("settle_payment", payment_id, before, NULL, NULL);
+	SPI_finish();
+	PG_RETURN_TEXT_P(cstring_to_text(payment_status_name(status)));
+}
+
+/*
+ * billing.mark_payment_paid(payment_id, reason) → text: an unpaid payment
+ * settled as paid by an admin (money that reached the cinema outside the
+ * provider), with source "admin", audited with the reason, which is what
+ * makes such a payment accountable.
+ */
+#define MAX_REASON_CHARS 500
+
+PG_FUNCTION_INFO_V1(billing_mark_payment_paid);
+Datum
+billing_mark_payment_paid(PG_FUNCTION_ARGS)
+{
+	pg_uuid_t  *payment_id;
+	char	   *reason;
+	PaymentStatus status;
+	PaymentStatus was;
+	Datum		before;
+
+	BILLING_REQUIRE_ARG(fcinfo, 0, "payment_id");
+	BILLING_REQUIRE_ARG(fcinfo, 1, "reason");
+	payment_id = PG_GETARG_UUID_P(0);
+	reason = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	if (strspn(reason, " \t\r\n") == strlen(reason))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a reason is required to mark a payment paid"),
+				 errhint("Say where the money came from, e.g. a bank transfer's reference.")));
+	if (pg_mbstrlen(reason) > MAX_REASON_CHARS)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the reason is too long"),
+				 errdetail("At most %d characters are kept.", MAX_REASON_CHARS)));
+
+	SPI_connect();
+	before = payment_snapshot(payment_id, NULL);
+	if (before == (Datum) 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("payment %s does not exist", billing_uuid_str(payment_id))));
+	/* settle_payment repeats "paid" silently; here a repeat is a mistake. */
+	if (payment_status_parse(TextDatumGetCString(DirectFunctionCall2(jsonb_object_field_text, before,
+																	 CStringGetTextDatum("status"))),
+							 &was) &&
+		(was == PAYMENT_PAID || was == PAYMENT_REFUND_PENDING || was == PAYMENT_REFUNDED))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("payment %s is already %s", billing_uuid_str(payment_id),
+						payment_status_name(was)),
+				 errhint("Only an unpaid payment can be marked paid.")));
+	status = payment_settle(payment_id, PAYMENT_PAID, NULL, NULL, "admin", NULL);
+	audit_payment("mark_payment_paid", payment_id, before, NULL, reason);
 	SPI_finish();
 	PG_RETURN_TEXT_P(cstring_to_text(payment_status_name(status)));
 }
@@ -137,7 +210,7 @@ billing_admin_cancel_payment(PG_FUNCTION_ARGS)
 	SPI_connect();
 	before = payment_snapshot(payment_id, user_id);
 	status = payment_cancel(user_id, payment_id, "admin");
-	audit_payment("cancel_payment_for", payment_id, before, user_id);
+	audit_payment("cancel_payment_for", payment_id, before, user_id, NULL);
 	SPI_finish();
 	PG_RETURN_TEXT_P(cstring_to_text(payment_status_name(status)));
 }

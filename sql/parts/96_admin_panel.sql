@@ -1,6 +1,6 @@
 ---------------------------------------------------------------------------
 -- What the admin panel reads and does beyond the admin endpoints of
--- 80_api.sql (admin_panel.c): the dashboard, a payment's history, the price
+-- 80_api.sql: the dashboard, a payment's history, the price
 -- history, the users, marking a payment paid with a reason, discarding dead
 -- messages.  Lists over big tables are read through the indexes below, so
 -- the first page of a list with one filter stays fast at millions of rows.
