@@ -18,7 +18,7 @@ let failed = 0;
 let page;                               // the page a failing test is photographed on
 
 function psql(sql) {
-    return execFileSync(env.PSQL, ['-XAtq', '-v', 'ON_ERROR_STOP=1', '-c', sql], { encoding: 'utf8' }).trim();
+    return execFileSync(env.PSQL, ['-XAtq', '-v', 'ON_ERROR_STOP=1', '-c', sql], { encoding: 'utf8', timeout: 30000 }).trim();
 }
 
 const b64 = buf => Buffer.from(buf).toString('base64url');
@@ -53,9 +53,18 @@ async function docShot(name) {
     }
 }
 
+// A test that hangs fails after TEST_LIMIT instead of holding up the suite.
+const TEST_LIMIT = 90000;
+
 async function test(name, fn) {
+    let timer;
     try {
-        await fn();
+        await Promise.race([
+            fn(),
+            new Promise((_, reject) => {
+                timer = setTimeout(() => reject(new Error(`no end after ${TEST_LIMIT / 1000} s`)), TEST_LIMIT);
+            }),
+        ]);
         passed++;
         console.log(`ok - ${name}`);
     } catch (e) {
@@ -67,6 +76,8 @@ async function test(name, fn) {
         } catch (e2) {
             console.log(`#   no screenshot: ${e2.message}`);
         }
+    } finally {
+        clearTimeout(timer);
     }
 }
 
@@ -140,7 +151,6 @@ await test('sign in', async () => {
     if (status !== 200) throw new Error(`HTTP ${status}`);
     await visible(page.getByText('Revenue per day'));
     await visible(page.getByText(env.ADMIN_NAME));
-    await docShot('dashboard');
 });
 
 await test('create a tariff', async () => {
@@ -216,9 +226,12 @@ await test('buy as a user through the Stripe stand-in, find the payment by e-mai
     const url = await call('checkout', { payment_id: paymentId });
     // The buyer pays on the stand-in's payment page.
     const pay = await context.newPage();
-    await pay.goto(url);
-    await pay.getByRole('button', { name: 'Pay' }).click();
-    await pay.close();
+    try {
+        await pay.goto(url);
+        await pay.getByRole('button', { name: 'Pay' }).click();
+    } finally {
+        await pay.close({ runBeforeUnload: false });
+    }
     await waitFor('the webhook to settle the payment', async () =>
         psql(`SELECT status FROM billing.payments WHERE id = '${paymentId}'`) === 'paid');
     // What the auth service's GetUserInfo would have filled in.
@@ -254,15 +267,63 @@ await test('retry a dead message', async () => {
     await confirmDialog(page);
     await visible(page.getByText('Done'));
     await waitFor('the audit of the retry', async () =>
-        psql(`SELECT count(*) FROM billing.admin_audit WHERE action = 'outbox_retry_dead' AND after::text LIKE '%${id}%'`) !== '0'
-        || psql(`SELECT count(*) FROM billing.admin_audit WHERE action = 'outbox_retry_dead'`) !== '0');
+        psql(`SELECT count(*) FROM billing.admin_audit WHERE action = 'outbox_retry_dead'`) !== '0');
+    if (psql(`SELECT attempts FROM billing.outbox WHERE id = ${id}`) === '8') throw new Error('not requeued');
+});
+
+await test('mark an unpaid payment paid with a reason', async () => {
+    const r = await page.request.post(`${PANEL}/api/rpc/create_invoice`, {
+        data: { tariff: tariffCode, months: 2 }, headers: { Authorization: `Bearer ${userToken(buyer)}` },
+    });
+    if (!r.ok()) throw new Error(`create_invoice: HTTP ${r.status()}`);
+    const invoice = await r.json();
+    await menu(page, 'Payments');
+    await filterBy(page, 'E-mail', buyerEmail);
+    await page.locator('[data-status="invoiced"]').first().click();
+    await visible(page.getByText('History'));
+    await page.getByRole('button', { name: 'Mark paid' }).click();
+    // Without a reason the server refuses, and the page says why.
+    await confirmDialog(page);
+    await visible(page.getByText('a reason is required to mark a payment paid'));
+    await page.getByRole('button', { name: 'Mark paid' }).click();
+    await field(page, 'Reason').fill('bank transfer #4411');
+    await confirmDialog(page);
+    await visible(page.locator('[data-status="paid"]'));
+    const reason = psql(`SELECT after ->> 'reason' FROM billing.admin_audit
+                         WHERE action = 'mark_payment_paid' AND target = 'payment:${invoice}'`);
+    if (reason !== 'bank transfer #4411') throw new Error(`audited reason: ${reason}`);
+});
+
+await test('discard a dead message', async () => {
+    const id = psql(`INSERT INTO billing.outbox (kind, payload, idempotency_key, status, attempts, last_error)
+                     VALUES ('notify', '{"user_id": "${buyer}", "event": "discard"}', 'browser-discard-${stamp}',
+                             'dead', 8, 'INVALID_ARGUMENT: never to be sent (browser test)') RETURNING id`);
+    await menu(page, 'Delivery');
+    const row = page.getByRole('row').filter({ hasText: 'never to be sent' });
+    await visible(row);
+    await row.getByRole('button', { name: 'Discard' }).click();
+    await confirmDialog(page);
+    await row.waitFor({ state: 'detached', timeout: TIMEOUT });
+    if (psql(`SELECT count(*) FROM billing.outbox WHERE id = ${id}`) !== '0') throw new Error('still in the outbox');
+});
+
+await test('the dashboard shows the revenue, the refunds and the delivery', async () => {
+    await menu(page, 'Dashboard');
+    const totals = page.locator('.MuiCard-root').filter({ hasText: 'Paid and refunded' });
+    await visible(totals.getByText('RUB'));
+    await visible(totals.getByText('Refund rate'));
+    await visible(page.locator('.recharts-legend-item').filter({ hasText: tariffCode }));   // the chart, loaded lazily
+    await page.getByRole('button', { name: 'Last 90 days' }).click();
+    await visible(totals.getByText('RUB'));
+    await docShot('dashboard');
 });
 
 await test('each change shows in the audit under the admin\'s name', async () => {
     await menu(page, 'Audit log');
     await filterBy(page, 'Admin', env.ADMIN_NAME);
     for (const action of ['create_tariff', 'set_tariff_price', 'set_personal_discount', 'set_months_discount',
-                          'create_promo_code', 'delete_promo_code', 'outbox_retry_dead']) {
+                          'create_promo_code', 'delete_promo_code', 'cancel_payment_for', 'mark_payment_paid',
+                          'outbox_retry_dead', 'outbox_discard_dead']) {
         await visible(page.getByRole('row').filter({ hasText: action }).filter({ hasText: env.ADMIN_NAME }));
     }
     // Before and after side by side, the changed field marked.
@@ -272,7 +333,8 @@ await test('each change shows in the audit under the admin\'s name', async () =>
     const names = psql(`SELECT string_agg(DISTINCT actor_name, ',') FROM billing.admin_audit
                         WHERE actor = 'billing_admin' AND action IN ('create_tariff', 'set_tariff_price', 'set_personal_discount',
                                          'set_months_discount', 'create_promo_code', 'delete_promo_code',
-                                         'outbox_retry_dead')`);
+                                         'cancel_payment_for', 'mark_payment_paid', 'outbox_retry_dead',
+                                         'outbox_discard_dead')`);
     if (names !== env.ADMIN_NAME) throw new Error(`audit names: ${names}`);
 });
 
@@ -352,6 +414,7 @@ await test('sign out', async () => {
     await visible(page.getByRole('button', { name: 'Sign in' }));
 });
 
-await browser.close();
+// (a hung page must not keep the suite from ending)
+await Promise.race([browser.close(), new Promise(resolve => setTimeout(resolve, 20000))]);
 console.log(`# browser: ${passed} passed, ${failed} failed`);
 process.exit(failed ? 1 : 0);

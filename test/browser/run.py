@@ -74,8 +74,12 @@ def main():
                DOCS_DIR=os.path.join(harness.SRC, "docs", "admin"),
                NODE_PATH=os.path.join(harness.SRC, "admin", "node_modules"))
     try:
-        rc = subprocess.run(["node", os.path.join(os.path.dirname(os.path.abspath(__file__)), "panel.mjs")],
-                            env=env, cwd=os.path.join(harness.SRC, "admin")).returncode
+        try:
+            rc = subprocess.run(["node", os.path.join(os.path.dirname(os.path.abspath(__file__)), "panel.mjs")],
+                                env=env, cwd=os.path.join(harness.SRC, "admin"), timeout=900).returncode
+        except subprocess.TimeoutExpired:
+            print("not ok - the browser tests ended within 15 minutes")
+            rc = 1
     finally:
         harness.stop(nginx)
         api.stop()

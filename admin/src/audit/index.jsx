@@ -48,7 +48,7 @@ const BeforeAfter = () => {
 };
 
 export const AuditList = () => (
-    <List filters={filters} sort={{ field: 'id', order: 'DESC' }}>
+    <List filters={filters} sort={{ field: 'id', order: 'DESC' }} perPage={25}>
         <Datagrid expand={<BeforeAfter />} bulkActionButtons={false} rowClick="expand">
             <DateField source="at" showTime />
             <TextField source="actor_name" />

@@ -37,7 +37,7 @@ export default function Dashboard() {
             </ToggleButtonGroup>
             {!data ? <Loading /> : (
                 <Grid container spacing={2} sx={{ mt: 1 }}>
-                    <Grid item xs={12}>
+                    <Grid size={12}>
                         <Card>
                             <CardHeader title={t('billing.dashboard.revenue')} subheader={t('billing.dashboard.minor_units', { tz: data.time_zone })} />
                             <CardContent>
@@ -47,7 +47,7 @@ export default function Dashboard() {
                             </CardContent>
                         </Card>
                     </Grid>
-                    <Grid item xs={12} md={6}>
+                    <Grid size={{ xs: 12, md: 6 }}>
                         <Card>
                             <CardHeader title={t('billing.dashboard.totals')} />
                             <CardContent>
@@ -63,7 +63,7 @@ export default function Dashboard() {
                             </CardContent>
                         </Card>
                     </Grid>
-                    <Grid item xs={12} md={6}>
+                    <Grid size={{ xs: 12, md: 6 }}>
                         <Card>
                             <CardHeader title={t('billing.dashboard.subscriptions')} />
                             <CardContent>
@@ -76,7 +76,7 @@ export default function Dashboard() {
                             </CardContent>
                         </Card>
                     </Grid>
-                    <Grid item xs={12} md={6}>
+                    <Grid size={{ xs: 12, md: 6 }}>
                         <Card>
                             <CardHeader title={t('billing.dashboard.promo_codes')} />
                             <CardContent>
@@ -101,7 +101,7 @@ export default function Dashboard() {
                             </CardContent>
                         </Card>
                     </Grid>
-                    <Grid item xs={12} md={6}>
+                    <Grid size={{ xs: 12, md: 6 }}>
                         <Card>
                             <CardHeader title={t('billing.dashboard.delivery')} />
                             <CardContent>

@@ -22,7 +22,7 @@ export default function RevenueChart({ rows }) {
                 <Tooltip />
                 <Legend />
                 {series.map((s, i) => (
-                    <Line key={s} type="monotone" dataKey={s} stroke={COLORS[i % COLORS.length]} dot={false} />
+                    <Line key={s} type="monotone" dataKey={s} stroke={COLORS[i % COLORS.length]} />
                 ))}
             </LineChart>
         </ResponsiveContainer>

@@ -78,31 +78,31 @@ export const PaymentShow = () => (
             <TextField source="id" />
             <FunctionField source="status" render={r => <StatusText status={r.status} />} />
             <Grid container spacing={2}>
-                <Grid item><Labeled><TextField source="user_id" /></Labeled></Grid>
-                <Grid item><Labeled><TextField source="email" /></Labeled></Grid>
-                <Grid item><Labeled><TextField source="tariff_code" /></Labeled></Grid>
-                <Grid item><Labeled><TextField source="tariff_title" /></Labeled></Grid>
-                <Grid item><Labeled><NumberField source="months" /></Labeled></Grid>
+                <Grid><Labeled><TextField source="user_id" /></Labeled></Grid>
+                <Grid><Labeled><TextField source="email" /></Labeled></Grid>
+                <Grid><Labeled><TextField source="tariff_code" /></Labeled></Grid>
+                <Grid><Labeled><TextField source="tariff_title" /></Labeled></Grid>
+                <Grid><Labeled><NumberField source="months" /></Labeled></Grid>
             </Grid>
             <Grid container spacing={2}>
-                <Grid item><Labeled><NumberField source="monthly_price" /></Labeled></Grid>
-                <Grid item><Labeled><NumberField source="list_price" /></Labeled></Grid>
-                <Grid item><Labeled><NumberField source="personal_percent" /></Labeled></Grid>
-                <Grid item><Labeled><NumberField source="months_percent" /></Labeled></Grid>
-                <Grid item><Labeled><NumberField source="promo_percent" /></Labeled></Grid>
-                <Grid item><Labeled><TextField source="promo_code" /></Labeled></Grid>
-                <Grid item><Labeled><TextField source="applied" /></Labeled></Grid>
-                <Grid item><Labeled><NumberField source="discount" /></Labeled></Grid>
-                <Grid item><Labeled><NumberField source="total" /></Labeled></Grid>
-                <Grid item><Labeled><TextField source="currency" /></Labeled></Grid>
+                <Grid><Labeled><NumberField source="monthly_price" /></Labeled></Grid>
+                <Grid><Labeled><NumberField source="list_price" /></Labeled></Grid>
+                <Grid><Labeled><NumberField source="personal_percent" /></Labeled></Grid>
+                <Grid><Labeled><NumberField source="months_percent" /></Labeled></Grid>
+                <Grid><Labeled><NumberField source="promo_percent" /></Labeled></Grid>
+                <Grid><Labeled><TextField source="promo_code" /></Labeled></Grid>
+                <Grid><Labeled><TextField source="applied" /></Labeled></Grid>
+                <Grid><Labeled><NumberField source="discount" /></Labeled></Grid>
+                <Grid><Labeled><NumberField source="total" /></Labeled></Grid>
+                <Grid><Labeled><TextField source="currency" /></Labeled></Grid>
             </Grid>
             <Grid container spacing={2}>
-                <Grid item><Labeled><DateField source="created_at" showTime /></Labeled></Grid>
-                <Grid item><Labeled><DateField source="paid_at" showTime /></Labeled></Grid>
-                <Grid item><Labeled><DateField source="closed_at" showTime /></Labeled></Grid>
-                <Grid item><Labeled><DateField source="expires_at" showTime /></Labeled></Grid>
-                <Grid item><Labeled><TextField source="provider_payment_intent" /></Labeled></Grid>
-                <Grid item><Labeled><TextField source="provider_refund_id" /></Labeled></Grid>
+                <Grid><Labeled><DateField source="created_at" showTime /></Labeled></Grid>
+                <Grid><Labeled><DateField source="paid_at" showTime /></Labeled></Grid>
+                <Grid><Labeled><DateField source="closed_at" showTime /></Labeled></Grid>
+                <Grid><Labeled><DateField source="expires_at" showTime /></Labeled></Grid>
+                <Grid><Labeled><TextField source="provider_payment_intent" /></Labeled></Grid>
+                <Grid><Labeled><TextField source="provider_refund_id" /></Labeled></Grid>
             </Grid>
             <ReferenceManyField label="billing.payments.history" reference="admin_payment_events" target="payment_id"
                 sort={{ field: 'id', order: 'ASC' }}>
