@@ -303,8 +303,10 @@ await test('discard a dead message', async () => {
     await visible(row);
     await row.getByRole('button', { name: 'Discard' }).click();
     await confirmDialog(page);
-    await row.waitFor({ state: 'detached', timeout: TIMEOUT });
-    if (psql(`SELECT count(*) FROM billing.outbox WHERE id = ${id}`) !== '0') throw new Error('still in the outbox');
+    await visible(page.getByText('Done'));
+    await waitFor('the message to leave the outbox', async () =>
+        psql(`SELECT count(*) FROM billing.outbox WHERE id = ${id}`) === '0');
+    await waitFor('the row to leave the list', async () => await row.count() === 0);
 });
 
 await test('the dashboard shows the revenue, the refunds and the delivery', async () => {

@@ -38,7 +38,7 @@ export const PaymentList = () => (
     </List>
 );
 
-const StatusText = ({ status }) => {
+export const StatusText = ({ status }) => {
     const t = useTranslate();
     return <span data-status={status}>{t(`billing.status.${status}`, { _: status })}</span>;
 };

@@ -7,6 +7,7 @@ import {
 } from 'react-admin';
 import { Table, TableBody, TableCell, TableHead, TableRow, Typography } from '@mui/material';
 import { rpc } from '../providers/httpClient';
+import { StatusText } from '../payments';
 
 const filters = [
     <TextInput key="email" source="email" alwaysOn />,
@@ -84,7 +85,7 @@ export const UserShow = () => (
                     <NumberField source="months" />
                     <NumberField source="total" />
                     <TextField source="currency" />
-                    <TextField source="status" />
+                    <FunctionField source="status" render={r => <StatusText status={r.status} />} />
                 </Datagrid>
             </ReferenceManyField>
         </SimpleShowLayout>
