@@ -12,7 +12,9 @@ export function describeError(status, body) {
     const code = body && body.code;
     const known = code ? t(`billing.errors.${code}`, { _: '' }) : '';
     const server = (body && body.message) || t('billing.errors.http', { status });
-    const message = known ? `${known}: ${server}` : server;
+    // The code's meaning in the admin's language first, then the server's own
+    // words (unless they say the same).
+    const message = !known || known.toLowerCase() === server.toLowerCase() ? known || server : `${known}: ${server}`;
     const hint = (body && body.hint) || '';
     return hint ? `${message}. ${hint}` : message;
 }
