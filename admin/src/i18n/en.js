@@ -51,6 +51,7 @@ export default {
         audit: { from: 'From', to: 'Before', field: 'Field', before: 'Before', after: 'After', changed: 'changed' },
         errors: {
             http: 'The server answered %{status}',
+            too_many: 'Too many attempts',
             read_only: 'This list cannot be changed here',
             '28P01': 'Wrong e-mail or password',
             '28000': 'Not signed in or not allowed',

@@ -60,6 +60,7 @@ export default merge(merge(englishMessages, russianMessages), {
         audit: { from: 'С', to: 'До', field: 'Поле', before: 'Было', after: 'Стало', changed: 'изменено' },
         errors: {
             http: 'Сервер ответил %{status}',
+            too_many: 'Слишком много попыток',
             read_only: 'Этот список здесь не меняется',
             '28P01': 'Неверный e-mail или пароль',
             '28000': 'Вход не выполнен или запрещён',

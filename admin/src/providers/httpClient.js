@@ -10,7 +10,9 @@ export const API = '/api';
 export function describeError(status, body) {
     const t = i18nProvider.translate;
     const code = body && body.code;
-    const known = code ? t(`billing.errors.${code}`, { _: '' }) : '';
+    // 429 (a locked sign-in, nginx's rate limit) says more than its SQLSTATE.
+    const key = status === 429 ? 'billing.errors.too_many' : code && `billing.errors.${code}`;
+    const known = key ? t(key, { _: '' }) : '';
     const server = (body && body.message) || t('billing.errors.http', { status });
     // The code's meaning in the admin's language first, then the server's own
     // words (unless they say the same).
