@@ -630,27 +630,6 @@ billing_admin_login(PG_FUNCTION_ARGS)
  * ---------------------------------------------------------------------
  */
 
-/* 401 through PostgREST's "PGRST" error, as api.c does for user tokens. */
-static void
-admin_unauthorized(const char *message, const char *detail, const char *hint)
-{
-	StringInfoData body;
-
-	initStringInfo(&body);
-	appendStringInfoString(&body, "{\"code\": \"28000\", \"message\": ");
-	escape_json(&body, message);
-	appendStringInfoString(&body, ", \"details\": ");
-	escape_json(&body, detail);
-	appendStringInfoString(&body, ", \"hint\": ");
-	escape_json(&body, hint);
-	appendStringInfoChar(&body, '}');
-	ereport(ERROR,
-			(errcode(MAKE_SQLSTATE('P', 'G', 'R', 'S', 'T')),
-			 errmsg_internal("%s", body.data),
-			 errdetail_internal("{\"status\": 401, \"headers\": "
-								"{\"WWW-Authenticate\": \"Bearer error=\\\"invalid_token\\\"\"}}")));
-}
-
 PG_FUNCTION_INFO_V1(api_check_admin_token);
 Datum
 api_check_admin_token(PG_FUNCTION_ARGS)
@@ -665,11 +644,11 @@ api_check_admin_token(PG_FUNCTION_ARGS)
 
 	/* The user id itself (present, a uuid) is checked by current_user_id(). */
 	if (subject == NULL)
-		admin_unauthorized("the token carries no user id",
+		api_unauthorized("the token carries no user id",
 						   "An admin token must name the admin account in its user claim.",
 						   "Sign in to the admin panel again.");
 	if (!billing_parse_uuid(subject, -1, &id))
-		admin_unauthorized("the token's user id is not a uuid",
+		api_unauthorized("the token's user id is not a uuid",
 						   "An admin token must name the admin account by its uuid.",
 						   "Sign in to the admin panel again.");
 	values[0] = UUIDPGetDatum(&id);
@@ -682,14 +661,14 @@ api_check_admin_token(PG_FUNCTION_ARGS)
 		SPI_finish();
 		if (admin_trust_external_tokens)
 			PG_RETURN_VOID();
-		admin_unauthorized("the token names no admin account",
+		api_unauthorized("the token names no admin account",
 						   "Admin tokens are accepted only for personal admin accounts (billing.admin_trust_external_tokens is off).",
 						   "Sign in to the admin panel with your admin account.");
 	}
 	disabled = DatumGetBool(billing_spi_get(0, 1, &isnull));
 	SPI_finish();
 	if (disabled)
-		admin_unauthorized("this admin account is disabled",
+		api_unauthorized("this admin account is disabled",
 						   "A DBA disabled the account; its tokens no longer work.",
 						   "Ask a DBA to enable the account again.");
 	PG_RETURN_VOID();

@@ -61,8 +61,8 @@ check_jwt_user_claim(char **newval, void **extra, GucSource source)
  * message is the JSON body, the detail the status and headers.  Outside
  * PostgREST it is an ordinary error whose message is that JSON.
  */
-static void
-unauthorized(const char *message, const char *detail)
+void
+api_unauthorized(const char *message, const char *detail, const char *hint)
 {
 	StringInfoData body;
 
@@ -71,13 +71,17 @@ unauthorized(const char *message, const char *detail)
 	escape_json(&body, message);
 	appendStringInfoString(&body, ", \"details\": ");
 	escape_json(&body, detail);
-	appendStringInfoString(&body, ", \"hint\": \"Sign in again to get a token from the auth service.\"}");
+	appendStringInfoString(&body, ", \"hint\": ");
+	escape_json(&body, hint);
+	appendStringInfoChar(&body, '}');
 	ereport(ERROR,
 			(errcode(MAKE_SQLSTATE('P', 'G', 'R', 'S', 'T')),
 			 errmsg_internal("%s", body.data),
 			 errdetail_internal("{\"status\": 401, \"headers\": "
 								"{\"WWW-Authenticate\": \"Bearer error=\\\"invalid_token\\\"\"}}")));
 }
+
+#define SIGN_IN_AGAIN "Sign in again to get a token from the auth service."
 
 static JsonbValue *
 top_level_claim(Jsonb *claims, const char *name)
@@ -143,13 +147,15 @@ api_current_user_id(PG_FUNCTION_ARGS)
 	pg_uuid_t  *user_id;
 
 	if (value == NULL)
-		unauthorized("the token carries no user id",
-					 psprintf("Expected the user id in the claim \"%s\" or \"sub\".", jwt_user_claim));
+		api_unauthorized("the token carries no user id",
+						 psprintf("Expected the user id in the claim \"%s\" or \"sub\".", jwt_user_claim),
+						 SIGN_IN_AGAIN);
 	user_id = palloc(sizeof(pg_uuid_t));
 	if (value->type != jbvString ||
 		!billing_parse_uuid(value->val.string.val, value->val.string.len, user_id))
-		unauthorized("the token's user id is not a uuid",
-					 psprintf("The claim \"%s\" must be a uuid string.", claim));
+		api_unauthorized("the token's user id is not a uuid",
+						 psprintf("The claim \"%s\" must be a uuid string.", claim),
+						 SIGN_IN_AGAIN);
 	PG_RETURN_UUID_P(user_id);
 }
 

@@ -10,4 +10,11 @@
  */
 extern char *api_request_subject(void);
 
+/*
+ * Ends the request with HTTP 401 (PostgREST's "PGRST" error, code 28000 in
+ * the body, WWW-Authenticate: Bearer error="invalid_token"); outside
+ * PostgREST an ordinary error whose message is that JSON body.
+ */
+extern void api_unauthorized(const char *message, const char *detail, const char *hint) pg_attribute_noreturn();
+
 #endif							/* BILLING_API_H */
