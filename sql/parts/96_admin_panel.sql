@@ -15,6 +15,7 @@ CREATE INDEX payments_promo_created ON billing.payments (promo_code, created_at)
 CREATE INDEX payments_paid ON billing.payments (paid_at) INCLUDE (tariff_code, currency, total, status)
     WHERE paid_at IS NOT NULL;
 CREATE INDEX customers_email ON billing.customers (email);
+CREATE INDEX customers_created ON billing.customers (created_at);
 CREATE INDEX subscriptions_status ON billing.subscriptions (status);
 CREATE INDEX subscriptions_created ON billing.subscriptions (created_at);
 CREATE INDEX admin_audit_at ON billing.admin_audit (at);
