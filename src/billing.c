@@ -1,13 +1,16 @@
 /*
  * billing.c — module entry point: refuses to load unless preloaded, then lets
  * each capability define its settings and (for the outbox) its worker.
- * Also home of the shared helpers (SPI, uuid text, hex digits) declared in
- * billing.h.
+ * Also home of the shared helpers (SPI, uuid text, hex digits, the standby
+ * guard) declared in billing.h.
  */
 #include "postgres.h"
 
+#include "access/xlog.h"
+#include "catalog/namespace.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "utils/lsyscache.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/uuid.h"
@@ -17,6 +20,7 @@
 PG_MODULE_MAGIC;
 
 void		_PG_init(void);
+PG_FUNCTION_INFO_V1(billing_require_primary_sql);
 
 void
 _PG_init(void)
@@ -100,4 +104,46 @@ billing_hexval(char c)
 	if (c >= 'A' && c <= 'F')
 		return c - 'A' + 10;
 	return -1;
+}
+
+/*
+ * A function that writes, called on a hot standby, stops here: before any
+ * side effect outside the database (a Stripe call, a latch), and with a
+ * message that says where to go instead of whichever error its first write
+ * would raise (or XX000 for an xid or a sequence during recovery).
+ */
+void
+billing_require_primary(const char *what)
+{
+	if (!RecoveryInProgress())
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+			 errmsg("%s cannot run on a standby", what),
+			 errdetail("This server is a standby in recovery: it answers reads and takes no writes."),
+			 errhint("Connect to the primary, for example with a connection string that lists every node and target_session_attrs=read-write.")));
+}
+
+/* The calling C function's schema-qualified name, for billing_require_primary(). */
+void
+billing_require_primary_fn(FunctionCallInfo fcinfo)
+{
+	Oid			fn = fcinfo->flinfo ? fcinfo->flinfo->fn_oid : InvalidOid;
+	char	   *name;
+
+	if (!RecoveryInProgress())
+		return;
+	name = OidIsValid(fn) ? get_func_name(fn) : NULL;
+	if (name == NULL)
+		billing_require_primary("this function");
+	billing_require_primary(quote_qualified_identifier(get_namespace_name(get_func_namespace(fn)),
+													   name));
+}
+
+/* billing.require_primary(what text): the same guard for SQL and PL/pgSQL functions. */
+Datum
+billing_require_primary_sql(PG_FUNCTION_ARGS)
+{
+	billing_require_primary(PG_ARGISNULL(0) ? "this function" : text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	PG_RETURN_VOID();
 }

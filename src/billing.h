@@ -66,4 +66,13 @@ extern int	billing_hexval(char c);
 					 errmsg("%s must not be null", (name)))); \
 	} while (0)
 
+/*
+ * Refuse with 25006 (and a hint to use the primary) while this server is a
+ * hot standby.  Every function that writes starts with it:
+ *     BILLING_REQUIRE_PRIMARY(fcinfo);
+ */
+extern void billing_require_primary(const char *what);
+extern void billing_require_primary_fn(FunctionCallInfo fcinfo);
+#define BILLING_REQUIRE_PRIMARY(fcinfo) billing_require_primary_fn(fcinfo)
+
 #endif							/* BILLING_H */

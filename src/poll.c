@@ -143,6 +143,7 @@ billing_stripe_poll(PG_FUNCTION_ARGS)
 	static SPIPlanPtr claim_plan = NULL;
 	static SPIPlanPtr purge_plan = NULL;
 
+	BILLING_REQUIRE_PRIMARY(fcinfo);
 	nonatomic = fcinfo->context && IsA(fcinfo->context, CallContext) &&
 		!castNode(CallContext, fcinfo->context)->atomic;
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)

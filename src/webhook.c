@@ -269,6 +269,7 @@ billing_stripe_webhook(PG_FUNCTION_ARGS)
 	static SPIPlanPtr insert_plan = NULL;
 	static SPIPlanPtr update_plan = NULL;
 
+	BILLING_REQUIRE_PRIMARY(fcinfo);
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),

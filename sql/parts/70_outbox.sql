@@ -63,6 +63,7 @@ BEGIN
         RAISE EXCEPTION 'older_than must be a non-negative interval'
             USING ERRCODE = '22023';
     END IF;
+    PERFORM billing.require_primary('billing.outbox_purge');
     DELETE FROM billing.outbox WHERE status = 'done' AND delivered_at < now() - older_than;
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
