@@ -59,11 +59,11 @@ AS $$
 DECLARE
     n bigint;
 BEGIN
+    PERFORM billing.require_primary('billing.outbox_purge');
     IF older_than IS NULL OR older_than < interval '0' THEN
         RAISE EXCEPTION 'older_than must be a non-negative interval'
             USING ERRCODE = '22023';
     END IF;
-    PERFORM billing.require_primary('billing.outbox_purge');
     DELETE FROM billing.outbox WHERE status = 'done' AND delivered_at < now() - older_than;
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
