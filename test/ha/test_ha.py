@@ -78,9 +78,9 @@ class Formation:
         self.dir = os.path.join(WORK, "ha-formation")
         self.port = three_free_ports()
         self.run("destroy")
-        self.run("init", str(self.port), env={"BILLING_HA_CONF": "\n".join(conf)})
         import atexit
         atexit.register(self.run, "destroy")
+        self.run("init", str(self.port), env={"BILLING_HA_CONF": "\n".join(conf)})
 
     def run(self, cmd, *args, env=None, check=True):
         return subprocess.run([HA_CLUSTER, cmd, self.dir, *args], check=check, text=True,
