@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "commands/extension.h"
@@ -373,6 +374,18 @@ is_auth_kind(OutboxKind kind)
 }
 
 /*
+ * Whether this server takes writes now.  The worker only starts once
+ * recovery has ended, but a node that pg_auto_failover has just promoted
+ * stays read-only (default_transaction_read_only) until the monitor lets it
+ * take writes: meanwhile the worker waits instead of failing every claim.
+ */
+static bool
+outbox_server_writable(void)
+{
+	return !RecoveryInProgress() && !DefaultXactReadOnly;
+}
+
+/*
  * In one short transaction: requeue claims of a worker that died, claim up
  * to a batch of due messages, and find when the next one falls due.  Returns
  * the messages (in batch_cxt) and sets *nmsgs and *sleep_ms.
@@ -391,6 +404,8 @@ claim_batch(bool *reclaimed, int *nmsgs, long *sleep_ms)
 
 	/* Without a target there is nothing to do: rows stay pending, untouched. */
 	if (!auth && !notify)
+		return NULL;
+	if (!outbox_server_writable())
 		return NULL;
 
 	SetCurrentStatementStartTimestamp();
