@@ -15,7 +15,9 @@
 #include "utils/jsonb.h"
 #include "utils/uuid.h"
 
+#include "api.h"
 #include "billing.h"
+#include "common.h"
 
 static char *jwt_user_claim = NULL;
 
@@ -30,11 +32,13 @@ check_jwt_user_claim(char **newval, void **extra, GucSource source)
 
 	if (*newval == NULL || (*newval)[0] == '\0')
 	{
+		billing_guc_invalid("billing.jwt_user_claim", *newval);
 		GUC_check_errdetail("The claim name must not be empty.");
 		return false;
 	}
 	if (strlen(*newval) > 64)
 	{
+		billing_guc_invalid("billing.jwt_user_claim", *newval);
 		GUC_check_errdetail("The claim name must be at most 64 characters long.");
 		return false;
 	}
@@ -44,6 +48,7 @@ check_jwt_user_claim(char **newval, void **extra, GucSource source)
 			  (*p >= '0' && *p <= '9') || *p == '_' || *p == '-' ||
 			  *p == '.' || *p == ':' || *p == '/'))
 		{
+			billing_guc_invalid("billing.jwt_user_claim", *newval);
 			GUC_check_errdetail("The claim name may contain only letters, digits and _ - . : /.");
 			return false;
 		}
@@ -83,27 +88,6 @@ top_level_claim(Jsonb *claims, const char *name)
 	key.val.string.val = (char *) name;
 	key.val.string.len = strlen(name);
 	return findJsonbValueFromContainer(&claims->root, JB_FOBJECT, &key);
-}
-
-/* 8-4-4-4-12 hex digits, as every issuer writes a uuid. */
-static bool
-is_canonical_uuid(const char *s, int len)
-{
-	int			i;
-
-	if (len != 36)
-		return false;
-	for (i = 0; i < 36; i++)
-	{
-		if (i == 8 || i == 13 || i == 18 || i == 23)
-		{
-			if (s[i] != '-')
-				return false;
-		}
-		else if (!isxdigit((unsigned char) s[i]))
-			return false;
-	}
-	return true;
 }
 
 /*
@@ -156,19 +140,17 @@ api_current_user_id(PG_FUNCTION_ARGS)
 {
 	const char *claim;
 	JsonbValue *value = request_user_claim(&claim);
+	pg_uuid_t  *user_id;
 
 	if (value == NULL)
 		unauthorized("the token carries no user id",
 					 psprintf("Expected the user id in the claim \"%s\" or \"sub\".", jwt_user_claim));
+	user_id = palloc(sizeof(pg_uuid_t));
 	if (value->type != jbvString ||
-		!is_canonical_uuid(value->val.string.val, value->val.string.len))
+		!billing_parse_uuid(value->val.string.val, value->val.string.len, user_id))
 		unauthorized("the token's user id is not a uuid",
 					 psprintf("The claim \"%s\" must be a uuid string.", claim));
-
-	/* Checked above: uuid_in cannot fail. */
-	return DirectFunctionCall1(uuid_in,
-							   CStringGetDatum(pnstrdup(value->val.string.val,
-														value->val.string.len)));
+	PG_RETURN_UUID_P(user_id);
 }
 
 void

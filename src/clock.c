@@ -15,6 +15,7 @@
 #include "utils/timestamp.h"
 
 #include "billing.h"
+#include "common.h"
 #include "clock.h"
 
 static char *test_clock_string = NULL;
@@ -52,8 +53,8 @@ check_test_clock(char **newval, void **extra, GucSource source)
 		MemoryContextSwitchTo(oldcxt);
 		edata = CopyErrorData();
 		FlushErrorState();
-		GUC_check_errmsg("invalid value for billing.test_clock: \"%s\"", *newval);
-		GUC_check_errdetail("%s", edata->message);
+		GUC_check_errmsg("invalid value for billing.test_clock: \"%s\"", billing_echo(*newval));
+		GUC_check_errdetail("It must be a timestamptz, such as 2026-03-01 12:00:00+00.");
 		FreeErrorData(edata);
 		return false;
 	}
@@ -86,12 +87,14 @@ check_time_zone(char **newval, void **extra, GucSource source)
 
 	if (tz == NULL)
 	{
-		GUC_check_errdetail("Time zone \"%s\" is not recognized.", *newval);
+		billing_guc_invalid("billing.time_zone", *newval);
+		GUC_check_errdetail("Time zone \"%s\" is not recognized.", billing_echo(*newval));
 		return false;
 	}
 	if (!pg_tz_acceptable(tz))
 	{
-		GUC_check_errdetail("Time zone \"%s\" uses leap seconds.", *newval);
+		billing_guc_invalid("billing.time_zone", *newval);
+		GUC_check_errdetail("Time zone \"%s\" uses leap seconds.", billing_echo(*newval));
 		return false;
 	}
 	/* pg_tzset results live for the life of the process: no copy needed. */
@@ -144,12 +147,18 @@ billing_add_months(TimestampTz anchor, int months)
 	struct pg_tm tm;
 	fsec_t		fsec;
 	int			tz;
-	int			total;
+	int64		total;
+	int64		year;
+	int			month0;
 	int			mdays;
 	TimestampTz result;
 	pg_tz	   *zone = billing_tz ? billing_tz : pg_tzset("UTC");
 
-	if (TIMESTAMP_NOT_FINITE(anchor))
+	/*
+	 * Zero months is the anchor itself: going through the wall clock and
+	 * back could move an instant in an hour that daylight saving repeats.
+	 */
+	if (TIMESTAMP_NOT_FINITE(anchor) || months == 0)
 		return anchor;
 
 	if (timestamp2tm(anchor, &tz, &tm, &fsec, NULL, zone) != 0)
@@ -157,10 +166,27 @@ billing_add_months(TimestampTz anchor, int months)
 				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
 				 errmsg("timestamp out of range")));
 
-	/* tm_mon is 1-based here; count months from year 0 to add safely. */
-	total = tm.tm_year * MONTHS_PER_YEAR + (tm.tm_mon - 1) + months;
-	tm.tm_year = total / MONTHS_PER_YEAR;
-	tm.tm_mon = total % MONTHS_PER_YEAR + 1;
+	/*
+	 * Months counted from year 0 (tm_year is astronomical: 0 is 1 BC), in 64
+	 * bits, divided with floor semantics: C's truncating / and % would put
+	 * a negative count in the wrong year and month.
+	 */
+	total = (int64) tm.tm_year * MONTHS_PER_YEAR + (tm.tm_mon - 1) + months;
+	year = total / MONTHS_PER_YEAR;
+	month0 = (int) (total % MONTHS_PER_YEAR);
+	if (month0 < 0)
+	{
+		month0 += MONTHS_PER_YEAR;
+		year--;
+	}
+	if (year < JULIAN_MINYEAR || year > JULIAN_MAXYEAR)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("timestamp out of range"),
+				 errdetail("%d months from the anchor fall outside the range of timestamptz.",
+						   months)));
+	tm.tm_year = (int) year;
+	tm.tm_mon = month0 + 1;
 
 	/* The anchor's day, or the month's last day when the month is shorter. */
 	mdays = day_tab[isleap(tm.tm_year)][tm.tm_mon - 1];
@@ -172,7 +198,9 @@ billing_add_months(TimestampTz anchor, int months)
 	if (tm2timestamp(&tm, fsec, &tz, &result) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
-				 errmsg("timestamp out of range")));
+				 errmsg("timestamp out of range"),
+				 errdetail("%d months from the anchor fall outside the range of timestamptz.",
+						   months)));
 	return result;
 }
 

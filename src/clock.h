@@ -13,7 +13,8 @@ extern TimestampTz billing_now(void);
 /*
  * anchor + months calendar months in the billing time zone, the day of the
  * month clamped to the month's last day (Stripe's billing-cycle anchor):
- * Jan 31 + 1 = Feb 28/29, Jan 31 + 2 = Mar 31.  months may be negative.
+ * Jan 31 + 1 = Feb 28/29, Jan 31 + 2 = Mar 31.  months may be negative;
+ * 0 months is the anchor itself.  A result outside timestamptz raises 22008.
  */
 extern TimestampTz billing_add_months(TimestampTz anchor, int months);
 

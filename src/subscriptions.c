@@ -17,7 +17,9 @@
 #include "utils/uuid.h"
 
 #include "billing.h"
+#include "common.h"
 #include "clock.h"
+#include "notifications.h"
 #include "outbox.h"
 #include "subscriptions.h"
 
@@ -79,65 +81,10 @@ subscription_epoch(TimestampTz ts)
 }
 
 char *
-subscription_ordering_key(pg_uuid_t *user_id, int64 tariff_id)
-{
-	return psprintf("%s:" INT64_FORMAT, billing_uuid_str(user_id), tariff_id);
-}
-
-/* ISO 8601 in UTC with an explicit offset: 2026-02-28T10:00:00+00:00. */
-static void
-append_iso8601(StringInfo buf, TimestampTz ts)
-{
-	struct pg_tm tm;
-	fsec_t		fsec;
-
-	/* A NULL tz pointer asks timestamp2tm for UTC, whatever the session zone. */
-	if (timestamp2tm(ts, NULL, &tm, &fsec, NULL, NULL) != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
-				 errmsg("timestamp out of range")));
-	appendStringInfo(buf, "%04d-%02d-%02dT%02d:%02d:%02d",
-					 tm.tm_year, tm.tm_mon, tm.tm_mday,
-					 tm.tm_hour, tm.tm_min, tm.tm_sec);
-	if (fsec != 0)
-		appendStringInfo(buf, ".%06d", (int) fsec);
-	appendStringInfoString(buf, "+00:00");
-}
-
-char *
-subscription_notify_payload(int template_num, pg_uuid_t *user_id, int64 tariff_id,
-							const char *tariff_title, TimestampTz end_payment)
-{
-	StringInfoData buf;
-
-	initStringInfo(&buf);
-	appendStringInfo(&buf, "{\"template\": %d, \"user_id\": \"%s\", \"tariff_id\": " INT64_FORMAT
-					 ", \"role_description\": ",
-					 template_num, billing_uuid_str(user_id), tariff_id);
-	escape_json(&buf, tariff_title);
-	appendStringInfoString(&buf, ", \"end_payment\": \"");
-	append_iso8601(&buf, end_payment);
-	appendStringInfoString(&buf, "\"}");
-	return buf.data;
-}
-
-char *
 subscription_role_payload(pg_uuid_t *user_id, int64 tariff_id)
 {
 	return psprintf("{\"user_id\": \"%s\", \"tariff_id\": " INT64_FORMAT "}",
 					billing_uuid_str(user_id), tariff_id);
-}
-
-bool
-subscription_notify(int template_num, pg_uuid_t *user_id, int64 tariff_id,
-					const char *tariff_title, TimestampTz end_payment,
-					const char *idempotency_key)
-{
-	return outbox_enqueue("notify",
-						  subscription_notify_payload(template_num, user_id, tariff_id,
-													  tariff_title, end_payment),
-						  idempotency_key,
-						  subscription_ordering_key(user_id, tariff_id));
 }
 
 bool
@@ -146,7 +93,7 @@ subscription_role_message(const char *kind, pg_uuid_t *user_id, int64 tariff_id,
 {
 	return outbox_enqueue(kind, subscription_role_payload(user_id, tariff_id),
 						  idempotency_key,
-						  subscription_ordering_key(user_id, tariff_id));
+						  outbox_ordering_key(user_id, tariff_id));
 }
 
 /* The subscription row as the functions below read it (locked). */
@@ -163,11 +110,12 @@ typedef struct SubRow
 	pg_uuid_t	user_id;
 	int64		tariff_id;
 	char	   *title;			/* copied into the caller's context */
+	int32		term;
 } SubRow;
 
 #define SUB_COLUMNS \
 	"s.id, s.status, s.anchor_at, s.months, s.ends_at, s.grace_ends_at, " \
-	"s.next_check_at, s.user_id, s.tariff_id, t.title "
+	"s.next_check_at, s.user_id, s.tariff_id, t.title, s.term "
 
 /* Read row 0 of SPI_tuptable (selected with SUB_COLUMNS) into *r. */
 static void
@@ -187,6 +135,7 @@ sub_row_from_spi(SubRow *r, MemoryContext cxt)
 	memcpy(&r->user_id, DatumGetUUIDP(billing_spi_get(0, 8, &isnull)), sizeof(pg_uuid_t));
 	r->tariff_id = DatumGetInt64(billing_spi_get(0, 9, &isnull));
 	r->title = MemoryContextStrdup(cxt, TextDatumGetCString(billing_spi_get(0, 10, &isnull)));
+	r->term = DatumGetInt32(billing_spi_get(0, 11, &isnull));
 }
 
 static bool
@@ -285,11 +234,11 @@ paid_values(Datum *values, TimestampTz anchor_at, int32 months, TimestampTz ends
 	values[4] = TimestampTzGetDatum(grace_ends_at);
 	values[5] = TimestampTzGetDatum(next_check_at);
 	values[6] = TimestampTzGetDatum(billing_now());
-	values[7] = CStringGetTextDatum(subscription_ordering_key(user_id, tariff_id));
+	values[7] = CStringGetTextDatum(outbox_ordering_key(user_id, tariff_id));
 	values[8] = CStringGetTextDatum(subscription_role_payload(user_id, tariff_id));
 	values[9] = CStringGetTextDatum(psprintf("payment:%s:grant", pid));
-	values[10] = CStringGetTextDatum(subscription_notify_payload(TEMPLATE_SUBSCRIBED, user_id,
-																 tariff_id, title, ends_at));
+	values[10] = CStringGetTextDatum(notification_payload(TEMPLATE_SUBSCRIBED, user_id,
+														  tariff_id, title, ends_at));
 	values[11] = CStringGetTextDatum(psprintf("payment:%s:subscribed", pid));
 	values[12] = BoolGetDatum(with_grant);
 }
@@ -304,15 +253,20 @@ static Oid	paid_argtypes[13] = {INT8OID, TIMESTAMPTZOID, INT4OID, TIMESTAMPTZOID
  * statement of its own would cost an executor start-up.
  */
 static void
-renew_subscription(int64 id, TimestampTz anchor_at, int32 months, TimestampTz ends_at,
-				   TimestampTz grace_ends_at, TimestampTz next_check_at,
-				   pg_uuid_t *payment_id, pg_uuid_t *user_id, int64 tariff_id,
-				   const char *title, bool with_grant)
+renew_subscription(int64 id, int32 term, TimestampTz anchor_at, int32 months,
+				   TimestampTz ends_at, TimestampTz grace_ends_at,
+				   TimestampTz next_check_at, pg_uuid_t *payment_id,
+				   pg_uuid_t *user_id, int64 tariff_id, const char *title,
+				   bool with_grant)
 {
 	static SPIPlanPtr plan = NULL;
-	Datum		values[13];
+	Oid			argtypes[14];
+	Datum		values[14];
 	bool		isnull;
 
+	memcpy(argtypes, paid_argtypes, sizeof(paid_argtypes));
+	argtypes[13] = INT4OID;
+	values[13] = Int32GetDatum(term);
 	values[0] = Int64GetDatum(id);
 	paid_values(values, anchor_at, months, ends_at, grace_ends_at, next_check_at,
 				payment_id, user_id, tariff_id, title, with_grant);
@@ -321,14 +275,13 @@ renew_subscription(int64 id, TimestampTz anchor_at, int32 months, TimestampTz en
 						 "WITH s AS ("
 						 " UPDATE billing.subscriptions"
 						 " SET status = 'active', anchor_at = $2, months = $3, ends_at = $4,"
-						 "     grace_ends_at = $5, next_check_at = $6, updated_at = $7"
+						 "     grace_ends_at = $5, next_check_at = $6, updated_at = $7, term = $14"
 						 " WHERE id = $1 RETURNING id), "
 						 "o AS ("
-						 " INSERT INTO billing.outbox (kind, payload, idempotency_key, ordering_key)"
-						 " SELECT m.kind, m.payload::jsonb, m.key, $8 FROM s, " PAID_MESSAGES
-						 " ON CONFLICT (idempotency_key) DO NOTHING RETURNING 1) "
+						 OUTBOX_INSERT_SELECT("SELECT m.kind, m.payload::jsonb, m.key, $8 FROM s, " PAID_MESSAGES)
+						 " RETURNING 1) "
 						 "SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM o)",
-						 13, paid_argtypes, values, NULL, false, 0) != 1 ||
+						 14, argtypes, values, NULL, false, 0) != 1 ||
 		DatumGetInt64(billing_spi_get(0, 1, &isnull)) != 1)
 		elog(ERROR, "subscription " INT64_FORMAT " vanished under its row lock", id);
 	if (DatumGetInt64(billing_spi_get(0, 2, &isnull)) > 0)
@@ -368,9 +321,8 @@ insert_subscription(pg_uuid_t *user_id, int64 tariff_id, TimestampTz anchor_at,
 						 " ON CONFLICT (user_id, tariff_id) DO NOTHING"
 						 " RETURNING s.id), "
 						 "o AS ("
-						 " INSERT INTO billing.outbox (kind, payload, idempotency_key, ordering_key)"
-						 " SELECT m.kind, m.payload::jsonb, m.key, $8 FROM s, " PAID_MESSAGES
-						 " ON CONFLICT (idempotency_key) DO NOTHING RETURNING 1) "
+						 OUTBOX_INSERT_SELECT("SELECT m.kind, m.payload::jsonb, m.key, $8 FROM s, " PAID_MESSAGES)
+						 " RETURNING 1) "
 						 "SELECT s.id, (SELECT count(*) FROM o) FROM s",
 						 14, argtypes, values, NULL, false, 0) == 0)
 		return 0;
@@ -399,7 +351,8 @@ tariff_title(int64 tariff_id)
 
 int64
 subscription_apply_payment(pg_uuid_t *payment_id, pg_uuid_t *user_id,
-						   int64 tariff_id, int32 months, TimestampTz paid_at)
+						   int64 tariff_id, int32 months, TimestampTz paid_at,
+						   int32 *term)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	SubRow		r;
@@ -435,6 +388,7 @@ subscription_apply_payment(pg_uuid_t *payment_id, pg_uuid_t *user_id,
 		if (id != 0)
 		{
 			SPI_finish();
+			*term = 1;
 			return id;
 		}
 
@@ -458,10 +412,15 @@ subscription_apply_payment(pg_uuid_t *payment_id, pg_uuid_t *user_id,
 	{
 		anchor_at = paid_at;
 		total_months = months;
+		if (pg_add_s32_overflow(r.term, 1, term))
+			ereport(ERROR,
+					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+					 errmsg("subscription has too many terms")));
 	}
 	else
 	{
 		anchor_at = r.anchor_at;
+		*term = r.term;
 		if (pg_add_s32_overflow(r.months, months, &total_months))
 			ereport(ERROR,
 					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
@@ -475,7 +434,7 @@ subscription_apply_payment(pg_uuid_t *payment_id, pg_uuid_t *user_id,
 	 * over before the sweep came) gets the role again.  A grant the auth
 	 * service already applied is harmless: grants are idempotent there.
 	 */
-	renew_subscription(r.id, anchor_at, total_months, ends_at, grace_ends_at,
+	renew_subscription(r.id, *term, anchor_at, total_months, ends_at, grace_ends_at,
 					   subscription_active_next_check(ends_at, true),
 					   payment_id, user_id, tariff_id, r.title, new_term);
 
@@ -494,7 +453,8 @@ subscription_refund_payment(pg_uuid_t *payment_id, int64 subscription_id, int32 
 	char	   *pid;
 	bool		isnull;
 	bool		sub_isnull;
-	TimestampTz paid_at;
+	bool		term_isnull;
+	int32		term;
 	TimestampTz now = billing_now();
 	TimestampTz end_payment;
 
@@ -512,12 +472,13 @@ subscription_refund_payment(pg_uuid_t *payment_id, int64 subscription_id, int32 
 				 errmsg("subscription " INT64_FORMAT " does not exist", subscription_id)));
 
 	if (billing_spi_exec(&payment_plan,
-						 "SELECT paid_at, subscription_id FROM billing.payments WHERE id = $1",
+						 "SELECT paid_at, subscription_id, subscription_term "
+						 "FROM billing.payments WHERE id = $1",
 						 1, argtypes, values, NULL, false, 0) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
 				 errmsg("payment %s does not exist", pid)));
-	paid_at = DatumGetTimestampTz(billing_spi_get(0, 1, &isnull));
+	(void) billing_spi_get(0, 1, &isnull);
 	if (isnull)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -527,26 +488,47 @@ subscription_refund_payment(pg_uuid_t *payment_id, int64 subscription_id, int32 
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("payment %s does not belong to subscription " INT64_FORMAT,
 						pid, subscription_id)));
+	term = DatumGetInt32(billing_spi_get(0, 3, &term_isnull));
+	if (sub_isnull || term_isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("payment %s was never applied to a subscription", pid)));
 
-	if (paid_at < r.anchor_at)
+	if (term != r.term)
 	{
 		/*
-		 * Paid before the current term began: that term ended (the
-		 * subscription was blocked and started again since), so the refund
+		 * Its months counted in an earlier term, which has ended (the
+		 * subscription was blocked and started again since): the refund
 		 * takes nothing off the present one.
 		 */
 		end_payment = strcmp(r.status, "blocked") == 0 ? r.grace_ends_at : r.ends_at;
 	}
 	else
 	{
-		int32		left = r.months > months ? r.months - months : 0;
-		TimestampTz ends_at = billing_add_months(r.anchor_at, left);
+		/*
+		 * The term's months are exactly those of its paid, unrefunded
+		 * payments, so this payment's months are in them whatever order the
+		 * payments were settled in.
+		 */
+		int32		left = r.months - months;
+		TimestampTz ends_at;
 
-		if (ends_at <= now)
+		if (left < 0)
+			elog(ERROR, "subscription " INT64_FORMAT " holds %d months, fewer than payment %s bought",
+				 r.id, r.months, pid);
+
+		/*
+		 * No paid month left: the term is empty, whatever the calendar of
+		 * the time zone says about anchor + 0 months (a repeated hour).
+		 */
+		ends_at = left == 0 ? r.anchor_at : billing_add_months(r.anchor_at, left);
+
+		if (left == 0 || ends_at <= now || strcmp(r.status, "blocked") == 0)
 		{
 			/*
-			 * Nothing paid is left: access ends at once, no grace for refunded
-			 * time.  A subscription blocked already had its role revoked.
+			 * Nothing paid is left now: access ends at once, no grace for
+			 * refunded time.  A subscription blocked already had its role
+			 * revoked.
 			 */
 			store_subscription(r.id, "blocked", r.anchor_at, left, ends_at,
 							   ends_at, true, 0);
@@ -569,8 +551,8 @@ subscription_refund_payment(pg_uuid_t *payment_id, int64 subscription_id, int32 
 		}
 	}
 
-	subscription_notify(TEMPLATE_REFUNDED, &r.user_id, r.tariff_id, r.title,
-						end_payment, psprintf("payment:%s:refunded", pid));
+	notification_enqueue(TEMPLATE_REFUNDED, &r.user_id, r.tariff_id, r.title,
+						 end_payment, psprintf("payment:%s:refunded", pid));
 	SPI_finish();
 }
 
@@ -604,7 +586,7 @@ billing_has_access(PG_FUNCTION_ARGS)
 						 2, argtypes, values, NULL, true, 0) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
-				 errmsg("tariff \"%s\" does not exist", text_to_cstring(PG_GETARG_TEXT_PP(1)))));
+				 errmsg("tariff \"%s\" does not exist", billing_echo(text_to_cstring(PG_GETARG_TEXT_PP(1))))));
 
 	{
 		Datum		status = billing_spi_get(0, 1, &isnull);
@@ -691,9 +673,11 @@ PG_FUNCTION_INFO_V1(billing_test_apply_payment);
 Datum
 billing_test_apply_payment(PG_FUNCTION_ARGS)
 {
+	int32		term;
+
 	PG_RETURN_INT64(subscription_apply_payment(PG_GETARG_UUID_P(0), PG_GETARG_UUID_P(1),
 											   PG_GETARG_INT64(2), PG_GETARG_INT32(3),
-											   PG_GETARG_TIMESTAMPTZ(4)));
+											   PG_GETARG_TIMESTAMPTZ(4), &term));
 }
 
 PG_FUNCTION_INFO_V1(billing_test_refund_payment);

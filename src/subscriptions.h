@@ -13,7 +13,9 @@
 /*
  * A payment became paid at paid_at: extend (or start) the user's subscription
  * for the tariff by months; writes grant_role / notify(subscribed) outbox
- * rows as needed.  Returns billing.subscriptions.id (payments stores it).
+ * rows as needed.  Returns billing.subscriptions.id and sets *term to the
+ * term the months count in (payments stores both: a refund takes the months
+ * off that term only).
  *
  * While the subscription is active or in grace at paid_at, the months are
  * added to the same anchor (the term goes on from its current end); when it
@@ -25,13 +27,14 @@
  */
 extern int64 subscription_apply_payment(pg_uuid_t *payment_id, pg_uuid_t *user_id,
 										int64 tariff_id, int32 months,
-										TimestampTz paid_at);
+										TimestampTz paid_at, int32 *term);
 
 /*
- * A paid payment was refunded: take its months off; if that ends the term,
- * access ends now (status blocked, revoke_role); writes notify(refunded).
- * A payment of an earlier term (paid before the current anchor) has no
- * months left in the current term: only the notification is written.
+ * A paid payment was refunded: take its months off the term they count in;
+ * if no paid time is left, access ends now (status blocked, revoke_role, no
+ * grace); writes notify(refunded).  A payment of an earlier term (one that
+ * ended in a block) takes nothing off the current term: only the
+ * notification is written.
  */
 extern void subscription_refund_payment(pg_uuid_t *payment_id, int64 subscription_id,
 										int32 months);
@@ -48,31 +51,15 @@ extern int64 subscription_reminder_usecs(void);
 extern TimestampTz subscription_active_next_check(TimestampTz ends_at,
 												  bool reminder_pending);
 
-/*
- * Queue one notify message (template 1..5) for user and tariff.  end_payment
- * is the time the payload reports as the end of the paid access.
- * Returns true when the row was new (false: this event was already queued).
- */
-extern bool subscription_notify(int template_num, pg_uuid_t *user_id,
-								int64 tariff_id, const char *tariff_title,
-								TimestampTz end_payment,
-								const char *idempotency_key);
-
 /* Queue grant_role or revoke_role ("grant_role"/"revoke_role"). */
 extern bool subscription_role_message(const char *kind, pg_uuid_t *user_id,
 									  int64 tariff_id,
 									  const char *idempotency_key);
 
-/* The payloads of the two, as jsonb text (palloc'd), for batched inserts. */
-extern char *subscription_notify_payload(int template_num, pg_uuid_t *user_id,
-										 int64 tariff_id, const char *tariff_title,
-										 TimestampTz end_payment);
+/* The payload of the two, as jsonb text (palloc'd), for batched inserts. */
 extern char *subscription_role_payload(pg_uuid_t *user_id, int64 tariff_id);
 
 /* Whole seconds since the Unix epoch: the term part of idempotency keys. */
 extern int64 subscription_epoch(TimestampTz ts);
-
-/* "user_id:tariff_id", the outbox ordering key, palloc'd. */
-extern char *subscription_ordering_key(pg_uuid_t *user_id, int64 tariff_id);
 
 #endif							/* BILLING_SUBSCRIPTIONS_H */

@@ -140,6 +140,12 @@ CREATE TABLE billing.subscriptions (
     -- anchor, so a term that began on the 31st keeps returning to the 31st.
     anchor_at       timestamptz NOT NULL,
     months          billing.term_months NOT NULL,
+    -- which term this is: a new term (first purchase, or after a block or a
+    -- lapse) counts up; a paid payment records the term its months count in,
+    -- so a refund takes them off exactly that term, whatever order the
+    -- payments were settled in.  months = the months of the term's paid,
+    -- unrefunded payments.
+    term            int NOT NULL DEFAULT 1 CHECK (term >= 1),
     ends_at         timestamptz NOT NULL,
     grace_ends_at   timestamptz NOT NULL,
     -- when run_expiry must look at this row next (reminder, end, grace end);
@@ -182,6 +188,7 @@ CREATE TABLE billing.payments (
     paid_at             timestamptz,                 -- the provider's time of success
     closed_at           timestamptz,                 -- canceled / expired / failed / refunded
     subscription_id     bigint REFERENCES billing.subscriptions,
+    subscription_term   int,                         -- the subscription's term its months count in
     -- provider (Stripe) state
     provider_session_id text,                    -- unique when set (index below)
     provider_url        text,
@@ -234,6 +241,7 @@ CREATE TABLE billing.outbox (
     next_attempt_at timestamptz NOT NULL DEFAULT now(),
     claimed_at      timestamptz,
     claimed_by      int,                         -- pid of the worker holding the claim
+    claimed_by_start timestamptz,                -- its process start: with the pid, one worker run (pids repeat, this pair does not)
     last_error      text,
     created_at      timestamptz NOT NULL DEFAULT now(),
     delivered_at    timestamptz
@@ -256,6 +264,7 @@ CREATE TABLE billing.admin_audit (
     after           jsonb,
     at              timestamptz NOT NULL DEFAULT billing.now()
 );
+COMMENT ON TABLE billing.admin_audit IS 'Append-only record of every admin change (catalog, payments settled or canceled by an admin, manual expiry sweeps, dead outbox messages requeued or discarded): who, what, the row before and after, when.';
 
 -- Nobody but the owner touches the tables directly; functions grant what is needed.
 REVOKE ALL ON ALL TABLES IN SCHEMA billing, marketing FROM PUBLIC;

@@ -253,6 +253,8 @@ class StripeE2E(unittest.TestCase):
         self.ctl("POST", "refund_mode", {"status": "pending"})
         self.ctl("POST", "webhooks", {"mode": "hold"})
         self.assertEqual(self.one("SELECT billing.cancel_payment(%s, %s)", (user, pid)), "refund_pending")
+        # The buyer keeps access until Stripe confirms the refund.
+        self.assertTrue(self.one("SELECT billing.has_access(%s, 'prime')", (user,)))
         rid = self.one("SELECT provider_refund_id FROM billing.payments WHERE id = %s", (pid,))
         self.assertTrue(rid.startswith("re_"))
         self.ctl("POST", "refunds/%s" % rid, {"status": "succeeded"})
