@@ -11,6 +11,9 @@
 # Both with pg_auto_failover's default timeouts (README, "Running with a standby").
 #
 # Usage: bench/ha.sh [seconds per run] [rounds]   (default 10, 3)
+#   SYNC=remote_write bench/ha.sh   runs the formation with that synchronous_commit
+#   (default on: the standby has flushed the commit; remote_write: it has
+#   written it, not yet flushed, so only losing both machines at once loses it)
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -30,6 +33,7 @@ while [ "$base" -gt 65000 ]; do base=$(free_port); done
 single_port=$(free_port)
 http_port=$(free_port)
 conf=("shared_buffers = '512MB'" "max_wal_size = '4GB'" "checkpoint_timeout = '30min'")
+SYNC=${SYNC:-on}
 pgrst_pid=
 cleanup() {
 	[ -n "$pgrst_pid" ] && kill "$pgrst_pid" 2>/dev/null || true
@@ -39,7 +43,8 @@ cleanup() {
 trap cleanup EXIT
 
 log "a monitor and two nodes (about a minute)"
-BILLING_HA_CONF=$(printf '%s\n' "${conf[@]}") "$BILLING_SRC/scripts/ha-cluster" init "$ha" "$base"
+BILLING_HA_CONF=$(printf '%s\n' "${conf[@]}" "synchronous_commit = $SYNC") \
+	"$BILLING_SRC/scripts/ha-cluster" init "$ha" "$base"
 "$BILLING_SRC/scripts/cluster" init "$single" "$single_port" "${conf[@]}" >/dev/null
 ha_port=$((base + 1))
 
@@ -112,7 +117,7 @@ cat <<EOF
 
 create_invoice, $CLIENTS clients, median of $ROUNDS x ${SECONDS_PER_RUN}s:
   single node                  $s tps
-  with a synchronous standby   $h tps
+  with a synchronous standby   $h tps   (synchronous_commit = $SYNC)
   ratio sync / single          $(calc "$h / $s" 2)   (target >= 0.6)
 
 failover (kill -9 of the primary's pg_autoctl and postmaster):
