@@ -281,6 +281,9 @@ class HighAvailability(unittest.TestCase):
         f = cls.formation
         f.query("node1", "ALTER ROLE billing_authenticator LOGIN")
         f.query("node1", "SELECT billing.create_tariff('prime', 'Prime films', 29900, 'RUB')")
+        # ADMIN's user id is a personal admin account, as admin tokens need.
+        f.query("node1", "SELECT billing.create_admin_account('ha-admin@example.com', 'HA test admin', "
+                         "'ha test admin password', '%s')" % http_e2e.ADMIN_USER)
         # A pg_cron job that is running when the primary dies (test 3).
         f.query("node1", "SELECT cron.schedule('ha-sleeper', '* * * * *', 'SELECT pg_sleep(3600)')")
         cls.api = PostgREST(f, http_port)
