@@ -152,6 +152,8 @@ billing_mark_payment_paid(PG_FUNCTION_ARGS)
 	PaymentStatus was;
 	Datum		before;
 
+	BILLING_REQUIRE_PRIMARY(fcinfo);
+
 	BILLING_REQUIRE_ARG(fcinfo, 0, "payment_id");
 	BILLING_REQUIRE_ARG(fcinfo, 1, "reason");
 	payment_id = PG_GETARG_UUID_P(0);

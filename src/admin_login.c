@@ -228,6 +228,8 @@ billing_create_admin_account(PG_FUNCTION_ARGS)
 	char	   *password;
 	Datum		after;
 
+	BILLING_REQUIRE_PRIMARY(fcinfo);
+
 	BILLING_REQUIRE_ARG(fcinfo, 0, "email");
 	BILLING_REQUIRE_ARG(fcinfo, 1, "display_name");
 	BILLING_REQUIRE_ARG(fcinfo, 2, "password");
@@ -318,6 +320,8 @@ billing_set_admin_password(PG_FUNCTION_ARGS)
 	char	   *hash;
 	Datum		after;
 
+	BILLING_REQUIRE_PRIMARY(fcinfo);
+
 	BILLING_REQUIRE_ARG(fcinfo, 0, "email");
 	BILLING_REQUIRE_ARG(fcinfo, 1, "password");
 
@@ -343,6 +347,8 @@ billing_disable_admin_account(PG_FUNCTION_ARGS)
 	static SPIPlanPtr plan = NULL;
 	Datum		after;
 
+	BILLING_REQUIRE_PRIMARY(fcinfo);
+
 	BILLING_REQUIRE_ARG(fcinfo, 0, "email");
 	connect_spi();
 	after = change_account(PG_GETARG_TEXT_PP(0), "disable_admin_account", &plan,
@@ -359,6 +365,8 @@ billing_enable_admin_account(PG_FUNCTION_ARGS)
 {
 	static SPIPlanPtr plan = NULL;
 	Datum		after;
+
+	BILLING_REQUIRE_PRIMARY(fcinfo);
 
 	BILLING_REQUIRE_ARG(fcinfo, 0, "email");
 	connect_spi();
@@ -492,6 +500,8 @@ billing_admin_login(PG_FUNCTION_ARGS)
 	Datum		result;
 	char	   *result_text;
 	MemoryContext caller = CurrentMemoryContext;
+
+	BILLING_REQUIRE_PRIMARY(fcinfo);
 
 	if (admin_jwt_secret == NULL || admin_jwt_secret[0] == '\0')
 		ereport(ERROR,

@@ -119,9 +119,17 @@ GRANT EXECUTE ON FUNCTION api_private.check_admin_token() TO billing_admin;
 CREATE FUNCTION api.login(email text, password text) RETURNS jsonb
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    r jsonb := billing.admin_login(email, password);
-    e jsonb := r -> 'error';
+    r jsonb;
+    e jsonb;
+    st text; msg text; det text; hnt text;
 BEGIN
+    BEGIN
+        r := billing.admin_login(email, password);
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
+        PERFORM api_private.reraise(st, msg, det, hnt);
+    END;
+    e := r -> 'error';
     IF e IS NULL THEN
         RETURN r;
     END IF;

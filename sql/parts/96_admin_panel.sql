@@ -91,6 +91,7 @@ DECLARE
     from_day date;
     n int;
 BEGIN
+    PERFORM billing.require_primary('billing.revenue_rollup');
     PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('billing.revenue_rollup'));
     SELECT * INTO st FROM billing.revenue_days_state;
     IF st.time_zone IS DISTINCT FROM tz THEN
