@@ -67,6 +67,7 @@ typedef struct PaymentInfo
 	TimestampTz expires_at;
 	bool		has_paid_at;
 	TimestampTz paid_at;
+	char	   *provider;		/* provider.h; NULL before the checkout */
 	char	   *provider_session_id;
 	char	   *provider_url;
 	char	   *provider_payment_intent;

@@ -181,13 +181,19 @@ CREATE TABLE billing.payments (
     closed_at           timestamptz,                 -- canceled / expired / failed / refunded
     subscription_id     bigint REFERENCES billing.subscriptions,
     subscription_term   int,                         -- the subscription's term its months count in
-    -- provider (Stripe) state
+    -- provider state: the provider is chosen when the checkout opens
+    -- (billing.providers); every later call for the payment goes to it
+    provider            text CHECK (provider ~ '^[a-z][a-z0-9_]{0,31}$'),
     provider_session_id text,                    -- unique when set (index below)
     provider_url        text,
     provider_payment_intent text,
     provider_refund_id  text,
     next_poll_at        timestamptz,                 -- poller backoff
     poll_attempts       int NOT NULL DEFAULT 0,
+    -- closed here while the provider may still take the money (a YooKassa
+    -- confirmation cannot be cancelled): the poller keeps asking, and money
+    -- that arrives anyway is refunded
+    provider_watch      boolean NOT NULL DEFAULT false,
     CHECK ((promo_code_id IS NULL) = (promo_code IS NULL)),
     -- a paid (or since refunded) payment says when it was paid; the statuses
     -- are named in C: a call is far cheaper to load per statement than a list
@@ -195,7 +201,8 @@ CREATE TABLE billing.payments (
 );
 CREATE INDEX payments_user ON billing.payments (user_id, created_at);
 CREATE INDEX payments_open ON billing.payments (expires_at) WHERE status IN ('invoiced', 'pending');
-CREATE INDEX payments_poll ON billing.payments (next_poll_at) WHERE status IN ('pending', 'refund_pending');
+CREATE INDEX payments_poll ON billing.payments (next_poll_at)
+    WHERE status IN ('pending', 'refund_pending') OR provider_watch;
 -- Partial: the many payments without a provider session add no index entry
 -- (NULLs never conflict anyway), on insert or on any later update.
 CREATE UNIQUE INDEX payments_provider_session ON billing.payments (provider_session_id)

@@ -24,21 +24,6 @@ COMMENT ON TABLE billing.stripe_events IS 'Verified Stripe webhook events, store
 REVOKE ALL ON billing.stripe_events FROM PUBLIC;
 GRANT SELECT ON billing.stripe_events TO billing_admin;
 
-CREATE FUNCTION billing.checkout(user_id uuid, payment_id uuid,
-                                 success_url text DEFAULT NULL, cancel_url text DEFAULT NULL)
-    RETURNS text
-    VOLATILE LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-    AS 'MODULE_PATHNAME', 'billing_checkout';
-COMMENT ON FUNCTION billing.checkout(uuid, uuid, text, text) IS
-    'Open a Stripe Checkout Session for the user''s invoiced payment and return its URL (the redirect); the payment becomes pending. Again for a pending payment: the same URL, no second session.';
-
-CREATE FUNCTION billing.confirm_payment(user_id uuid, payment_id uuid)
-    RETURNS text
-    VOLATILE LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-    AS 'MODULE_PATHNAME', 'billing_confirm_payment';
-COMMENT ON FUNCTION billing.confirm_payment(uuid, uuid) IS
-    'Back from checkout: fetch the Stripe session now and settle it (paid, expired, failed, or still pending). Returns the status.';
-
 CREATE FUNCTION billing.stripe_webhook(body json, signature text)
     RETURNS jsonb
     VOLATILE LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp
@@ -56,14 +41,9 @@ CREATE PROCEDURE billing.stripe_poll(OUT result jsonb)
 COMMENT ON PROCEDURE billing.stripe_poll(jsonb) IS
     'Ask Stripe about due pending checkouts and refunds (batch, backoff), settle them, expire abandoned sessions; commits between calls. Scheduled by pg_cron.';
 
-REVOKE ALL ON FUNCTION billing.checkout(uuid, uuid, text, text),
-                       billing.confirm_payment(uuid, uuid),
-                       billing.stripe_webhook(json, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION billing.stripe_webhook(json, text) FROM PUBLIC;
 REVOKE ALL ON PROCEDURE billing.stripe_poll(jsonb) FROM PUBLIC;
--- Users reach checkout and confirm through the api schema with their own id;
--- the webhook endpoint is granted by the HTTP layer to the role it runs as.
-GRANT EXECUTE ON FUNCTION billing.checkout(uuid, uuid, text, text),
-                          billing.confirm_payment(uuid, uuid) TO billing_admin;
+-- The webhook endpoint is granted by the HTTP layer to the role it runs as.
 
 -- The poller's pg_cron job, in the shared registry (30_payments.sql).
 INSERT INTO billing.cron_jobs (name, schedule_setting, command)
