@@ -39,6 +39,7 @@ _PG_init(void)
 	payments_define_gucs();
 	stripe_define_gucs();
 	provider_define_gucs();
+	yookassa_define_gucs();
 	api_define_gucs();
 	/* billing.cancel_payment asks the payment's provider through this hook. */
 	checkout_init();

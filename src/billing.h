@@ -16,6 +16,7 @@ extern void pricing_define_gucs(void);
 extern void payments_define_gucs(void);
 extern void stripe_define_gucs(void);
 extern void provider_define_gucs(void);
+extern void yookassa_define_gucs(void);
 extern void api_define_gucs(void);
 extern void checkout_init(void);		/* the providers' cancel/refund hook */
 extern void outbox_init(void);	/* the worker's wake-up slot in shared memory */

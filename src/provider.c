@@ -13,6 +13,7 @@
 
 const BillingProvider *const billing_providers[] = {
 	&stripe_provider,
+	&yookassa_provider,
 	NULL
 };
 
@@ -93,7 +94,7 @@ check_providers(char **newval, void **extra, GucSource source)
 		{
 			free(rules);
 			billing_guc_invalid("billing.providers", *newval);
-			GUC_check_errdetail("The known providers are listed in provider.c.");
+			GUC_check_errdetail("The known providers are stripe and yookassa.");
 			return false;
 		}
 		for (int i = 0; i < rules->count; i++)
@@ -156,7 +157,7 @@ provider_choose(const char *currency, const char *requested)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("unknown payment provider \"%s\"", billing_echo(requested)),
-					 errhint("The known providers are listed in provider.c.")));
+					 errhint("The known providers are stripe and yookassa.")));
 		if (!configured(prov))
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

@@ -115,5 +115,6 @@ extern const BillingProvider *provider_of(const char *stored_name);
 
 /* The providers' own tables (one file each). */
 extern const BillingProvider stripe_provider;
+extern const BillingProvider yookassa_provider;
 
 #endif							/* BILLING_PROVIDER_H */

@@ -244,6 +244,28 @@ $$Stripe webhook endpoint
 
 For Stripe only: the body is the event exactly as Stripe sent it, verified against the Stripe-Signature header (HMAC-SHA256 with the configured webhook secrets, 300 s tolerance), stored once by event id and applied to the payment.  Answers what it did; a bad or stale signature is 403 and changes nothing.$$;
 
+-- YooKassa signs nothing: the body is only a hint of which object to read
+-- back.  The sender is the last address the proxy in front of PostgREST
+-- appended to X-Forwarded-For (the one hop we can trust), if any.
+CREATE FUNCTION api.yookassa_webhook(json) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    fwd text := current_setting('request.headers', true)::json ->> 'x-forwarded-for';
+    st text; msg text; det text; hnt text;
+BEGIN
+    RETURN billing.yookassa_webhook($1,
+        nullif(pg_catalog.btrim(pg_catalog.split_part(fwd, ',',
+               pg_catalog.array_length(pg_catalog.string_to_array(fwd, ','), 1))), ''));
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
+    PERFORM api_private.reraise(st, msg, det, hnt);
+END
+$$;
+COMMENT ON FUNCTION api.yookassa_webhook(json) IS
+$$YooKassa notification endpoint
+
+For YooKassa only: {type: "notification", event, object}.  The body is not trusted: the payment or refund it names is read back from the YooKassa API and applied as the poller would; a notification that names nothing of ours, or that the API contradicts, changes nothing.  Answers 200 once the result is committed; 502/503 when YooKassa cannot be reached (YooKassa delivers again).  With billing.yookassa_notify_from set, other senders (X-Forwarded-For) get 403.$$;
+
 ---------------------------------------------------------------------------
 -- A signed-in user's endpoints.  SECURITY DEFINER: billing's functions take
 -- any user id, so users reach them only through these, which pass the id
@@ -746,7 +768,8 @@ GRANT EXECUTE ON FUNCTION api_private.current_user_id(), api_private.pre_request
     api_private.reraise(text, text, text, text)
     TO billing_anon, billing_user, billing_admin;
 
-GRANT EXECUTE ON FUNCTION api.ping(), api.stripe_webhook(json) TO billing_anon, billing_user, billing_admin;
+GRANT EXECUTE ON FUNCTION api.ping(), api.stripe_webhook(json), api.yookassa_webhook(json)
+    TO billing_anon, billing_user, billing_admin;
 GRANT SELECT ON api.tariffs, api.months_discounts TO billing_anon, billing_user, billing_admin;
 
 GRANT EXECUTE ON FUNCTION api.quote(text, int, text), api.create_invoice(text, int, text),
