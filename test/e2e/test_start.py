@@ -83,6 +83,7 @@ class LocalStack(unittest.TestCase):
         cls.env = dict(os.environ, BILLING_PGBIN=PGBIN, BILLING_STACK_DIR=cls.stack,
                        BILLING_LOG_DIR=cls.logs, BILLING_PG_PORT=str(free_port()),
                        BILLING_HTTP_PORT=str(cls.http_port), BILLING_STRIPE_PORT=str(free_port()),
+                       BILLING_YOOKASSA_PORT=str(free_port()),
                        BILLING_AUTH_PORT=str(free_port()), BILLING_NOTIFY_PORT=str(free_port()),
                        BILLING_GRPC_CONTROL_PORT=str(free_port()))
         cls.stop_stack(purge=True)
@@ -157,7 +158,8 @@ class LocalStack(unittest.TestCase):
 
     # ---- secrets -------------------------------------------------------------
     def secret_values(self):
-        values = [self.secrets[k] for k in ("JWT_SECRET", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET")]
+        values = [self.secrets[k] for k in ("JWT_SECRET", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET",
+                                           "YOOKASSA_SECRET_KEY")]
         for name in ("user.jwt", "admin.jwt"):
             with open(os.path.join(self.stack, name)) as f:
                 values.append(f.read().strip())

@@ -24,6 +24,7 @@ Idempotence-Key on every POST):
 
 Confirmation page, for people clicking through the local stack:
     GET  /confirm/{payment id}        a page with "Pay" and "Decline"
+    GET  /return                      a page to come back to (the local stack's return_url)
 
 Control API (JSON in and out; tests only):
     POST /_control/payments/{id}/succeed   the buyer paid
@@ -300,6 +301,11 @@ class Handler(BaseHTTPRequestHandler):
                 return self._page(method, url.path, body)
             if url.path.startswith("/v3/"):
                 return self._api(method, url.path, body)
+            if url.path == "/return":
+                return self._send(200, b"<!doctype html><meta charset=utf-8><title>Back at the shop</title>"
+                                  b"<h1>Back at the shop (stand-in)</h1><p>The shop now asks "
+                                  b"billing.confirm_payment, or waits for the notification.</p>",
+                                  content_type="text/html; charset=utf-8")
             self._send(404, ApiError(404, "not_found", "Unknown path %s" % url.path).body)
         except BrokenPipeError:
             pass
