@@ -24,3 +24,19 @@ REVOKE ALL ON FUNCTION billing.checkout(uuid, uuid, text, text, text),
 -- Users reach checkout and confirm through the api schema with their own id.
 GRANT EXECUTE ON FUNCTION billing.checkout(uuid, uuid, text, text, text),
                           billing.confirm_payment(uuid, uuid) TO billing_admin;
+
+-- Not SECURITY DEFINER and no SET clause: either would make the CALL atomic
+-- (PostgreSQL forbids COMMIT there), and the poller must commit between its
+-- claim, its provider calls and its settles.  It is for the superuser that
+-- pg_cron runs it as; every name in it is schema-qualified.
+CREATE PROCEDURE billing.poll_payments(OUT result jsonb)
+    LANGUAGE C
+    AS 'MODULE_PATHNAME', 'billing_stripe_poll';
+COMMENT ON PROCEDURE billing.poll_payments(jsonb) IS
+    'Ask each payment''s provider about due pending checkouts and refunds, and about closed payments it could still take money for (provider_watch): a batch per provider (billing.stripe_poll_batch) with backoff per payment (billing.stripe_poll_interval doubling up to billing.stripe_poll_max_interval), an unreachable provider skipped for the rest of the run; settle them, expire abandoned checkouts; commits between calls. Scheduled by pg_cron.';
+REVOKE ALL ON PROCEDURE billing.poll_payments(jsonb) FROM PUBLIC;
+
+-- The poller's pg_cron job, in the shared registry (30_payments.sql).
+INSERT INTO billing.cron_jobs (name, schedule_setting, command)
+VALUES ('billing-poll-payments', 'billing.stripe_poll_schedule', 'CALL billing.poll_payments(NULL)');
+SELECT billing.schedule_jobs();

@@ -31,21 +31,14 @@ CREATE FUNCTION billing.stripe_webhook(body json, signature text)
 COMMENT ON FUNCTION billing.stripe_webhook(json, text) IS
     'A Stripe webhook: verifies the Stripe-Signature header over the raw body, stores the event once by id and applies it. Returns what it did.';
 
--- Not SECURITY DEFINER and no SET clause: either would make the CALL atomic
--- (PostgreSQL forbids COMMIT there), and the poller must commit between its
--- claim, its Stripe calls and its settles.  It is for the superuser that
--- pg_cron runs it as; every name in it is schema-qualified.
+-- The poller under its first name (55_checkout.sql: billing.poll_payments,
+-- which pg_cron runs); kept for the callers that know it.
 CREATE PROCEDURE billing.stripe_poll(OUT result jsonb)
     LANGUAGE C
     AS 'MODULE_PATHNAME', 'billing_stripe_poll';
 COMMENT ON PROCEDURE billing.stripe_poll(jsonb) IS
-    'Ask Stripe about due pending checkouts and refunds (batch, backoff), settle them, expire abandoned sessions; commits between calls. Scheduled by pg_cron.';
+    'The poller''s first name: the same as billing.poll_payments (every provider, not only Stripe).';
 
 REVOKE ALL ON FUNCTION billing.stripe_webhook(json, text) FROM PUBLIC;
 REVOKE ALL ON PROCEDURE billing.stripe_poll(jsonb) FROM PUBLIC;
 -- The webhook endpoint is granted by the HTTP layer to the role it runs as.
-
--- The poller's pg_cron job, in the shared registry (30_payments.sql).
-INSERT INTO billing.cron_jobs (name, schedule_setting, command)
-VALUES ('billing-stripe-poll', 'billing.stripe_poll_schedule', 'CALL billing.stripe_poll(NULL)');
-SELECT billing.schedule_jobs();
