@@ -47,6 +47,16 @@ check_sender(const char *sender)
 				 errmsg("yookassa notification without a sender address"),
 				 errdetail("billing.yookassa_notify_from is set, and the HTTP layer passed no client address."),
 				 errhint("Let the proxy set X-Forwarded-For, or clear billing.yookassa_notify_from.")));
+	/* An address, nothing else (the header is the sender's to write). */
+	ok = strlen(sender) > 0 && strlen(sender) <= 45;
+	for (const char *p = sender; *p; p++)
+		ok &= ((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f') ||
+			   (*p >= 'A' && *p <= 'F') || *p == '.' || *p == ':');
+	if (!ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("yookassa notification from \"%s\" is not allowed", billing_echo(sender)),
+				 errdetail("That is not an IP address.")));
 	values[0] = CStringGetTextDatum(sender);
 	values[1] = CStringGetTextDatum(yookassa_notify_from);
 	SPI_connect();
