@@ -18,6 +18,14 @@ COMMENT ON ROLE billing_admin IS 'The marketing team and billing operators: cata
 
 GRANT USAGE ON SCHEMA billing, marketing TO billing_admin;
 
+-- On a hot standby every function that writes refuses at once with 25006
+-- (C functions call the same guard directly).
+CREATE FUNCTION billing.require_primary(what text) RETURNS void
+    VOLATILE LANGUAGE C AS 'MODULE_PATHNAME', 'billing_require_primary_sql';
+COMMENT ON FUNCTION billing.require_primary(text) IS
+    'Raises 25006 with a hint to use the primary when this server is a standby; does nothing on the primary.';
+REVOKE ALL ON FUNCTION billing.require_primary(text) FROM PUBLIC;
+
 -- The one clock (clock.c).
 CREATE FUNCTION billing.now() RETURNS timestamptz
     STABLE PARALLEL SAFE LANGUAGE C AS 'MODULE_PATHNAME', 'billing_now_sql';
