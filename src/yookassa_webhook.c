@@ -122,6 +122,7 @@ billing_yookassa_webhook(PG_FUNCTION_ARGS)
 	const char *status = NULL;
 	StringInfoData out;
 
+	BILLING_REQUIRE_PRIMARY(fcinfo);
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),

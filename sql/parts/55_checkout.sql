@@ -31,7 +31,7 @@ GRANT EXECUTE ON FUNCTION billing.checkout(uuid, uuid, text, text, text),
 -- pg_cron runs it as; every name in it is schema-qualified.
 CREATE PROCEDURE billing.poll_payments(OUT result jsonb)
     LANGUAGE C
-    AS 'MODULE_PATHNAME', 'billing_stripe_poll';
+    AS 'MODULE_PATHNAME', 'billing_poll_payments';
 COMMENT ON PROCEDURE billing.poll_payments(jsonb) IS
     'Ask each payment''s provider about due pending checkouts and refunds, and about closed payments it could still take money for (provider_watch): a batch per provider (billing.stripe_poll_batch) with backoff per payment (billing.stripe_poll_interval doubling up to billing.stripe_poll_max_interval), an unreachable provider skipped for the rest of the run; settle them, expire abandoned checkouts; commits between calls. Scheduled by pg_cron.';
 REVOKE ALL ON PROCEDURE billing.poll_payments(jsonb) FROM PUBLIC;

@@ -35,7 +35,7 @@ COMMENT ON FUNCTION billing.stripe_webhook(json, text) IS
 -- which pg_cron runs); kept for the callers that know it.
 CREATE PROCEDURE billing.stripe_poll(OUT result jsonb)
     LANGUAGE C
-    AS 'MODULE_PATHNAME', 'billing_stripe_poll';
+    AS 'MODULE_PATHNAME', 'billing_poll_payments';
 COMMENT ON PROCEDURE billing.stripe_poll(jsonb) IS
     'The poller''s first name: the same as billing.poll_payments (every provider, not only Stripe).';
 
