@@ -9,6 +9,7 @@
 #include <curl/curl.h>
 #include <string.h>
 
+#include "catalog/pg_type.h"
 #include "common/jsonapi.h"
 #include "fmgr.h"
 #include "mb/pg_wchar.h"
@@ -615,4 +616,79 @@ yookassa_append_amount(StringInfo s, int64 minor_units, const char *currency)
 	appendStringInfoString(s, ", \"currency\": ");
 	escape_json(s, currency);
 	appendStringInfoChar(s, '}');
+}
+
+/* ---------------------------------------------------------------------
+ * 54-FZ receipts
+ * --------------------------------------------------------------------- */
+
+/* YooKassa's limit for description and receipt item texts. */
+#define YOO_TEXT_CHARS 128
+
+static char *
+clip_text(const char *s)
+{
+	int			len = strlen(s);
+	int			n = 0;
+	int			bytes = 0;
+
+	while (bytes < len && n < YOO_TEXT_CHARS)
+	{
+		bytes += pg_mblen(s + bytes);
+		n++;
+	}
+	return pnstrdup(s, Min(bytes, len));
+}
+
+void
+yookassa_append_receipt(StringInfo b, const char *email, const char *item, int64 total,
+			   const char *currency)
+{
+	appendStringInfoString(b, ", \"receipt\": {\"customer\": {\"email\": ");
+	escape_json(b, email);
+	appendStringInfoString(b, "}, \"items\": [{\"description\": ");
+	escape_json(b, item);
+	appendStringInfoString(b, ", \"quantity\": \"1.00\", \"amount\": ");
+	yookassa_append_amount(b, total, currency);
+	appendStringInfo(b, ", \"vat_code\": %d, \"payment_subject\": \"service\", "
+					 "\"payment_mode\": \"full_payment\"}]}", yookassa_vat_code);
+}
+
+char *
+yookassa_customer_email(const pg_uuid_t *user_id)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[1] = {UUIDOID};
+	Datum		values[1] = {UUIDPGetDatum(user_id)};
+	char	   *email = NULL;
+	MemoryContext cxt = CurrentMemoryContext;
+
+	SPI_connect();
+	if (billing_spi_exec(&plan, "SELECT email FROM billing.customers WHERE user_id = $1",
+						 1, types, values, NULL, true, 1) == 1)
+	{
+		MemoryContext old = MemoryContextSwitchTo(cxt);
+
+		email = billing_spi_text(0, 1);
+		MemoryContextSwitchTo(old);
+	}
+	SPI_finish();
+	return email;
+}
+
+void
+yookassa_require_email(const char *email)
+{
+	if (email == NULL || email[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("a 54-FZ receipt needs the customer's e-mail, and none is known"),
+				 errdetail("billing.yookassa_receipts is on."),
+				 errhint("Record the customer's e-mail (billing.customers), or turn receipts off.")));
+}
+
+char *
+yookassa_item_text(const char *title, int32 months)
+{
+	return clip_text(psprintf("%s, %d month%s", title, months, months == 1 ? "" : "s"));
 }

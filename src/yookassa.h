@@ -82,6 +82,18 @@ extern char *yookassa_idempotence_key(const char *what, const pg_uuid_t *payment
 extern void yookassa_append_amount(StringInfo s, int64 minor_units, const char *currency);
 
 /*
+ * 54-FZ receipts (billing.yookassa_receipts): the item text "<title>, N
+ * months" cut to YooKassa's 128 characters; the customer's e-mail from
+ * billing.customers (NULL when unknown); a 55000 when there is none; and the
+ * "receipt" member appended to a JSON object's text.
+ */
+extern char *yookassa_item_text(const char *title, int32 months);
+extern char *yookassa_customer_email(const pg_uuid_t *user_id);
+extern void yookassa_require_email(const char *email);
+extern void yookassa_append_receipt(StringInfo s, const char *email, const char *item,
+									int64 total, const char *currency);
+
+/*
  * Applying what YooKassa says to our payment (yookassa_apply.c).  Both lock
  * the payment row, check that the object really is this payment's (id,
  * amount, currency), decide the outcome and settle through

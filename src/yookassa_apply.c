@@ -137,7 +137,17 @@ refund_late_payment(PaymentInfo *p, const char *yoo_id)
 	escape_json(&body, yoo_id);
 	appendStringInfoString(&body, ", \"amount\": ");
 	yookassa_append_amount(&body, p->total, p->currency);
-	appendStringInfoString(&body, ", \"description\": \"Payment canceled before it was confirmed\"}");
+	appendStringInfoString(&body, ", \"description\": \"Payment canceled before it was confirmed\"");
+	if (yookassa_receipts)
+	{
+		/* Without an e-mail YooKassa refuses: logged below, tried again. */
+		char	   *email = yookassa_customer_email(&p->user_id);
+
+		if (email)
+			yookassa_append_receipt(&body, email, yookassa_item_text(p->tariff_title, p->months),
+									p->total, p->currency);
+	}
+	appendStringInfoChar(&body, '}');
 	yookassa_request(&r, "POST", "/v3/refunds", body.data,
 					 yookassa_idempotence_key("late-refund", &p->id));
 	if (r.outcome != YOO_OK ||

@@ -14,7 +14,6 @@
  */
 #include "postgres.h"
 
-#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
@@ -25,82 +24,11 @@
 #include "stripe.h"				/* stripe_json_*: reading JSON objects */
 #include "yookassa.h"
 
-/* YooKassa's limit for description and receipt item texts. */
-#define YOO_TEXT_CHARS 128
-
-static char *
-clip_text(const char *s)
-{
-	int			len = strlen(s);
-	int			n = 0;
-	int			bytes = 0;
-
-	while (bytes < len && n < YOO_TEXT_CHARS)
-	{
-		bytes += pg_mblen(s + bytes);
-		n++;
-	}
-	return pnstrdup(s, Min(bytes, len));
-}
-
-static void
-append_receipt(StringInfo b, const char *email, const char *item, int64 total,
-			   const char *currency)
-{
-	appendStringInfoString(b, ", \"receipt\": {\"customer\": {\"email\": ");
-	escape_json(b, email);
-	appendStringInfoString(b, "}, \"items\": [{\"description\": ");
-	escape_json(b, item);
-	appendStringInfoString(b, ", \"quantity\": \"1.00\", \"amount\": ");
-	yookassa_append_amount(b, total, currency);
-	appendStringInfo(b, ", \"vat_code\": %d, \"payment_subject\": \"service\", "
-					 "\"payment_mode\": \"full_payment\"}]}", yookassa_vat_code);
-}
-
-static char *
-customer_email(const pg_uuid_t *user_id)
-{
-	static SPIPlanPtr plan = NULL;
-	Oid			types[1] = {UUIDOID};
-	Datum		values[1] = {UUIDPGetDatum(user_id)};
-	char	   *email = NULL;
-	MemoryContext cxt = CurrentMemoryContext;
-
-	SPI_connect();
-	if (billing_spi_exec(&plan, "SELECT email FROM billing.customers WHERE user_id = $1",
-						 1, types, values, NULL, true, 1) == 1)
-	{
-		MemoryContext old = MemoryContextSwitchTo(cxt);
-
-		email = billing_spi_text(0, 1);
-		MemoryContextSwitchTo(old);
-	}
-	SPI_finish();
-	return email;
-}
-
-static void
-require_email(const char *email)
-{
-	if (email == NULL || email[0] == '\0')
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("a 54-FZ receipt needs the customer's e-mail, and none is known"),
-				 errdetail("billing.yookassa_receipts is on."),
-				 errhint("Record the customer's e-mail (billing.customers), or turn receipts off.")));
-}
-
-static char *
-item_text(const char *title, int32 months)
-{
-	return clip_text(psprintf("%s, %d month%s", title, months, months == 1 ? "" : "s"));
-}
-
 static char *
 yoo_checkout(const ProviderCheckout *c, char **url_out)
 {
 	const char *return_url = c->return_url ? c->return_url : yookassa_return_url;
-	char	   *text = item_text(c->tariff_title, c->months);
+	char	   *text = yookassa_item_text(c->tariff_title, c->months);
 	StringInfoData b;
 	Jsonb	   *pay;
 	JsonbContainer *conf;
@@ -114,7 +42,7 @@ yoo_checkout(const ProviderCheckout *c, char **url_out)
 				 errmsg("success_url is required"),
 				 errhint("Pass success_url or set billing.yookassa_return_url.")));
 	if (yookassa_receipts)
-		require_email(c->email);
+		yookassa_require_email(c->email);
 
 	/*
 	 * The body depends on the invoice and the settings only, so that a retry
@@ -133,7 +61,7 @@ yoo_checkout(const ProviderCheckout *c, char **url_out)
 	escape_json(&b, billing_uuid_str(&c->user_id));
 	appendStringInfoChar(&b, '}');
 	if (yookassa_receipts)
-		append_receipt(&b, c->email, text, c->total, c->currency);
+		yookassa_append_receipt(&b, c->email, text, c->total, c->currency);
 	appendStringInfoChar(&b, '}');
 
 	pay = yookassa_call("POST", "/v3/payments", b.data,
@@ -229,10 +157,10 @@ yoo_refund(const PaymentInfo *p, PaymentStatus proposed, char **provider_ref)
 	yookassa_append_amount(&b, p->total, p->currency);
 	if (yookassa_receipts)
 	{
-		char	   *email = customer_email(&p->user_id);
+		char	   *email = yookassa_customer_email(&p->user_id);
 
-		require_email(email);
-		append_receipt(&b, email, item_text(p->tariff_title, p->months), p->total, p->currency);
+		yookassa_require_email(email);
+		yookassa_append_receipt(&b, email, yookassa_item_text(p->tariff_title, p->months), p->total, p->currency);
 	}
 	appendStringInfoChar(&b, '}');
 
