@@ -30,11 +30,13 @@ check_jwt_user_claim(char **newval, void **extra, GucSource source)
 
 	if (*newval == NULL || (*newval)[0] == '\0')
 	{
+		billing_guc_invalid("billing.jwt_user_claim", *newval);
 		GUC_check_errdetail("The claim name must not be empty.");
 		return false;
 	}
 	if (strlen(*newval) > 64)
 	{
+		billing_guc_invalid("billing.jwt_user_claim", *newval);
 		GUC_check_errdetail("The claim name must be at most 64 characters long.");
 		return false;
 	}
@@ -44,6 +46,7 @@ check_jwt_user_claim(char **newval, void **extra, GucSource source)
 			  (*p >= '0' && *p <= '9') || *p == '_' || *p == '-' ||
 			  *p == '.' || *p == ':' || *p == '/'))
 		{
+			billing_guc_invalid("billing.jwt_user_claim", *newval);
 			GUC_check_errdetail("The claim name may contain only letters, digits and _ - . : /.");
 			return false;
 		}

@@ -7,6 +7,7 @@
 #include "postgres.h"
 
 #include "fmgr.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -100,4 +101,38 @@ billing_hexval(char c)
 	if (c >= 'A' && c <= 'F')
 		return c - 'A' + 10;
 	return -1;
+}
+
+char *
+billing_echo(const char *s)
+{
+	int			encoding = GetDatabaseEncoding();
+	size_t		len;
+	size_t		cut = 0;
+	int			chars = 0;
+
+	if (s == NULL)
+		return NULL;
+	/* Outside a database (a settings check in the postmaster) assume UTF-8. */
+	if (encoding == PG_SQL_ASCII)
+		encoding = PG_UTF8;
+	len = strlen(s);
+	while (cut < len && chars < BILLING_ECHO_CHARS)
+	{
+		int			l = pg_encoding_mblen(encoding, s + cut);
+
+		if (l > len - cut)
+			break;				/* a truncated last character: never split it */
+		cut += l;
+		chars++;
+	}
+	if (cut >= len)
+		return (char *) s;
+	return psprintf("%.*s%s", (int) cut, s, encoding == PG_UTF8 ? "\xE2\x80\xA6" : "...");
+}
+
+void
+billing_guc_invalid(const char *name, const char *value)
+{
+	GUC_check_errmsg("invalid value for parameter \"%s\": \"%s\"", name, billing_echo(value));
 }

@@ -57,6 +57,22 @@ extern char *billing_uuid_str(const pg_uuid_t *u);
 /* The value of one hex digit (either case), or -1 for anything else. */
 extern int	billing_hexval(char c);
 
+/*
+ * Caller input quoted in an error (message, detail or hint) goes through
+ * billing_echo(): its first BILLING_ECHO_CHARS characters and an ellipsis
+ * when longer, cut between characters, so a megabyte argument does not come
+ * back whole in the error, the HTTP response body and the server log.  A
+ * short string (or NULL) is returned as it is.
+ */
+#define BILLING_ECHO_CHARS 64
+extern char *billing_echo(const char *s);
+
+/*
+ * For a settings check hook that refuses a value: PostgreSQL's own "invalid
+ * value for parameter" message would quote the value whole.
+ */
+extern void billing_guc_invalid(const char *name, const char *value);
+
 /* Raise 22004 for a NULL argument the function does not accept. */
 #define BILLING_REQUIRE_ARG(fcinfo, n, name) \
 	do { \

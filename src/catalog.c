@@ -46,7 +46,7 @@ check_tariff_code(const char *code)
 	if (!ok)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid tariff code \"%s\"", code),
+				 errmsg("invalid tariff code \"%s\"", billing_echo(code)),
 				 errdetail("A tariff code is 1 to 64 characters: lower-case letters, digits, \"_\" and \"-\", starting with a letter or digit.")));
 }
 
@@ -67,7 +67,7 @@ check_promo_code(const char *code)
 	if (!ok)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid promo code \"%s\"", code),
+				 errmsg("invalid promo code \"%s\"", billing_echo(code)),
 				 errdetail("A promo code is 1 to 64 characters: letters, digits, \"_\" and \"-\".")));
 }
 
@@ -107,7 +107,7 @@ check_currency(const char *currency)
 	if (!currency_supported(code))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("currency \"%s\" is not supported", currency),
+				 errmsg("currency \"%s\" is not supported", billing_echo(currency)),
 				 errhint("Use an ISO 4217 code the payment provider can charge in, such as RUB, EUR or USD.")));
 	return code;
 }
@@ -164,7 +164,7 @@ lock_tariff(const char *code, int64 *id, Datum *row)
 						 1, argtypes, values, NULL, false, 1) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
-				 errmsg("tariff \"%s\" does not exist", code)));
+				 errmsg("tariff \"%s\" does not exist", billing_echo(code))));
 	*id = DatumGetInt64(billing_spi_get(0, 1, &isnull));
 	*row = billing_spi_get(0, 2, &isnull);
 }
@@ -266,7 +266,7 @@ billing_create_tariff(PG_FUNCTION_ARGS)
 						 5, argtypes, values, nulls, false, 0) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNIQUE_VIOLATION),
-				 errmsg("tariff \"%s\" already exists", code),
+				 errmsg("tariff \"%s\" already exists", billing_echo(code)),
 				 errhint("Tariff codes are permanent; choose another code or update the existing tariff.")));
 
 	id = DatumGetInt64(billing_spi_get(0, 1, &isnull));
@@ -655,7 +655,7 @@ billing_create_promo_code(PG_FUNCTION_ARGS)
 							 1, ttypes, tvalues, NULL, false, 1) == 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_NO_DATA_FOUND),
-					 errmsg("tariff \"%s\" does not exist", tariff)));
+					 errmsg("tariff \"%s\" does not exist", billing_echo(tariff))));
 		values[4] = billing_spi_get(0, 1, &isnull);
 	}
 	if (PG_ARGISNULL(3))
@@ -673,7 +673,7 @@ billing_create_promo_code(PG_FUNCTION_ARGS)
 						 7, argtypes, values, nulls, false, 0) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNIQUE_VIOLATION),
-				 errmsg("promo code \"%s\" already exists", code),
+				 errmsg("promo code \"%s\" already exists", billing_echo(code)),
 				 errdetail("Promo codes are case-insensitive."),
 				 errhint("Delete the existing code first or choose another.")));
 	after = result_jsonb(1);
@@ -709,7 +709,7 @@ billing_delete_promo_code(PG_FUNCTION_ARGS)
 						 1, codetypes, values, NULL, false, 1) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
-				 errmsg("promo code \"%s\" does not exist", code)));
+				 errmsg("promo code \"%s\" does not exist", billing_echo(code))));
 	before = result_jsonb(2);
 	code = TextDatumGetCString(billing_spi_get(0, 3, &isnull));	/* as stored */
 

@@ -52,8 +52,8 @@ check_test_clock(char **newval, void **extra, GucSource source)
 		MemoryContextSwitchTo(oldcxt);
 		edata = CopyErrorData();
 		FlushErrorState();
-		GUC_check_errmsg("invalid value for billing.test_clock: \"%s\"", *newval);
-		GUC_check_errdetail("%s", edata->message);
+		GUC_check_errmsg("invalid value for billing.test_clock: \"%s\"", billing_echo(*newval));
+		GUC_check_errdetail("It must be a timestamptz, such as 2026-03-01 12:00:00+00.");
 		FreeErrorData(edata);
 		return false;
 	}
@@ -86,12 +86,14 @@ check_time_zone(char **newval, void **extra, GucSource source)
 
 	if (tz == NULL)
 	{
-		GUC_check_errdetail("Time zone \"%s\" is not recognized.", *newval);
+		billing_guc_invalid("billing.time_zone", *newval);
+		GUC_check_errdetail("Time zone \"%s\" is not recognized.", billing_echo(*newval));
 		return false;
 	}
 	if (!pg_tz_acceptable(tz))
 	{
-		GUC_check_errdetail("Time zone \"%s\" uses leap seconds.", *newval);
+		billing_guc_invalid("billing.time_zone", *newval);
+		GUC_check_errdetail("Time zone \"%s\" uses leap seconds.", billing_echo(*newval));
 		return false;
 	}
 	/* pg_tzset results live for the life of the process: no copy needed. */

@@ -130,16 +130,29 @@ static const char *const kind_names[] = {
 /* --- settings: definition and checks ------------------------------------- */
 
 static bool
-check_target(char **newval, void **extra, GucSource source)
+check_target(char **newval, const char *name)
 {
 	if (*newval == NULL || (*newval)[0] == '\0')
 		return true;
 	if (!grpc_target_valid(*newval))
 	{
+		billing_guc_invalid(name, *newval);
 		GUC_check_errdetail("A target is http://host:port (cleartext HTTP/2) or https://host:port (TLS), with no path.");
 		return false;
 	}
 	return true;
+}
+
+static bool
+check_auth_target(char **newval, void **extra, GucSource source)
+{
+	return check_target(newval, "billing.auth_target");
+}
+
+static bool
+check_notify_target(char **newval, void **extra, GucSource source)
+{
+	return check_target(newval, "billing.notify_target");
 }
 
 static bool
@@ -149,12 +162,17 @@ check_ca_file(char **newval, void **extra, GucSource source)
 		return true;
 	if (!is_absolute_path(*newval))
 	{
+		billing_guc_invalid("billing.grpc_ca_file", *newval);
 		GUC_check_errdetail("The CA file must be given as an absolute path.");
 		return false;
 	}
 	if (access(*newval, R_OK) != 0)
 	{
-		GUC_check_errdetail("The CA file \"%s\" cannot be read: %m.", *newval);
+		int			save_errno = errno;
+
+		billing_guc_invalid("billing.grpc_ca_file", *newval);
+		errno = save_errno;
+		GUC_check_errdetail("The CA file \"%s\" cannot be read: %m.", billing_echo(*newval));
 		return false;
 	}
 	return true;
@@ -196,12 +214,12 @@ outbox_worker_init(void)
 							   "gRPC target of the auth service (rolescontrol.RolesControl).",
 							   "http://host:port or https://host:port.  Empty: role and e-mail messages stay pending.",
 							   &auth_target, "",
-							   PGC_SIGHUP, 0, check_target, NULL, NULL);
+							   PGC_SIGHUP, 0, check_auth_target, NULL, NULL);
 	DefineCustomStringVariable("billing.notify_target",
 							   "gRPC target of the notification service (messagesender.MessageSender).",
 							   "http://host:port or https://host:port.  Empty: notifications stay pending.",
 							   &notify_target, "",
-							   PGC_SIGHUP, 0, check_target, NULL, NULL);
+							   PGC_SIGHUP, 0, check_notify_target, NULL, NULL);
 	DefineCustomStringVariable("billing.grpc_ca_file",
 							   "CA certificates (PEM) that https:// gRPC targets are verified against.",
 							   "Empty: the system's CA store.",

@@ -170,7 +170,7 @@ check_source(const char *source)
 			return all[i];
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-			 errmsg("invalid payment event source \"%s\"", source),
+			 errmsg("invalid payment event source \"%s\"", billing_echo(source)),
 			 errhint("Use api, webhook, poll, admin or system.")));
 	return NULL;				/* keep compiler quiet */
 }
@@ -397,7 +397,7 @@ payment_settle(const pg_uuid_t *payment_id, const char *outcome,
 	if (canonical == NULL || strcmp(canonical, "invoiced") == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid payment outcome \"%s\"", outcome)));
+				 errmsg("invalid payment outcome \"%s\"", billing_echo(outcome))));
 	source = check_source(source);
 	if (at && TIMESTAMP_NOT_FINITE(*at))
 		ereport(ERROR,
@@ -621,7 +621,7 @@ billing_settle_payment(PG_FUNCTION_ARGS)
 		strcmp(outcome, "refunded") != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid payment outcome \"%s\"", outcome),
+				 errmsg("invalid payment outcome \"%s\"", billing_echo(outcome)),
 				 errhint("Use paid, canceled, expired, failed or refunded.")));
 	if (!PG_ARGISNULL(2))
 		provider_ref = text_to_cstring(PG_GETARG_TEXT_PP(2));

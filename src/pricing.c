@@ -154,12 +154,12 @@ load_tariff_and_discounts(BillingQuote *q, const char *tariff_code,
 						 4, argtypes, values, NULL, true, 1) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
-				 errmsg("tariff \"%s\" does not exist", tariff_code)));
+				 errmsg("tariff \"%s\" does not exist", billing_echo(tariff_code))));
 
 	if (!DatumGetBool(billing_spi_get(0, 6, &isnull)))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("tariff \"%s\" is not on sale", tariff_code),
+				 errmsg("tariff \"%s\" is not on sale", billing_echo(tariff_code)),
 				 errdetail("The tariff has been deactivated.")));
 
 	q->tariff_id = DatumGetInt64(billing_spi_get(0, 1, &isnull));
@@ -212,12 +212,12 @@ load_promo(BillingQuote *q, pg_uuid_t *user_id, const char *promo_code,
 						 1, argtypes, values, NULL, true, 1) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
-				 errmsg("promo code \"%s\" does not exist", promo_code)));
+				 errmsg("promo code \"%s\" does not exist", billing_echo(promo_code))));
 
 	if (DatumGetBool(billing_spi_get(0, 10, &isnull)))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("promo code \"%s\" has been withdrawn", promo_code)));
+				 errmsg("promo code \"%s\" has been withdrawn", billing_echo(promo_code))));
 
 	id = DatumGetInt64(billing_spi_get(0, 1, &isnull));
 	valid_from = DatumGetTimestampTz(billing_spi_get(0, 4, &from_null));
@@ -229,21 +229,21 @@ load_promo(BillingQuote *q, pg_uuid_t *user_id, const char *promo_code,
 	if (!from_null && now < valid_from)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("promo code \"%s\" is not valid yet", promo_code),
+				 errmsg("promo code \"%s\" is not valid yet", billing_echo(promo_code)),
 				 errdetail("It is valid from %s.", timestamptz_to_str(valid_from))));
 
 	/* valid_until is the first instant the code no longer works. */
 	if (now >= valid_until)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("promo code \"%s\" has expired", promo_code),
+				 errmsg("promo code \"%s\" has expired", billing_echo(promo_code)),
 				 errdetail("It was valid until %s.", timestamptz_to_str(valid_until))));
 
 	if (!tariff_null && restricted_to != q->tariff_id)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("promo code \"%s\" does not apply to tariff \"%s\"",
-						promo_code, q->tariff_code),
+						billing_echo(promo_code), q->tariff_code),
 				 errdetail("It applies only to tariff \"%s\".",
 						   TextDatumGetCString(billing_spi_get(0, 7, &isnull)))));
 
@@ -251,7 +251,7 @@ load_promo(BillingQuote *q, pg_uuid_t *user_id, const char *promo_code,
 	if (!max_null && redemptions >= max_redemptions)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("promo code \"%s\" has no redemptions left", promo_code),
+				 errmsg("promo code \"%s\" has no redemptions left", billing_echo(promo_code)),
 				 errdetail("All %d redemptions are taken.", max_redemptions)));
 
 	q->promo_id = id;
@@ -272,7 +272,7 @@ load_promo(BillingQuote *q, pg_uuid_t *user_id, const char *promo_code,
 						 2, used_types, used_values, NULL, true, 1) > 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("promo code \"%s\" has already been used by this user", promo_code),
+				 errmsg("promo code \"%s\" has already been used by this user", billing_echo(promo_code)),
 				 errdetail("A code can be used once per user; an open or paid invoice holds it.")));
 }
 
@@ -310,7 +310,7 @@ pricing_quote(BillingQuote *q, pg_uuid_t *user_id, const char *tariff_code,
 		ereport(ERROR,
 				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
 				 errmsg("price of %d months of tariff \"%s\" is out of range",
-						months, tariff_code)));
+						months, billing_echo(tariff_code))));
 
 	if (promo_code != NULL)
 		load_promo(q, user_id, promo_code, now, cxt);

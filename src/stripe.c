@@ -74,6 +74,7 @@ check_api_base(char **newval, void **extra, GucSource source)
 {
 	if (!url_is_acceptable(*newval))
 	{
+		billing_guc_invalid("billing.stripe_api_base", *newval);
 		GUC_check_errdetail("The Stripe API base must be an http:// or https:// URL without spaces.");
 		return false;
 	}
@@ -81,16 +82,29 @@ check_api_base(char **newval, void **extra, GucSource source)
 }
 
 static bool
-check_optional_url(char **newval, void **extra, GucSource source)
+check_optional_url(char **newval, const char *name)
 {
 	if (*newval == NULL || (*newval)[0] == '\0')
 		return true;
 	if (!url_is_acceptable(*newval))
 	{
+		billing_guc_invalid(name, *newval);
 		GUC_check_errdetail("The URL must start with http:// or https:// and contain no spaces.");
 		return false;
 	}
 	return true;
+}
+
+static bool
+check_success_url(char **newval, void **extra, GucSource source)
+{
+	return check_optional_url(newval, "billing.stripe_success_url");
+}
+
+static bool
+check_cancel_url(char **newval, void **extra, GucSource source)
+{
+	return check_optional_url(newval, "billing.stripe_cancel_url");
 }
 
 /* Keys and secrets are [A-Za-z0-9_-]: nothing that could break a header. */
@@ -137,6 +151,7 @@ check_api_version(char **newval, void **extra, GucSource source)
 	for (p = *newval; *p; p++)
 		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' || *p == '.'))
 		{
+			billing_guc_invalid("billing.stripe_api_version", *newval);
 			GUC_check_errdetail("A Stripe API version looks like 2024-06-20.");
 			return false;
 		}
@@ -269,12 +284,12 @@ stripe_define_gucs(void)
 							   "Where Stripe Checkout sends the buyer after paying, when checkout() is given none.",
 							   "{CHECKOUT_SESSION_ID} is replaced by Stripe.",
 							   &stripe_success_url, "",
-							   PGC_SUSET, 0, check_optional_url, NULL, NULL);
+							   PGC_SUSET, 0, check_success_url, NULL, NULL);
 	DefineCustomStringVariable("billing.stripe_cancel_url",
 							   "Where Stripe Checkout sends a buyer who goes back, when checkout() is given none.",
 							   NULL,
 							   &stripe_cancel_url, "",
-							   PGC_SUSET, 0, check_optional_url, NULL, NULL);
+							   PGC_SUSET, 0, check_cancel_url, NULL, NULL);
 	DefineCustomIntVariable("billing.stripe_poll_interval",
 							"Delay before the first poll of a pending payment; doubles after each poll.",
 							NULL,

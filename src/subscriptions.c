@@ -641,7 +641,7 @@ billing_has_access(PG_FUNCTION_ARGS)
 						 2, argtypes, values, NULL, true, 0) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_NO_DATA_FOUND),
-				 errmsg("tariff \"%s\" does not exist", text_to_cstring(PG_GETARG_TEXT_PP(1)))));
+				 errmsg("tariff \"%s\" does not exist", billing_echo(text_to_cstring(PG_GETARG_TEXT_PP(1))))));
 
 	{
 		Datum		status = billing_spi_get(0, 1, &isnull);

@@ -413,9 +413,10 @@ billing_stripe_webhook(PG_FUNCTION_ARGS)
 
 	if (strcmp(result, "unknown_payment") == 0)
 		ereport(WARNING,
-				(errmsg("stripe event %s (%s) refers to no payment of ours", event_id, type),
+				(errmsg("stripe event %s (%s) refers to no payment of ours",
+						billing_echo(event_id), billing_echo(type)),
 				 errdetail("Object %s; the event was recorded and not applied.",
-						   object_id ? object_id : "?")));
+						   object_id ? billing_echo(object_id) : "?")));
 
 	{
 		Oid			types[3] = {TEXTOID, UUIDOID, TEXTOID};

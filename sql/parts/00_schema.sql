@@ -255,6 +255,7 @@ CREATE TABLE billing.admin_audit (
     after           jsonb,
     at              timestamptz NOT NULL DEFAULT billing.now()
 );
+COMMENT ON TABLE billing.admin_audit IS 'Append-only record of every admin change (catalog, payments settled or canceled by an admin, manual expiry sweeps, dead outbox messages requeued or discarded): who, what, the row before and after, when.';
 
 -- Nobody but the owner touches the tables directly; functions grant what is needed.
 REVOKE ALL ON ALL TABLES IN SCHEMA billing, marketing FROM PUBLIC;

@@ -40,10 +40,9 @@ REVOKE ALL ON FUNCTION billing.create_invoice(uuid, text, int, text),
                        billing.cancel_payment(uuid, uuid),
                        billing.expire_invoices() FROM PUBLIC;
 -- Users reach create_invoice and cancel_payment through the api schema, which
--- supplies their own user id; the admins may act on anyone's behalf.
+-- supplies their own user id.  Admins settle and cancel through the audited
+-- billing.admin_settle_payment and billing.admin_cancel_payment (75_admin.sql).
 GRANT EXECUTE ON FUNCTION billing.create_invoice(uuid, text, int, text),
-                          billing.settle_payment(uuid, text, text, timestamptz, text),
-                          billing.cancel_payment(uuid, uuid),
                           billing.expire_invoices() TO billing_admin;
 
 ---------------------------------------------------------------------------

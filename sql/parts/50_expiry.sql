@@ -8,8 +8,8 @@ CREATE FUNCTION billing.run_expiry() RETURNS jsonb
 COMMENT ON FUNCTION billing.run_expiry() IS
     'Reminders before the end, active → grace at the end, grace → blocked after it; returns the counts.';
 
+-- Admins run it through the audited billing.admin_run_expiry() (75_admin.sql).
 REVOKE ALL ON FUNCTION billing.run_expiry() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION billing.run_expiry() TO billing_admin;
 
 -- Hourly by default (billing.expiry_schedule); billing.schedule_jobs()
 -- re-installs it after the setting changes.

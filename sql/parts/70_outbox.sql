@@ -8,7 +8,10 @@ CREATE FUNCTION billing.outbox_wake() RETURNS void
 COMMENT ON FUNCTION billing.outbox_wake() IS 'Wakes the outbox worker at commit (used after changing outbox rows in SQL).';
 REVOKE ALL ON FUNCTION billing.outbox_wake() FROM PUBLIC;
 
--- One row per kind of message: how much waits, how much is parked, how old.
+-- One row per kind of message: how much waits, how much is parked, how old,
+-- and when one was last delivered.  The join takes delivered rows too (they
+-- are kept until billing.outbox_purge): the counts and ages filter by status,
+-- last_delivered_at reads the delivered ones.
 CREATE VIEW billing.outbox_status AS
 SELECT k.kind,
        count(o.id) FILTER (WHERE o.status = 'pending')   AS pending,
@@ -16,12 +19,12 @@ SELECT k.kind,
        count(o.id) FILTER (WHERE o.status = 'dead')      AS dead,
        now() - min(o.created_at) FILTER (WHERE o.status IN ('pending', 'in_flight')) AS oldest_pending_age,
        now() - min(o.created_at) FILTER (WHERE o.status = 'dead') AS oldest_dead_age,
-       max(o.delivered_at) AS last_delivered_at
+       max(o.delivered_at) FILTER (WHERE o.status = 'done') AS last_delivered_at
   FROM unnest(ARRAY['create_role', 'update_role', 'grant_role', 'revoke_role',
                     'fetch_email', 'notify']) AS k(kind)
-  LEFT JOIN billing.outbox o ON o.kind = k.kind AND o.status <> 'done'
+  LEFT JOIN billing.outbox o ON o.kind = k.kind
  GROUP BY k.kind;
-COMMENT ON VIEW billing.outbox_status IS 'Outbox backlog per kind: pending, in flight and dead counts, the age of the oldest undelivered message.';
+COMMENT ON VIEW billing.outbox_status IS 'Outbox backlog per kind: pending, in flight and dead counts, the age of the oldest undelivered message, the time of the last delivery (null when none is kept).';
 
 -- The dead messages, newest first, with why they died.
 CREATE VIEW billing.outbox_dead AS

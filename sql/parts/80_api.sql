@@ -8,7 +8,7 @@
 --                          deployment gives it LOGIN and a password)
 --   billing_anon           requests without a token: catalog and webhook only
 --   billing_user           a signed-in customer (token with a user id claim)
---   billing_admin          a token whose "role" claim is billing_admin
+--   billing_admin          a token whose "role" claim is billing_admin, with a user id
 ---------------------------------------------------------------------------
 
 DO $$
@@ -132,7 +132,8 @@ COMMENT ON FUNCTION api_private.current_user_id() IS 'The calling user''s id fro
 -- claim, so PostgREST starts every signed request as billing_anon; a token
 -- with a usable user id becomes billing_user here, any other token (no claims
 -- at all, no user id, a malformed one) is refused with 401.  Tokens naming
--- billing_admin keep that role.
+-- billing_admin keep that role, but only with a usable user id as well: every
+-- admin shares that role over HTTP, and the audit names the person by it.
 CREATE FUNCTION api_private.pre_request() RETURNS void
     LANGUAGE plpgsql AS $$
 DECLARE
@@ -140,7 +141,10 @@ DECLARE
     path text;
     allowed boolean;
 BEGIN
-    IF current_user NOT IN ('billing_anon', 'billing_user') THEN
+    IF current_user = 'billing_admin' THEN
+        PERFORM api_private.current_user_id();
+        RETURN;
+    ELSIF current_user NOT IN ('billing_anon', 'billing_user') THEN
         RETURN;
     END IF;
     signed := current_setting('request.headers', true)::jsonb ? 'authorization';
@@ -182,7 +186,7 @@ BEGIN
     END IF;
 END
 $$;
-COMMENT ON FUNCTION api_private.pre_request() IS 'PostgREST db-pre-request: a signed request with a user id runs as billing_user, a token without one is 401; a request for an endpoint the role may not use is 401 without a token, 403 with one.';
+COMMENT ON FUNCTION api_private.pre_request() IS 'PostgREST db-pre-request: a signed request with a user id runs as billing_user, a token without one is 401 (an admin token too: its user id names the person in the audit); a request for an endpoint the role may not use is 401 without a token, 403 with one.';
 
 ---------------------------------------------------------------------------
 -- Public endpoints.
@@ -603,7 +607,7 @@ CREATE FUNCTION api.settle_payment(payment_id uuid, outcome text, provider_ref t
 DECLARE
     st text; msg text; det text; hnt text;
 BEGIN
-    RETURN billing.settle_payment(payment_id, outcome, provider_ref, at, 'admin');
+    RETURN billing.admin_settle_payment(payment_id, outcome, provider_ref, at);
 EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
     PERFORM api_private.reraise(st, msg, det, hnt);
@@ -612,14 +616,14 @@ $$;
 COMMENT ON FUNCTION api.settle_payment(uuid, text, text, timestamptz) IS
 $$Record what happened to a payment at the provider (admin)
 
-Arguments: payment_id — any payment; outcome — paid, canceled, expired, failed or refunded; provider_ref — optional reference at the provider; at — when it happened there (default now).  Idempotent; recorded with source "admin".  Returns the status.  409 impossible transition (nothing changes).$$;
+Arguments: payment_id — any payment; outcome — paid, canceled, expired, failed or refunded; provider_ref — optional reference at the provider; at — when it happened there (default now).  Idempotent; recorded with source "admin" and, when it changed something, in the admin audit (the payment before and after).  Returns the status.  409 impossible transition (nothing changes).$$;
 
 CREATE FUNCTION api.cancel_payment_for(user_id uuid, payment_id uuid) RETURNS text
     LANGUAGE plpgsql AS $$
 DECLARE
     st text; msg text; det text; hnt text;
 BEGIN
-    RETURN billing.cancel_payment(user_id, payment_id);
+    RETURN billing.admin_cancel_payment(user_id, payment_id);
 EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
     PERFORM api_private.reraise(st, msg, det, hnt);
@@ -628,7 +632,7 @@ $$;
 COMMENT ON FUNCTION api.cancel_payment_for(uuid, uuid) IS
 $$Cancel or refund a payment on a user's behalf (admin)
 
-Arguments: user_id — the buyer; payment_id — the payment.  As the user's own cancel_payment: unpaid → canceled, paid within the refund window → refunded.  Returns the status.$$;
+Arguments: user_id — the buyer; payment_id — the payment.  As the user's own cancel_payment: unpaid → canceled, paid within the refund window → refunded; recorded with source "admin" and in the admin audit (the payment before and after).  Returns the status.$$;
 
 CREATE FUNCTION api.user_payment_info(user_id uuid) RETURNS jsonb
     LANGUAGE plpgsql STABLE AS $$
@@ -651,7 +655,7 @@ CREATE FUNCTION api.run_expiry() RETURNS jsonb
 DECLARE
     st text; msg text; det text; hnt text;
 BEGIN
-    RETURN billing.run_expiry();
+    RETURN billing.admin_run_expiry();
 EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
     PERFORM api_private.reraise(st, msg, det, hnt);
@@ -660,7 +664,7 @@ $$;
 COMMENT ON FUNCTION api.run_expiry() IS
 $$Run the expiry and grace sweep now (admin)
 
-No arguments.  What pg_cron runs hourly: active subscriptions past their end go to grace, grace past its end to blocked, reminders before the end.  Returns the counts.$$;
+No arguments.  What pg_cron runs hourly: active subscriptions past their end go to grace, grace past its end to blocked, reminders before the end.  Recorded in the admin audit with the counts.  Returns the counts.$$;
 
 -- What admins read: run as the admin (security_invoker), so billing_admin's
 -- grants decide.
@@ -698,7 +702,7 @@ SELECT id, actor, actor_subject, action, target, before, after, at FROM billing.
 COMMENT ON VIEW api.admin_audit IS
 $$The audit of admin changes (admin)
 
-Who (database role), what, the row before and after, when.  Append-only.$$;
+Who (database role, and the token's user id over HTTP), what, the row before and after, when.  Catalog changes, payments settled or canceled by an admin, manual expiry sweeps, requeued or discarded dead messages.  Append-only.$$;
 
 CREATE VIEW api.outbox_status WITH (security_invoker) AS
 SELECT * FROM billing.outbox_status;

@@ -56,4 +56,47 @@ SELECT err($$INSERT INTO billing.admin_audit (action, target) VALUES ('forged', 
 RESET ROLE;
 SELECT count(*) AS audit_rows FROM billing.admin_audit;
 
+-- Money and access (admin.c): an admin's settle, cancel on a buyer's behalf
+-- and manual expiry sweep are audited too, with the payment (and its
+-- subscription's term) before and after; the payment events say "admin".
+SELECT billing.create_tariff('films', 'Films', 1000) IS NOT NULL;
+SELECT max(id) AS last_audit FROM billing.admin_audit \gset
+SELECT billing.create_invoice(md5('ann')::uuid, 'films', 1) AS pay_a \gset
+SELECT billing.create_invoice(md5('ann')::uuid, 'films', 2) AS pay_b \gset
+SELECT billing.create_invoice(md5('bob')::uuid, 'films', 1) AS pay_c \gset
+SET ROLE audit_marketer;
+SELECT billing.admin_settle_payment(:'pay_a', 'paid', 'pi_manual');
+SELECT billing.admin_settle_payment(:'pay_a', 'paid');      -- changes nothing: no audit row
+SELECT billing.admin_settle_payment(:'pay_b', 'paid');
+SELECT billing.admin_settle_payment(:'pay_b', 'refunded');
+SELECT billing.admin_cancel_payment(md5('bob')::uuid, :'pay_c');
+-- Refused calls change nothing and audit nothing.
+SELECT err(format('SELECT billing.admin_cancel_payment(%L, %L)', md5('ann')::uuid, :'pay_c'));
+SELECT err(format('SELECT billing.admin_settle_payment(%L, %L)', :'pay_c', 'paid'));
+SELECT err(format('SELECT billing.admin_settle_payment(%L, %L)', :'pay_c', 'pending'));
+-- The system's own entry points are not the admins': they would skip the audit.
+SELECT err(format('SELECT billing.settle_payment(%L, %L)', :'pay_c', 'paid'));
+SELECT err(format('SELECT billing.cancel_payment(%L, %L)', md5('bob')::uuid, :'pay_c'));
+SELECT err('SELECT billing.run_expiry()');
+RESET ROLE;
+SET billing.test_clock = '2026-04-01 13:00:00+00';
+SET ROLE audit_marketer;
+SELECT billing.admin_run_expiry();
+RESET ROLE;
+
+SELECT a.actor, a.action,
+       replace(replace(replace(a.target, :'pay_a', '<a>'), :'pay_b', '<b>'), :'pay_c', '<c>') AS target,
+       a.before->>'status' AS before, a.after->>'status' AS after,
+       a.before->'subscription'->>'months' AS months_before,
+       a.after->'subscription'->>'months' AS months_after,
+       a.after->>'provider_payment_intent' AS intent,
+       CASE WHEN a.action = 'run_expiry' THEN a.after END AS counts,
+       a.at
+FROM billing.admin_audit a WHERE a.id > :last_audit ORDER BY a.id;
+SELECT CASE e.payment_id WHEN :'pay_a' THEN '<a>' WHEN :'pay_b' THEN '<b>' ELSE '<c>' END AS payment,
+       e.from_status, e.to_status, e.source
+FROM billing.payment_events e
+WHERE e.payment_id IN (:'pay_a', :'pay_b', :'pay_c') AND e.from_status IS NOT NULL
+ORDER BY e.id;
+
 DROP ROLE audit_marketer;

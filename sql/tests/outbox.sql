@@ -25,6 +25,10 @@ UPDATE billing.outbox SET status = 'done', delivered_at = now() - interval '30 d
 SELECT kind, pending, in_flight, dead, oldest_pending_age IS NOT NULL AS has_pending_age,
        oldest_dead_age IS NOT NULL AS has_dead_age
   FROM billing.outbox_status ORDER BY kind;
+-- The last delivery is the delivered row's time (done rows are counted nowhere else).
+SELECT kind, last_delivered_at = (SELECT delivered_at FROM billing.outbox
+                                  WHERE idempotency_key = 'tariff:1:create_role') AS is_that_row
+  FROM billing.outbox_status WHERE last_delivered_at IS NOT NULL;
 SELECT kind, idempotency_key, attempts, last_error FROM billing.outbox_dead ORDER BY id;
 
 -- Who may do what.

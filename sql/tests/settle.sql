@@ -111,14 +111,16 @@ SELECT p.status, string_agg(coalesce(e.from_status, '-') || '>' || e.to_status, 
 FROM billing.payments p JOIN billing.payment_events e ON e.payment_id = p.id
 GROUP BY p.id, p.status, p.user_id ORDER BY p.user_id, path;
 
--- The admins may settle; nobody else.
+-- The admins may settle, through the audited admin_settle_payment; nobody else.
 CREATE ROLE settle_nobody;
 GRANT USAGE ON SCHEMA billing TO settle_nobody;
 SET ROLE settle_nobody;
 SELECT billing.settle_payment(:'p5', 'canceled');
+SELECT billing.admin_settle_payment(:'p5', 'canceled');
 RESET ROLE;
 SET ROLE billing_admin;
 SELECT billing.settle_payment(:'p5', 'canceled');
+SELECT billing.admin_settle_payment(:'p5', 'canceled');
 RESET ROLE;
 REVOKE USAGE ON SCHEMA billing FROM settle_nobody;
 DROP ROLE settle_nobody;

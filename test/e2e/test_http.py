@@ -389,6 +389,78 @@ class HttpApiTest(unittest.TestCase):
         self.assertStatus(resp, 200)
         self.assertEqual(resp.json, 0)
 
+    def test_admin_money_actions_are_audited_and_attributed(self):
+        # What an admin does to payments and access over HTTP leaves an audit
+        # row naming the person (the token's user id), and the payment
+        # events it causes say "admin", never "api".
+        admin = str(uuid.uuid4())
+        token = make_token({"role": "billing_admin", "user": admin})
+        buyer = uuid.uuid4()
+        paid, canceled = self.invoice(user_token(buyer), "kids"), self.invoice(user_token(buyer), "kids")
+        for path, body, status in (
+                ("/rpc/settle_payment", {"payment_id": paid, "outcome": "paid", "provider_ref": "pi_desk"}, "paid"),
+                ("/rpc/cancel_payment_for", {"user_id": str(buyer), "payment_id": canceled}, "canceled"),
+                ("/rpc/run_expiry", {}, None)):
+            with self.subTest(path):
+                resp = self.api.call("POST", path, body, token=token)
+                self.assertStatus(resp, 200)
+                if status:
+                    self.assertEqual(resp.json, status)
+        rows = self.db.query(
+            "SELECT action, target, before->>'status', after->>'status', actor, actor_subject"
+            " FROM billing.admin_audit WHERE actor_subject = %s ORDER BY id", (admin,))
+        self.assertEqual(rows, [
+            ("settle_payment", "payment:" + paid, "invoiced", "paid", "billing_admin", admin),
+            ("cancel_payment_for", "payment:" + canceled, "invoiced", "canceled", "billing_admin", admin),
+            ("run_expiry", "billing.subscriptions", None, None, "billing_admin", admin)])
+        resp = self.api.call("GET", "/admin_audit?actor_subject=eq.%s&select=action" % admin, token=token)
+        self.assertEqual([r["action"] for r in resp.json], ["settle_payment", "cancel_payment_for", "run_expiry"])
+        events = self.db.query(
+            "SELECT payment_id::text, to_status, source FROM billing.payment_events"
+            " WHERE payment_id IN (%s, %s) AND from_status IS NOT NULL ORDER BY id", (paid, canceled))
+        self.assertEqual(events, [(paid, "paid", "admin"), (canceled, "canceled", "admin")])
+
+    def test_a_megabyte_argument_comes_back_short(self):
+        # A 1 MB tariff or promo code: the error quotes 64 characters of it,
+        # in the HTTP body and in the server's log, over HTTP and over SQL.
+        tok = user_token(uuid.uuid4())
+        huge = "Z" * (1024 * 1024)
+        log_path = os.path.join(self.db.dir, "server.log")
+        log_before = os.path.getsize(log_path)
+        for what, path, body in (
+                ("tariff", "/rpc/quote", {"tariff": huge, "months": 1}),
+                ("promo code", "/rpc/quote", {"tariff": "prime", "months": 1, "promo_code": huge}),
+                ("invoice promo code", "/rpc/create_invoice", {"tariff": "prime", "months": 1, "promo_code": huge})):
+            with self.subTest(what):
+                resp = self.api.call("POST", path, body, token=tok)
+                self.assertStatus(resp, 404, "P0002")
+                self.assertLess(len(resp.raw), 2048, resp)
+                self.assertIn("Z" * 64 + "\u2026", resp.raw)
+                self.assertNotIn("Z" * 65, resp.raw)
+        for what, path, body in (
+                ("admin: promo code", "/rpc/delete_promo_code", {"code": huge}),
+                ("admin: tariff", "/rpc/set_tariff_price", {"code": huge, "monthly_price": 1}),
+                ("admin: outcome", "/rpc/settle_payment", {"payment_id": str(uuid.uuid4()), "outcome": huge})):
+            with self.subTest(what):
+                resp = self.api.call("POST", path, body, token=ADMIN)
+                self.assertIn(resp.status, (400, 404), resp)
+                self.assertLess(len(resp.raw), 2048, resp)
+        with self.assertRaises(Exception) as caught:
+            self.db.query("SELECT billing.quote(gen_random_uuid(), 'prime', 1, repeat('Z', 1048576))")
+        self.assertLess(len(str(caught.exception)), 2048)
+        self.assertIn("Z" * 64 + "\u2026", str(caught.exception))
+        # Every error is in the log (log_min_messages = warning), each cut short.
+        marker = "Z" * 64 + "\u2026"
+
+        def logged():
+            with open(log_path, encoding="utf-8", errors="replace") as f:
+                f.seek(log_before)
+                text = f.read()
+            return text if text.count(marker) >= 7 else None
+        text = harness.wait_for(logged, 10, what="the errors in the server log")
+        self.assertLess(len(text.encode()), 64 * 1024)
+        self.assertNotIn("Z" * 65, text)
+
     def test_user_roles_reach_no_billing_function(self):
         rows = self.db.query("""
             SELECT r.rolname, p.oid::regprocedure::text
@@ -427,6 +499,35 @@ class HttpApiTest(unittest.TestCase):
                     self.assertStatus(resp, 401)
                     self.assertIn("Bearer", resp.headers.get("WWW-Authenticate", ""), what)
         self.assertEqual(self.db.scalar("SELECT count(*) FROM billing.payments WHERE user_id = %s", (uid,)), 0)
+
+    def test_admin_token_without_a_usable_user_id_is_401(self):
+        # Every admin shares the role billing_admin over HTTP: only the user
+        # id says who changed something, so a token without one does nothing.
+        cases = {
+            "no user id": make_token({"role": "billing_admin"}),
+            "user id not a uuid": make_token({"role": "billing_admin", "user": "alice"}),
+            "user id a number": make_token({"role": "billing_admin", "user": 42}),
+            "user id null": make_token({"role": "billing_admin", "user": None}),
+        }
+        audit_rows = self.db.scalar("SELECT count(*) FROM billing.admin_audit")
+        for what, token in cases.items():
+            for method, path, body in (("POST", "/rpc/create_tariff",
+                                        {"code": "anon-admin", "title": "Nobody's", "monthly_price": 1}),
+                                       ("GET", "/admin_audit", None),
+                                       ("POST", "/rpc/ping", None)):
+                with self.subTest(what, path=path):
+                    resp = self.api.call(method, path, body, token=token)
+                    self.assertStatus(resp, 401, "28000")
+                    self.assertIn("Bearer", resp.headers.get("WWW-Authenticate", ""), what)
+        self.assertEqual(self.db.scalar("SELECT count(*) FROM marketing.tariffs WHERE code = 'anon-admin'"), 0)
+        self.assertEqual(self.db.scalar("SELECT count(*) FROM billing.admin_audit"), audit_rows)
+        # The standard "sub" claim carries it as well as "user".
+        admin, customer = str(uuid.uuid4()), str(uuid.uuid4())
+        resp = self.api.call("POST", "/rpc/set_personal_discount", {"user_id": customer, "percent": 5},
+                             token=make_token({"role": "billing_admin", "sub": admin}))
+        self.assertStatus(resp, 200)
+        self.assertEqual(self.db.scalar("SELECT actor_subject FROM billing.admin_audit "
+                                        "WHERE target = %s", ("user:" + customer,)), admin)
 
     def test_user_claim_setting_and_sub_fallback(self):
         uid = uuid.uuid4()

@@ -183,6 +183,14 @@ class OutboxDelivery(unittest.TestCase):
         # the role keeps its id: nothing orphaned
         self.assertEqual(self.one("SELECT auth_role_id FROM marketing.tariffs WHERE id = %s",
                                   (tariff_id,)), role)
+        # the status view shows the worker's last delivery of each kind
+        for kind in ("create_role", "update_role"):
+            last, newest = self.q(
+                "SELECT s.last_delivered_at, (SELECT max(delivered_at) FROM billing.outbox o"
+                "  WHERE o.kind = s.kind AND o.status = 'done')"
+                " FROM billing.outbox_status s WHERE s.kind = %s", (kind,))[0]
+            self.assertIsNotNone(last, kind)
+            self.assertEqual(last, newest, kind)
 
     def test_b_payment_grants_notifies_once_and_fetches_email(self):
         code, tariff_id, role = self.new_tariff("Silver films")

@@ -1,0 +1,36 @@
+---------------------------------------------------------------------------
+-- Admin actions on money and access (admin.c): the audited, attributable
+-- versions of settle_payment, cancel_payment and run_expiry.  billing_admin
+-- is granted these and not the system's own, so no admin moves money
+-- without a billing.admin_audit row and a payment event of source "admin".
+---------------------------------------------------------------------------
+
+CREATE FUNCTION billing.admin_settle_payment(payment_id uuid, outcome text,
+                                             provider_ref text DEFAULT NULL,
+                                             at timestamptz DEFAULT NULL)
+    RETURNS text
+    VOLATILE LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'billing_admin_settle_payment';
+COMMENT ON FUNCTION billing.admin_settle_payment(uuid, text, text, timestamptz) IS
+    'An admin records what happened to a payment at the provider: billing.settle_payment with source admin, plus an admin_audit row (settle_payment, the payment before and after) when it changed something. Returns the status.';
+
+CREATE FUNCTION billing.admin_cancel_payment(user_id uuid, payment_id uuid)
+    RETURNS text
+    VOLATILE LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'billing_admin_cancel_payment';
+COMMENT ON FUNCTION billing.admin_cancel_payment(uuid, uuid) IS
+    'An admin cancels or refunds a payment on its buyer''s behalf: billing.cancel_payment with source admin, plus an admin_audit row (cancel_payment_for, the payment before and after). Returns the status.';
+
+CREATE FUNCTION billing.admin_run_expiry()
+    RETURNS jsonb
+    VOLATILE LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'billing_admin_run_expiry';
+COMMENT ON FUNCTION billing.admin_run_expiry() IS
+    'An admin runs the expiry sweep now: billing.run_expiry plus an admin_audit row (run_expiry, the counts as after). Returns the counts.';
+
+REVOKE ALL ON FUNCTION billing.admin_settle_payment(uuid, text, text, timestamptz),
+                       billing.admin_cancel_payment(uuid, uuid),
+                       billing.admin_run_expiry() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION billing.admin_settle_payment(uuid, text, text, timestamptz),
+                          billing.admin_cancel_payment(uuid, uuid),
+                          billing.admin_run_expiry() TO billing_admin;
