@@ -242,7 +242,7 @@ $$;
 COMMENT ON FUNCTION api.stripe_webhook(json) IS
 $$Stripe webhook endpoint
 
-For Stripe only: the body is the event exactly as Stripe sent it, verified against the Stripe-Signature header (HMAC-SHA256 with the configured webhook secrets, 300 s tolerance), stored once by event id and applied to the payment.  Answers what it did; a bad or stale signature is 403 and changes nothing.$$;
+For Stripe only: the body is the event exactly as Stripe sent it, verified against the Stripe-Signature header (HMAC-SHA256 with one of billing.stripe_webhook_secrets, its timestamp within billing.stripe_webhook_tolerance), stored once by event id and applied to the payment.  Answers what it did; a bad or stale signature is 403 and changes nothing.$$;
 
 ---------------------------------------------------------------------------
 -- A signed-in user's endpoints.  SECURITY DEFINER: billing's functions take
@@ -338,7 +338,7 @@ $$;
 COMMENT ON FUNCTION api.cancel_payment(uuid) IS
 $$Cancel an unpaid payment, or refund a paid one within the refund window
 
-Arguments: payment_id — the user's payment.  An unpaid payment becomes "canceled" (its checkout is closed at Stripe); a paid one within billing.refund_window (1 hour) of payment is refunded ("refund_pending" or "refunded") and its months are taken off the subscription.  Returns the status.  404 not the user's payment, 409 too late or wrong status.$$;
+Arguments: payment_id — the user's payment.  An unpaid payment becomes "canceled" (its checkout is closed at Stripe); a paid one within billing.refund_window of its payment is refunded ("refund_pending" or "refunded") and its months are taken off the subscription.  Returns the status.  404 not the user's payment, 409 too late or wrong status.$$;
 
 CREATE FUNCTION api.has_access(tariff text) RETURNS boolean
     LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -442,7 +442,7 @@ WHERE s.user_id = api_private.current_user_id();
 COMMENT ON VIEW api.my_subscriptions IS
 $$The signed-in user's subscriptions
 
-One per tariff bought.  Access continues until grace_ends_at; status is updated by the hourly expiry sweep (GET /rpc/has_access judges the present moment).$$;
+One per tariff bought.  Access continues until grace_ends_at; status is updated by the expiry sweep, on billing.expiry_schedule (GET /rpc/has_access judges the present moment).$$;
 COMMENT ON COLUMN api.my_subscriptions.id IS 'Subscription id.';
 COMMENT ON COLUMN api.my_subscriptions.user_id IS 'The subscriber: always the caller.';
 COMMENT ON COLUMN api.my_subscriptions.tariff_code IS 'The tariff.';
@@ -664,7 +664,7 @@ $$;
 COMMENT ON FUNCTION api.run_expiry() IS
 $$Run the expiry and grace sweep now (admin)
 
-No arguments.  What pg_cron runs hourly: active subscriptions past their end go to grace, grace past its end to blocked, reminders before the end.  Recorded in the admin audit with the counts.  Returns the counts.$$;
+No arguments.  What pg_cron runs on billing.expiry_schedule: active subscriptions past their end go to grace, grace past its end to blocked, reminders before the end.  Recorded in the admin audit with the counts.  Returns the counts.$$;
 
 -- What admins read: run as the admin (security_invoker), so billing_admin's
 -- grants decide.
@@ -688,6 +688,7 @@ SELECT pc.id, pc.code, pc.percent, pc.valid_from, pc.valid_until, t.code AS tari
        pc.max_redemptions, pc.redemptions, pc.created_by, pc.created_at, pc.deleted_at
 FROM marketing.promo_codes pc
 LEFT JOIN marketing.tariffs t ON t.id = pc.tariff_id;
+COMMENT ON COLUMN api.admin_promo_codes.tariff_code IS 'Only for this tariff (its code); null: any tariff.';
 COMMENT ON VIEW api.admin_promo_codes IS
 $$Every promo code, deleted ones included (admin)
 
