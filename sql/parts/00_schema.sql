@@ -206,7 +206,11 @@ CREATE TABLE billing.subscriptions (
 );
 CREATE INDEX subscriptions_due ON billing.subscriptions (next_check_at) WHERE next_check_at IS NOT NULL;
 COMMENT ON TABLE billing.subscriptions IS
-$$One subscription per user and tariff: active until `ends_at`, in grace (access continues) until `grace_ends_at`, then blocked and the role revoked.  A paid payment starts or extends it, a refund takes its months off; billing.run_expiry moves it on.  Row-level security: a billing_user sees its own rows only.$$;
+$$One subscription per user and tariff: active until `ends_at`, in grace (access continues) until `grace_ends_at`, then blocked and the role revoked; billing.run_expiry moves it on.  Its term is `anchor_at` plus `months` calendar months in billing.time_zone, like Stripe's billing-cycle anchor (a term begun on Jan 31 ends Feb 28, then Mar 31 after a renewal, never drifting); `grace_ends_at = ends_at + billing.grace_period`, fixed when the term is set.  Row-level security: a billing_user sees its own rows only.
+
+A paid payment is judged at its `paid_at`, not only by the stored status (the sweep may not have run yet): while active or in grace its months go onto the same anchor, so the term goes on from its current end; new, blocked or past its grace, it starts a new term anchored at `paid_at` and queues grant_role.  Every paid payment queues notify template 1 "subscribed" with the new end (a renewal too: the receipt of that payment); a renewal in grace writes no grant.  A paid payment records the term its months count in, so a term's months are always exactly those of its paid, unrefunded payments, whatever order the provider's events settled them in.
+
+A refund takes that payment's months off the term they count in.  If no paid month is left, or the shortened term ends at or before billing.now(), access ends at once in any billing.time_zone: blocked, grace_ends_at = ends_at (no grace for refunded time) and revoke_role.  Otherwise it stays active with the shorter term, its grace and its own reminder.  Either way notify template 4 "refunded".  A payment of an earlier, ended term takes nothing off the present one.  Until the provider confirms (refund_pending), access is unchanged.$$;
 COMMENT ON COLUMN billing.subscriptions.id IS 'Subscription id (payments.subscription_id).';
 COMMENT ON COLUMN billing.subscriptions.user_id IS 'The subscriber.';
 COMMENT ON COLUMN billing.subscriptions.tariff_id IS 'The tariff (marketing.tariffs.id).';
@@ -274,7 +278,14 @@ CREATE UNIQUE INDEX payments_provider_session ON billing.payments (provider_sess
 CREATE UNIQUE INDEX payments_promo_once ON billing.payments (promo_code_id, user_id)
     WHERE promo_code_id IS NOT NULL AND status IN ('invoiced', 'pending', 'paid', 'refund_pending');
 COMMENT ON TABLE billing.payments IS
-$$Every purchase: the snapshot of its quote (later catalog edits never change it) and its place in the payment state machine.  Written only by the billing functions; readable by billing_admin (billing.admin_payments), and by a billing_user for its own rows (row-level security).$$;
+$$Every purchase: the snapshot of its quote (later catalog edits never change it) and its place in the payment state machine.  Written only by the billing functions (every transition through billing.settle_payment's path, with one billing.payment_events row); readable by billing_admin (billing.admin_payments), and by a billing_user for its own rows (row-level security).
+
+```
+invoiced ──► pending ──► paid ──► refund_pending ──► refunded
+    │           │          └───────────────────────────►┘
+    ├───────────┴──► canceled | expired | failed
+    └──► paid   (a zero total, or a settle without checkout)
+```$$;
 COMMENT ON COLUMN billing.payments.id IS 'Payment id: the payment_id argument of checkout, confirm_payment, cancel_payment and settle_payment.';
 COMMENT ON COLUMN billing.payments.user_id IS 'The buyer.';
 COMMENT ON COLUMN billing.payments.tariff_id IS 'The tariff bought (marketing.tariffs.id).';
