@@ -280,13 +280,20 @@ settle_locked(PaymentInfo *p, const char *outcome, const char *provider_ref,
 			  const TimestampTz *at, const char *source, const char *detail_json)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			argtypes[11] = {UUIDOID, TEXTOID, TEXTOID, TIMESTAMPTZOID,
+	Oid			argtypes[12] = {UUIDOID, TEXTOID, TEXTOID, TIMESTAMPTZOID,
 								TIMESTAMPTZOID, INT8OID, TEXTOID, TEXTOID,
-								TEXTOID, TIMESTAMPTZOID, INT4OID};
-	Datum		values[11];
-	char		nulls[11] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+								TEXTOID, TIMESTAMPTZOID, INT4OID, TIMESTAMPTZOID};
+	Datum		values[12];
+	char		nulls[12] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	TimestampTz now = billing_now();
-	TimestampTz when = at ? *at : now;
+
+	/*
+	 * Nothing is paid in the future: a provider's clock ahead of ours, or a
+	 * time typed by hand, would open a term that has not begun and take the
+	 * present term's months out of count.  Such a time is taken as now; the
+	 * event keeps the reported one.
+	 */
+	TimestampTz when = (at && *at <= now) ? *at : now;
 	int64		subscription_id = 0;
 	int32		term = 0;
 
@@ -341,6 +348,10 @@ settle_locked(PaymentInfo *p, const char *outcome, const char *provider_ref,
 		values[9] = TimestampTzGetDatum(now);
 	else
 		nulls[9] = 'n';
+	if (at && *at > now)
+		values[11] = TimestampTzGetDatum(*at);
+	else
+		nulls[11] = 'n';
 
 	/*
 	 * One statement for the guarded update and its event: the WHERE on the
@@ -368,10 +379,10 @@ settle_locked(PaymentInfo *p, const char *outcome, const char *provider_ref,
 						 "INSERT INTO billing.payment_events (payment_id, from_status, to_status, source, at, detail) "
 						 "SELECT id, $3, $2, $8, $5,"
 						 "       NULLIF(pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object("
-						 "                'provider_ref', $7, 'recorded_at', $10))"
+						 "                'provider_ref', $7, 'recorded_at', $10, 'reported_at', $12))"
 						 "              || COALESCE($9::jsonb, '{}'), '{}') "
 						 "FROM u",
-						 11, argtypes, values, nulls, false, 0) != 1)
+						 12, argtypes, values, nulls, false, 0) != 1)
 		elog(ERROR, "payment %s changed under its row lock", billing_uuid_str(&p->id));
 
 	strlcpy(p->status, outcome, sizeof(p->status));

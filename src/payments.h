@@ -76,7 +76,8 @@ extern void payment_lock(PaymentInfo *p, const pg_uuid_t *payment_id,
  * refunded -> provider_refund_id.
  *
  * at (may be NULL = billing.now()) is the provider's time of the event; it
- * becomes paid_at for "paid" and the event's time.
+ * becomes paid_at for "paid" and the event's time.  A time later than
+ * billing.now() is taken as now (kept as reported_at in the event's detail).
  *
  * source: "api", "webhook", "poll", "admin" or "system".
  * detail_json (may be NULL): a jsonb object text merged into the event detail.
