@@ -25,7 +25,8 @@ def script(found, psql, pg_port, http_port):
     for lang, text in found:
         text = text.replace("127.0.0.1:13000", "127.0.0.1:%d" % http_port)
         if lang == "sh":
-            parts.append("echo '--- sh block'\n" + text)
+            # (echo: curl prints no newline after a JSON answer)
+            parts.append("echo '--- sh block'\n" + text + "echo\n")
         else:
             parts.append("echo '--- sql block'\n"
                          "%s -X -v ON_ERROR_STOP=1 -h 127.0.0.1 -p %d -U postgres -d billing <<'%s'\n%s%s"
@@ -38,5 +39,5 @@ def curl_home(folder):
     with the body shown, as a reader would notice one."""
     os.makedirs(folder, exist_ok=True)
     with open(os.path.join(folder, ".curlrc"), "w") as f:
-        f.write("fail-with-body\nshow-error\n")
+        f.write("fail-with-body\nsilent\nshow-error\n")
     return folder
