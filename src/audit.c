@@ -14,7 +14,8 @@
 #include "utils/rel.h"
 
 #include "audit.h"
-#include "billing.h"
+#include "api.h"
+#include "common.h"
 #include "clock.h"
 
 char *

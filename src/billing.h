@@ -1,14 +1,9 @@
 /*
- * billing.h — what every capability of the extension shares: the entry hooks
- * each file exposes to _PG_init, and the small helpers for SPI and errors.
+ * billing.h — the entry hooks each capability exposes to _PG_init
+ * (billing.c), the module's top.  Shared helpers are in common.h.
  */
 #ifndef BILLING_H
 #define BILLING_H
-
-#include "postgres.h"
-#include "executor/spi.h"
-#include "utils/timestamp.h"
-#include "utils/uuid.h"
 
 /* Custom SQLSTATE class for billing-specific conditions is not used: every
  * error maps onto a standard code (see README, "Errors"). */
@@ -21,65 +16,7 @@ extern void pricing_define_gucs(void);
 extern void payments_define_gucs(void);
 extern void stripe_define_gucs(void);
 extern void api_define_gucs(void);
-
-/*
- * The person behind an HTTP request: the user claim (billing.jwt_user_claim,
- * else "sub") of the JWT PostgREST verified, or NULL outside PostgREST.
- */
-extern char *api_request_subject(void);
+extern void checkout_init(void);		/* the provider's cancel/refund hook */
 extern void outbox_worker_init(void);	/* settings, shared memory, the worker */
-
-/*
- * Saved SPI plans.  A call site keeps its plan in a static variable:
- *
- *     static SPIPlanPtr plan;
- *     billing_spi_exec(&plan, "UPDATE ... $1", 1, argtypes, values, nulls, 0);
- *
- * The first call prepares and keeps the plan; later calls reuse it.  The
- * caller must be connected to SPI.  Returns SPI_processed.
- */
-extern uint64 billing_spi_exec(SPIPlanPtr *plan, const char *sql,
-							   int nargs, Oid *argtypes,
-							   Datum *values, const char *nulls,
-							   bool read_only, long tcount);
-
-/* Column `col` (1-based) of row `row` of SPI_tuptable; a by-reference value
- * lives in SPI memory, so copy it out before SPI_finish. */
-extern Datum billing_spi_get(uint64 row, int col, bool *isnull);
-
-/* Text column `col` of row `row` of SPI_tuptable as a C string palloc'd in
- * the current memory context, or NULL for a NULL value. */
-extern char *billing_spi_text(uint64 row, int col);
-
-/* The text form of a uuid (palloc'd in the current memory context). */
-extern char *billing_uuid_str(const pg_uuid_t *u);
-
-/* The value of one hex digit (either case), or -1 for anything else. */
-extern int	billing_hexval(char c);
-
-/*
- * Caller input quoted in an error (message, detail or hint) goes through
- * billing_echo(): its first BILLING_ECHO_CHARS characters and an ellipsis
- * when longer, cut between characters, so a megabyte argument does not come
- * back whole in the error, the HTTP response body and the server log.  A
- * short string (or NULL) is returned as it is.
- */
-#define BILLING_ECHO_CHARS 64
-extern char *billing_echo(const char *s);
-
-/*
- * For a settings check hook that refuses a value: PostgreSQL's own "invalid
- * value for parameter" message would quote the value whole.
- */
-extern void billing_guc_invalid(const char *name, const char *value);
-
-/* Raise 22004 for a NULL argument the function does not accept. */
-#define BILLING_REQUIRE_ARG(fcinfo, n, name) \
-	do { \
-		if (PG_ARGISNULL(n)) \
-			ereport(ERROR, \
-					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), \
-					 errmsg("%s must not be null", (name)))); \
-	} while (0)
 
 #endif							/* BILLING_H */

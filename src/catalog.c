@@ -21,7 +21,7 @@
 #include "utils/uuid.h"
 
 #include "audit.h"
-#include "billing.h"
+#include "common.h"
 #include "clock.h"
 #include "currency.h"
 #include "outbox.h"

@@ -23,6 +23,7 @@
 #include "utils/uuid.h"
 
 #include "billing.h"
+#include "common.h"
 #include "clock.h"
 #include "payments.h"
 #include "stripe.h"
@@ -35,7 +36,7 @@ typedef struct PaymentRow
 {
 	pg_uuid_t	id;
 	pg_uuid_t	user_id;
-	char		status[16];
+	PaymentStatus status;
 	char	   *tariff_title;
 	int32		months;
 	int64		total;
@@ -74,8 +75,8 @@ read_payment(PaymentRow *row, const pg_uuid_t *payment_id, const pg_uuid_t *user
 	old = MemoryContextSwitchTo(cxt);
 	memcpy(&row->id, payment_id, sizeof(pg_uuid_t));
 	memcpy(&row->user_id, user_id, sizeof(pg_uuid_t));
-	s = billing_spi_text(0, 1);
-	strlcpy(row->status, s, sizeof(row->status));
+	if (!payment_status_parse(billing_spi_text(0, 1), &row->status))
+		elog(ERROR, "payment %s has an unknown status", billing_uuid_str(payment_id));
 	row->tariff_title = billing_spi_text(0, 2);
 	row->months = DatumGetInt32(billing_spi_get(0, 3, &isnull));
 	row->total = DatumGetInt64(billing_spi_get(0, 4, &isnull));
@@ -165,7 +166,7 @@ billing_checkout(PG_FUNCTION_ARGS)
 	read_payment(&row, payment_id, user_id, cxt);
 
 	/* Pending with a session: the same URL again, no second session. */
-	if (strcmp(row.status, "pending") == 0 && row.session_id && row.url)
+	if (row.status == PAYMENT_PENDING && row.session_id && row.url)
 	{
 		if (row.expires_at <= now)
 			ereport(ERROR,
@@ -175,10 +176,10 @@ billing_checkout(PG_FUNCTION_ARGS)
 		SPI_finish();
 		PG_RETURN_TEXT_P(cstring_to_text(row.url));
 	}
-	if (strcmp(row.status, "invoiced") != 0)
+	if (row.status != PAYMENT_INVOICED)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("payment is %s", row.status),
+				 errmsg("payment is %s", payment_status_name(row.status)),
 				 errdetail("Only an invoiced payment can go to checkout.")));
 	if (row.total == 0)
 		/* create_invoice pays a zero total at once; this is a safety net. */
@@ -251,7 +252,7 @@ billing_checkout(PG_FUNCTION_ARGS)
 	 * now, briefly).  If a cancel won the race, this raises 55000 and the
 	 * session simply expires at Stripe unpaid: nobody has its URL.
 	 */
-	payment_settle(payment_id, "pending", session_id, NULL, "api", NULL);
+	payment_settle(payment_id, PAYMENT_PENDING, session_id, NULL, "api", NULL);
 	{
 		static SPIPlanPtr plan = NULL;
 		Oid			types[3] = {UUIDOID, TEXTOID, TIMESTAMPTZOID};
@@ -300,10 +301,10 @@ billing_confirm_payment(PG_FUNCTION_ARGS)
 
 	SPI_connect();
 	read_payment(&row, payment_id, user_id, CurrentMemoryContext);
-	if (strcmp(row.status, "pending") != 0 || row.session_id == NULL)
+	if (row.status != PAYMENT_PENDING || row.session_id == NULL)
 	{
 		/* Nothing to ask Stripe: the status is what it is. */
-		status = pstrdup(row.status);
+		status = payment_status_name(row.status);
 		SPI_finish();
 		PG_RETURN_TEXT_P(cstring_to_text(status));
 	}
@@ -318,7 +319,8 @@ billing_confirm_payment(PG_FUNCTION_ARGS)
  * cancel_payment's provider half
  * --------------------------------------------------------------------- */
 
-static const char *
+/* Expire the checkout session (the payment then becomes canceled). */
+static void
 cancel_unpaid(const PaymentInfo *p)
 {
 	StripeResult r;
@@ -331,7 +333,7 @@ cancel_unpaid(const PaymentInfo *p)
 				   psprintf("/v1/checkout/sessions/%s/expire", p->provider_session_id),
 				   NULL, idempotency_key("expire", &p->id));
 	if (r.outcome == STRIPE_OK)
-		return NULL;			/* expired at Stripe: canceled here */
+		return;					/* expired at Stripe: canceled here */
 	if (r.outcome != STRIPE_REFUSED || r.http_status != 400)
 		stripe_raise(&r, "expire the checkout session");
 
@@ -340,7 +342,7 @@ cancel_unpaid(const PaymentInfo *p)
 	st = stripe_json_str(&session->root, "status");
 	pay = stripe_json_str(&session->root, "payment_status");
 	if (st && strcmp(st, "expired") == 0)
-		return NULL;
+		return;
 	if (st && strcmp(st, "complete") == 0 && pay && strcmp(pay, "paid") == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -350,10 +352,10 @@ cancel_unpaid(const PaymentInfo *p)
 			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 			 errmsg("payment is being processed at stripe and cannot be canceled now"),
 			 errhint("Try again when it has succeeded or failed.")));
-	return NULL;				/* keep the compiler quiet */
 }
 
-static const char *
+/* Refund the payment at Stripe: true when the refund succeeded at once. */
+static bool
 cancel_refund(const PaymentInfo *p, char **provider_ref)
 {
 	StringInfoData form;
@@ -408,15 +410,19 @@ cancel_refund(const PaymentInfo *p, char **provider_ref)
 						 "UPDATE billing.payments SET next_poll_at = $2, poll_attempts = 0 WHERE id = $1",
 						 2, types, values, NULL, false, 0);
 	}
-	return strcmp(st, "succeeded") == 0 ? "refunded" : NULL;
+	return strcmp(st, "succeeded") == 0;
 }
 
-static const char *
-stripe_cancel_hook(const PaymentInfo *p, PaymentCancelKind kind, char **provider_ref)
+static PaymentStatus
+stripe_cancel_hook(const PaymentInfo *p, PaymentCancelKind kind, PaymentStatus proposed,
+				   char **provider_ref)
 {
 	if (kind == PAYMENT_CANCEL_UNPAID)
-		return cancel_unpaid(p);
-	return cancel_refund(p, provider_ref);
+	{
+		cancel_unpaid(p);
+		return proposed;
+	}
+	return cancel_refund(p, provider_ref) ? PAYMENT_REFUNDED : proposed;
 }
 
 void

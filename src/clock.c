@@ -15,6 +15,7 @@
 #include "utils/timestamp.h"
 
 #include "billing.h"
+#include "common.h"
 #include "clock.h"
 
 static char *test_clock_string = NULL;

@@ -17,6 +17,7 @@
 #include "utils/uuid.h"
 
 #include "billing.h"
+#include "common.h"
 #include "clock.h"
 #include "outbox.h"
 #include "subscriptions.h"

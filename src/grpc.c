@@ -32,7 +32,7 @@
 #include "storage/pmsignal.h"
 #include "storage/procsignal.h"
 
-#include "billing.h"
+#include "common.h"
 #include "grpc.h"
 
 static CURLM *multi = NULL;

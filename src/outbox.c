@@ -9,7 +9,7 @@
 #include "fmgr.h"
 #include "utils/builtins.h"
 
-#include "billing.h"
+#include "common.h"
 #include "outbox.h"
 
 PG_FUNCTION_INFO_V1(billing_outbox_wake);

@@ -42,6 +42,7 @@
 
 #include "audit.h"
 #include "billing.h"
+#include "common.h"
 #include "grpc.h"
 #include "outbox.h"
 #include "messagesender.pb-c.h"
@@ -350,7 +351,7 @@ static const char *const claim_sql =
 "  FOR UPDATE OF o SKIP LOCKED)"
 "UPDATE billing.outbox o"
 "   SET status = 'in_flight', attempts = o.attempts + 1,"
-"       claimed_at = now(), claimed_by = $3"
+"       claimed_at = now(), claimed_by = $3, claimed_by_start = $4"
 "  FROM due WHERE o.id = due.id "
 "RETURNING o.id, o.kind, o.idempotency_key, o.attempts,"
 "  o.payload->>'tariff_id', o.payload->>'user_id', o.payload->>'name',"
@@ -366,10 +367,11 @@ static const char *const outcome_sql =
 "                         THEN now() + r.delay_ms * interval '1 millisecond'"
 "                         ELSE o.next_attempt_at END,"
 "       last_error = CASE WHEN r.status = 'done' THEN NULL ELSE coalesce(r.error, o.last_error) END,"
-"       claimed_at = NULL, claimed_by = NULL"
+"       claimed_at = NULL, claimed_by = NULL, claimed_by_start = NULL"
 "  FROM unnest($1::bigint[], $2::text[], $3::float8[], $4::text[], $5::int[])"
 "       AS r(id, status, delay_ms, error, undo)"
-" WHERE o.id = r.id AND o.status = 'in_flight' AND o.claimed_by = $6";
+" WHERE o.id = r.id AND o.status = 'in_flight'"
+"   AND o.claimed_by = $6 AND o.claimed_by_start = $7";
 
 /* --- claiming ------------------------------------------------------------- */
 
@@ -428,19 +430,24 @@ claim_batch(bool *reclaimed, int *nmsgs, long *sleep_ms)
 		 * Only one worker runs, so any claim still in flight belongs to a
 		 * predecessor that died mid-batch (crash, kill, immediate stop).
 		 * Those calls may or may not have reached the service; deliver them
-		 * again under the same idempotency key.
+		 * again under the same idempotency key.  A claim is recognised by
+		 * the pid *and* the start time of the process that made it: after a
+		 * crash the kernel may hand us our predecessor's pid, but never with
+		 * our start time.
 		 */
 		static SPIPlanPtr plan = NULL;
-		Oid			argtypes[1] = {INT4OID};
-		Datum		values[1] = {Int32GetDatum(MyProcPid)};
+		Oid			argtypes[2] = {INT4OID, TIMESTAMPTZOID};
+		Datum		values[2] = {Int32GetDatum(MyProcPid),
+		TimestampTzGetDatum(MyStartTimestamp)};
 		uint64		n;
 
 		n = billing_spi_exec(&plan,
 							 "UPDATE billing.outbox SET status = 'pending', claimed_at = NULL,"
-							 " claimed_by = NULL, next_attempt_at = now(),"
+							 " claimed_by = NULL, claimed_by_start = NULL, next_attempt_at = now(),"
 							 " last_error = 'requeued: the worker holding the claim stopped mid-delivery'"
-							 " WHERE status = 'in_flight' AND claimed_by IS DISTINCT FROM $1",
-							 1, argtypes, values, NULL, false, 0);
+							 " WHERE status = 'in_flight'"
+							 "   AND (claimed_by, claimed_by_start) IS DISTINCT FROM ($1, $2)",
+							 2, argtypes, values, NULL, false, 0);
 		if (n > 0)
 			ereport(LOG,
 					(errmsg("billing outbox worker requeued %llu messages claimed by a stopped worker",
@@ -454,15 +461,16 @@ claim_batch(bool *reclaimed, int *nmsgs, long *sleep_ms)
 
 	{
 		static SPIPlanPtr plan = NULL;
-		Oid			argtypes[3] = {INT4OID, TEXTARRAYOID, INT4OID};
-		Datum		values[3];
+		Oid			argtypes[4] = {INT4OID, TEXTARRAYOID, INT4OID, TIMESTAMPTZOID};
+		Datum		values[4];
 		uint64		n;
 		MemoryContext old;
 
 		values[0] = Int32GetDatum(outbox_batch_size);
 		values[1] = PointerGetDatum(construct_array(kinds, nkinds, TEXTOID, -1, false, TYPALIGN_INT));
 		values[2] = Int32GetDatum(MyProcPid);
-		n = billing_spi_exec(&plan, claim_sql, 3, argtypes, values, NULL, false, 0);
+		values[3] = TimestampTzGetDatum(MyStartTimestamp);
+		n = billing_spi_exec(&plan, claim_sql, 4, argtypes, values, NULL, false, 0);
 
 		msgs = MemoryContextAllocZero(batch_cxt, sizeof(OutboxMsg) * Max(n, 1));
 		/* the strings must outlive SPI_finish: they live in the batch */
@@ -832,9 +840,9 @@ record_outcomes(OutboxMsg *msgs, int n)
 
 	{
 		static SPIPlanPtr plan = NULL;
-		Oid			argtypes[6] = {INT8ARRAYOID, TEXTARRAYOID, FLOAT8ARRAYOID,
-		TEXTARRAYOID, INT4ARRAYOID, INT4OID};
-		Datum		values[6];
+		Oid			argtypes[7] = {INT8ARRAYOID, TEXTARRAYOID, FLOAT8ARRAYOID,
+		TEXTARRAYOID, INT4ARRAYOID, INT4OID, TIMESTAMPTZOID};
+		Datum		values[7];
 
 		values[0] = PointerGetDatum(construct_array(ids, n, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 		values[1] = PointerGetDatum(construct_array(statuses, n, TEXTOID, -1, false, TYPALIGN_INT));
@@ -843,7 +851,8 @@ record_outcomes(OutboxMsg *msgs, int n)
 													   TEXTOID, -1, false, TYPALIGN_INT));
 		values[4] = PointerGetDatum(construct_array(undos, n, INT4OID, 4, true, TYPALIGN_INT));
 		values[5] = Int32GetDatum(MyProcPid);
-		billing_spi_exec(&plan, outcome_sql, 6, argtypes, values, NULL, false, 0);
+		values[6] = TimestampTzGetDatum(MyStartTimestamp);
+		billing_spi_exec(&plan, outcome_sql, 7, argtypes, values, NULL, false, 0);
 	}
 
 	if (nroles > 0)
@@ -1119,7 +1128,7 @@ billing_outbox_retry_dead(PG_FUNCTION_ARGS)
 					 "WITH r AS ("
 					 "  UPDATE billing.outbox"
 					 "     SET status = 'pending', attempts = 0, next_attempt_at = now(),"
-					 "         claimed_at = NULL, claimed_by = NULL"
+					 "         claimed_at = NULL, claimed_by = NULL, claimed_by_start = NULL"
 					 "   WHERE status = 'dead' AND ($1::bigint[] IS NULL OR id = ANY ($1))"
 					 "  RETURNING id) "
 					 "SELECT count(*), jsonb_build_object('status', 'pending',"

@@ -15,6 +15,7 @@
 #include "utils/uuid.h"
 
 #include "billing.h"
+#include "common.h"
 #include "clock.h"
 #include "outbox.h"
 #include "payments.h"
@@ -97,33 +98,64 @@ billing_payment_status_paid(PG_FUNCTION_ARGS)
 #undef STATUS_IS
 }
 
-/* Statuses from which nothing but a refund can follow. */
-static bool
-is_closed_unpaid(const char *status)
-{
-	return strcmp(status, "canceled") == 0 ||
-		strcmp(status, "expired") == 0 ||
-		strcmp(status, "failed") == 0;
-}
-
-static bool
-is_open(const char *status)
-{
-	return strcmp(status, "invoiced") == 0 || strcmp(status, "pending") == 0;
-}
+/* The names, in the order of PaymentStatus: the one table of them. */
+static const char *const status_names[PAYMENT_N_STATUSES] = {
+	[PAYMENT_INVOICED] = "invoiced",
+	[PAYMENT_PENDING] = "pending",
+	[PAYMENT_PAID] = "paid",
+	[PAYMENT_CANCELED] = "canceled",
+	[PAYMENT_EXPIRED] = "expired",
+	[PAYMENT_FAILED] = "failed",
+	[PAYMENT_REFUND_PENDING] = "refund_pending",
+	[PAYMENT_REFUNDED] = "refunded",
+};
 
 const char *
-payment_status_const(const char *s)
+payment_status_name(PaymentStatus status)
 {
-	static const char *const all[] = {
-		"invoiced", "pending", "paid", "canceled", "expired", "failed",
-		"refund_pending", "refunded"
-	};
+	Assert(status >= 0 && status < PAYMENT_N_STATUSES);
+	return status_names[status];
+}
 
-	for (int i = 0; i < lengthof(all); i++)
-		if (strcmp(s, all[i]) == 0)
-			return all[i];
-	return NULL;
+bool
+payment_status_parse(const char *s, PaymentStatus *status)
+{
+	for (int i = 0; i < PAYMENT_N_STATUSES; i++)
+		if (strcmp(s, status_names[i]) == 0)
+		{
+			*status = (PaymentStatus) i;
+			return true;
+		}
+	return false;
+}
+
+PaymentStatus
+payment_outcome_arg(const char *outcome)
+{
+	PaymentStatus o;
+
+	/* "pending" and "refund_pending" come from checkout and cancel. */
+	if (!payment_status_parse(outcome, &o) ||
+		o == PAYMENT_INVOICED || o == PAYMENT_PENDING || o == PAYMENT_REFUND_PENDING)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid payment outcome \"%s\"", billing_echo(outcome)),
+				 errhint("Use paid, canceled, expired, failed or refunded.")));
+	return o;
+}
+
+/* Statuses from which nothing but a refund can follow. */
+static bool
+is_closed_unpaid(PaymentStatus status)
+{
+	return status == PAYMENT_CANCELED || status == PAYMENT_EXPIRED ||
+		status == PAYMENT_FAILED;
+}
+
+static bool
+is_open(PaymentStatus status)
+{
+	return status == PAYMENT_INVOICED || status == PAYMENT_PENDING;
 }
 
 /*
@@ -134,12 +166,12 @@ payment_status_const(const char *s)
  * we expired when the user canceled) are no-ops.
  */
 static bool
-outcome_already_applied(const char *outcome, const char *status)
+outcome_already_applied(PaymentStatus outcome, PaymentStatus status)
 {
-	if (strcmp(outcome, status) == 0)
+	if (outcome == status)
 		return true;
-	if (strcmp(outcome, "paid") == 0)
-		return strcmp(status, "refund_pending") == 0 || strcmp(status, "refunded") == 0;
+	if (outcome == PAYMENT_PAID)
+		return status == PAYMENT_REFUND_PENDING || status == PAYMENT_REFUNDED;
 	if (is_closed_unpaid(outcome))
 		return is_closed_unpaid(status);
 	return false;
@@ -147,16 +179,24 @@ outcome_already_applied(const char *outcome, const char *status)
 
 /* Is `status` -> `outcome` a transition of the state machine? */
 static bool
-transition_allowed(const char *status, const char *outcome)
+transition_allowed(PaymentStatus status, PaymentStatus outcome)
 {
-	if (strcmp(outcome, "pending") == 0)
-		return strcmp(status, "invoiced") == 0;
-	if (strcmp(outcome, "paid") == 0 || is_closed_unpaid(outcome))
-		return is_open(status);
-	if (strcmp(outcome, "refund_pending") == 0)
-		return strcmp(status, "paid") == 0;
-	if (strcmp(outcome, "refunded") == 0)
-		return strcmp(status, "paid") == 0 || strcmp(status, "refund_pending") == 0;
+	switch (outcome)
+	{
+		case PAYMENT_PENDING:
+			return status == PAYMENT_INVOICED;
+		case PAYMENT_PAID:
+		case PAYMENT_CANCELED:
+		case PAYMENT_EXPIRED:
+		case PAYMENT_FAILED:
+			return is_open(status);
+		case PAYMENT_REFUND_PENDING:
+			return status == PAYMENT_PAID;
+		case PAYMENT_REFUNDED:
+			return status == PAYMENT_PAID || status == PAYMENT_REFUND_PENDING;
+		case PAYMENT_INVOICED:
+			break;
+	}
 	return false;
 }
 
@@ -227,8 +267,9 @@ payment_lock(PaymentInfo *p, const pg_uuid_t *payment_id, const pg_uuid_t *user_
 
 	memset(p, 0, sizeof(*p));
 	memcpy(&p->id, payment_id, sizeof(pg_uuid_t));
-	strlcpy(p->status, TextDatumGetCString(billing_spi_get(0, 1, &isnull)),
-			sizeof(p->status));
+	if (!payment_status_parse(TextDatumGetCString(billing_spi_get(0, 1, &isnull)),
+							  &p->status))
+		elog(ERROR, "payment %s has an unknown status", billing_uuid_str(payment_id));
 	memcpy(&p->user_id, DatumGetUUIDP(billing_spi_get(0, 2, &isnull)), sizeof(pg_uuid_t));
 	p->tariff_id = DatumGetInt64(billing_spi_get(0, 3, &isnull));
 	p->tariff_code = spi_text_upper(4);
@@ -272,12 +313,12 @@ promo_release(int64 promo_code_id)
 }
 
 /*
- * Apply `outcome` to the payment *p, whose row the caller has locked (see
- * payment_lock) inside its SPI connection.  Updates *p->status.
+ * Make the transition of *p (locked, allowed) to `outcome`: its side effects,
+ * then the guarded update and its event.  Updates *p.
  */
-static const char *
-settle_locked(PaymentInfo *p, const char *outcome, const char *provider_ref,
-			  const TimestampTz *at, const char *source, const char *detail_json)
+static void
+apply_transition(PaymentInfo *p, PaymentStatus outcome, const char *provider_ref,
+				 const TimestampTz *at, const char *source, const char *detail_json)
 {
 	static SPIPlanPtr plan = NULL;
 	Oid			argtypes[12] = {UUIDOID, TEXTOID, TEXTOID, TIMESTAMPTZOID,
@@ -297,20 +338,12 @@ settle_locked(PaymentInfo *p, const char *outcome, const char *provider_ref,
 	int64		subscription_id = 0;
 	int32		term = 0;
 
-	if (outcome_already_applied(outcome, p->status))
-		return payment_status_const(p->status);
-
-	if (!transition_allowed(p->status, outcome))
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("payment cannot go from %s to %s", p->status, outcome)));
-
 	/* Side effects first: the payment row then records their results. */
-	if (strcmp(outcome, "paid") == 0)
+	if (outcome == PAYMENT_PAID)
 		subscription_id = subscription_apply_payment(&p->id, &p->user_id,
 													 p->tariff_id, p->months, when,
 													 &term);
-	else if (strcmp(outcome, "refunded") == 0)
+	else if (outcome == PAYMENT_REFUNDED)
 	{
 		if (p->subscription_id == 0)
 			elog(ERROR, "paid payment %s has no subscription", billing_uuid_str(&p->id));
@@ -319,12 +352,12 @@ settle_locked(PaymentInfo *p, const char *outcome, const char *provider_ref,
 
 	/* paid keeps the promo code; every other way out of a reservation frees it */
 	if (p->promo_code_id != 0 &&
-		(is_closed_unpaid(outcome) || strcmp(outcome, "refunded") == 0))
+		(is_closed_unpaid(outcome) || outcome == PAYMENT_REFUNDED))
 		promo_release(p->promo_code_id);
 
 	values[0] = UUIDPGetDatum(&p->id);
-	values[1] = CStringGetTextDatum(outcome);
-	values[2] = CStringGetTextDatum(p->status);
+	values[1] = CStringGetTextDatum(payment_status_name(outcome));
+	values[2] = CStringGetTextDatum(payment_status_name(p->status));
 	values[3] = TimestampTzGetDatum(now);
 	values[4] = TimestampTzGetDatum(when);
 	if (subscription_id != 0)
@@ -385,41 +418,67 @@ settle_locked(PaymentInfo *p, const char *outcome, const char *provider_ref,
 						 12, argtypes, values, nulls, false, 0) != 1)
 		elog(ERROR, "payment %s changed under its row lock", billing_uuid_str(&p->id));
 
-	strlcpy(p->status, outcome, sizeof(p->status));
+	p->status = outcome;
 	if (subscription_id != 0)
 		p->subscription_id = subscription_id;
-	if (strcmp(outcome, "paid") == 0)
+	if (outcome == PAYMENT_PAID)
 	{
 		p->has_paid_at = true;
 		p->paid_at = when;
 	}
-	return payment_status_const(outcome);
 }
 
-const char *
-payment_settle(const pg_uuid_t *payment_id, const char *outcome,
-			   const char *provider_ref, const TimestampTz *at,
-			   const char *source, const char *detail_json)
+/* The arguments of a settle that do not depend on the payment. */
+static void
+check_event(PaymentStatus outcome, const char *source, const TimestampTz *at)
 {
-	PaymentInfo p;
-	const char *canonical = payment_status_const(outcome);
-	const char *result;
-
-	if (canonical == NULL || strcmp(canonical, "invoiced") == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid payment outcome \"%s\"", billing_echo(outcome))));
-	source = check_source(source);
+	if (outcome == PAYMENT_INVOICED)
+		elog(ERROR, "a payment cannot be settled as invoiced");
+	(void) check_source(source);
 	if (at && TIMESTAMP_NOT_FINITE(*at))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("the time of a payment event must be finite")));
+}
 
+PaymentSettleResult
+payment_settle_locked(PaymentInfo *p, PaymentStatus outcome, const char *provider_ref,
+					  const TimestampTz *at, const char *source, const char *detail_json)
+{
+	check_event(outcome, source, at);
+	if (outcome_already_applied(outcome, p->status))
+		return PAYMENT_UNCHANGED;
+	if (!transition_allowed(p->status, outcome))
+		return PAYMENT_STALE;
+	apply_transition(p, outcome, provider_ref, at, source, detail_json);
+	return PAYMENT_APPLIED;
+}
+
+/* A stale outcome asked for by a caller who must know: 55000. */
+static void
+refuse_stale(const PaymentInfo *p, PaymentStatus outcome)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("payment cannot go from %s to %s",
+					payment_status_name(p->status), payment_status_name(outcome))));
+}
+
+PaymentStatus
+payment_settle(const pg_uuid_t *payment_id, PaymentStatus outcome,
+			   const char *provider_ref, const TimestampTz *at,
+			   const char *source, const char *detail_json)
+{
+	PaymentInfo p;
+
+	/* Bad arguments are refused before the payment is looked at. */
+	check_event(outcome, source, at);
 	SPI_connect();
 	payment_lock(&p, payment_id, NULL);
-	result = settle_locked(&p, canonical, provider_ref, at, source, detail_json);
+	if (payment_settle_locked(&p, outcome, provider_ref, at, source, detail_json) == PAYMENT_STALE)
+		refuse_stale(&p, outcome);
 	SPI_finish();
-	return result;
+	return p.status;
 }
 
 /* ------------------------------------------------------------------------
@@ -601,7 +660,7 @@ billing_create_invoice(PG_FUNCTION_ARGS)
 
 	/* Nothing to collect: paid at once, through the one settle path. */
 	if (q.total == 0)
-		payment_settle(result, "paid", NULL, NULL, "system", NULL);
+		payment_settle(result, PAYMENT_PAID, NULL, NULL, "system", NULL);
 	SPI_finish();
 
 	PG_RETURN_UUID_P(result);
@@ -616,24 +675,15 @@ PG_FUNCTION_INFO_V1(billing_settle_payment);
 Datum
 billing_settle_payment(PG_FUNCTION_ARGS)
 {
-	char	   *outcome;
+	PaymentStatus outcome;
 	char	   *provider_ref = NULL;
 	TimestampTz at = 0;
-	const char *status;
+	PaymentStatus status;
 
 	BILLING_REQUIRE_ARG(fcinfo, 0, "payment_id");
 	BILLING_REQUIRE_ARG(fcinfo, 1, "outcome");
 	BILLING_REQUIRE_ARG(fcinfo, 4, "source");
-	outcome = text_to_cstring(PG_GETARG_TEXT_PP(1));
-
-	/* "pending" and "refund_pending" come from checkout and cancel, not from here. */
-	if (strcmp(outcome, "paid") != 0 && strcmp(outcome, "canceled") != 0 &&
-		strcmp(outcome, "expired") != 0 && strcmp(outcome, "failed") != 0 &&
-		strcmp(outcome, "refunded") != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("invalid payment outcome \"%s\"", billing_echo(outcome)),
-				 errhint("Use paid, canceled, expired, failed or refunded.")));
+	outcome = payment_outcome_arg(text_to_cstring(PG_GETARG_TEXT_PP(1)));
 	if (!PG_ARGISNULL(2))
 		provider_ref = text_to_cstring(PG_GETARG_TEXT_PP(2));
 	if (!PG_ARGISNULL(3))
@@ -642,7 +692,7 @@ billing_settle_payment(PG_FUNCTION_ARGS)
 	status = payment_settle(PG_GETARG_UUID_P(0), outcome, provider_ref,
 							PG_ARGISNULL(3) ? NULL : &at,
 							text_to_cstring(PG_GETARG_TEXT_PP(4)), NULL);
-	PG_RETURN_TEXT_P(cstring_to_text(status));
+	PG_RETURN_TEXT_P(cstring_to_text(payment_status_name(status)));
 }
 
 /* ------------------------------------------------------------------------
@@ -650,82 +700,80 @@ billing_settle_payment(PG_FUNCTION_ARGS)
  * ------------------------------------------------------------------------
  */
 
-const char *
+PaymentStatus
 payment_cancel(const pg_uuid_t *user_id, const pg_uuid_t *payment_id, const char *source)
 {
 	PaymentInfo p;
 	PaymentCancelKind kind;
-	const char *outcome;
+	PaymentStatus outcome;
 	char	   *provider_ref = NULL;
 	const char *detail = NULL;
-	const char *result;
 
 	source = check_source(source);
 	SPI_connect();
 	payment_lock(&p, payment_id, user_id);
 
-	if (is_open(p.status))
+	switch (p.status)
 	{
-		kind = PAYMENT_CANCEL_UNPAID;
-		outcome = "canceled";
-	}
-	else if (strcmp(p.status, "paid") == 0)
-	{
-		TimestampTz now = billing_now();
-		TimestampTz deadline = p.paid_at + (int64) payments_refund_window * USECS_PER_SEC;
+		case PAYMENT_INVOICED:
+		case PAYMENT_PENDING:
+			kind = PAYMENT_CANCEL_UNPAID;
+			outcome = PAYMENT_CANCELED;
+			break;
+		case PAYMENT_PAID:
+			{
+				TimestampTz now = billing_now();
+				TimestampTz deadline = p.paid_at + (int64) payments_refund_window * USECS_PER_SEC;
 
-		if (now > deadline)
+				if (now > deadline)
+					ereport(ERROR,
+							(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+							 errmsg("refund window has passed"),
+							 errdetail("The payment succeeded at %s; refunds are accepted until %s.",
+									   pstrdup(timestamptz_to_str(p.paid_at)),
+									   pstrdup(timestamptz_to_str(deadline)))));
+				kind = PAYMENT_CANCEL_REFUND;
+
+				/*
+				 * A payment that never went to a provider (a zero total, or
+				 * one an admin settled by hand) has no provider refund to
+				 * wait for: it is refunded at once, and the event says so.
+				 * Money an admin took off-band goes back the same way.
+				 */
+				if (p.provider_session_id == NULL)
+				{
+					outcome = PAYMENT_REFUNDED;
+					detail = "{\"refund\": \"without_provider\"}";
+				}
+				else
+					outcome = PAYMENT_REFUND_PENDING;
+				break;
+			}
+		case PAYMENT_REFUND_PENDING:
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("refund window has passed"),
-					 errdetail("The payment succeeded at %s; refunds are accepted until %s.",
-							   pstrdup(timestamptz_to_str(p.paid_at)),
-							   pstrdup(timestamptz_to_str(deadline)))));
-		kind = PAYMENT_CANCEL_REFUND;
-
-		/*
-		 * A payment that never went to a provider (a zero total, or one an
-		 * admin settled by hand) has no provider refund to wait for: it is
-		 * refunded at once, and the event says so.  Money an admin took
-		 * off-band goes back the same way.
-		 */
-		if (p.provider_session_id == NULL)
-		{
-			outcome = "refunded";
-			detail = "{\"refund\": \"without_provider\"}";
-		}
-		else
-			outcome = "refund_pending";
+					 errmsg("a refund of this payment is already in progress")));
+			break;
+		case PAYMENT_REFUNDED:
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("payment is already refunded")));
+			break;
+		default:
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("payment is already %s", payment_status_name(p.status)),
+					 errdetail("Only an unpaid or a recently paid payment can be canceled.")));
 	}
-	else if (strcmp(p.status, "refund_pending") == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("a refund of this payment is already in progress")));
-	else if (strcmp(p.status, "refunded") == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("payment is already refunded")));
-	else
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("payment is already %s", p.status),
-				 errdetail("Only an unpaid or a recently paid payment can be canceled.")));
 
 	if (payment_cancel_hook && p.provider_session_id)
-	{
-		const char *hooked = payment_cancel_hook(&p, kind, &provider_ref);
+		outcome = payment_cancel_hook(&p, kind, outcome, &provider_ref);
 
-		if (hooked)
-		{
-			outcome = payment_status_const(hooked);
-			if (outcome == NULL)
-				elog(ERROR, "payment cancel hook returned invalid outcome \"%s\"", hooked);
-		}
-	}
-
-	result = settle_locked(&p, outcome, provider_ref, NULL, source, detail);
+	/* Judged above under the row lock: the transition is allowed. */
+	if (payment_settle_locked(&p, outcome, provider_ref, NULL, source, detail) == PAYMENT_STALE)
+		refuse_stale(&p, outcome);
 	SPI_finish();
-	return result;
+	return p.status;
 }
 
 PG_FUNCTION_INFO_V1(billing_cancel_payment);
@@ -735,8 +783,9 @@ billing_cancel_payment(PG_FUNCTION_ARGS)
 	BILLING_REQUIRE_ARG(fcinfo, 0, "user_id");
 	BILLING_REQUIRE_ARG(fcinfo, 1, "payment_id");
 
-	PG_RETURN_TEXT_P(cstring_to_text(payment_cancel(PG_GETARG_UUID_P(0),
-													PG_GETARG_UUID_P(1), "api")));
+	PG_RETURN_TEXT_P(cstring_to_text(payment_status_name(payment_cancel(PG_GETARG_UUID_P(0),
+																		PG_GETARG_UUID_P(1),
+																		"api"))));
 }
 
 /* ------------------------------------------------------------------------
@@ -791,7 +840,7 @@ billing_expire_invoices(PG_FUNCTION_ARGS)
 		CHECK_FOR_INTERRUPTS();
 		oldcxt = MemoryContextSwitchTo(loopcxt);
 		/* We hold the row locks, so each is still open: this cannot be refused. */
-		payment_settle(&ids[i], "expired", NULL, NULL, "system", NULL);
+		payment_settle(&ids[i], PAYMENT_EXPIRED, NULL, NULL, "system", NULL);
 		expired++;
 		MemoryContextSwitchTo(oldcxt);
 		MemoryContextReset(loopcxt);

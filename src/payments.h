@@ -17,6 +17,33 @@ extern int	payments_expiry_batch;
 
 extern void payments_define_gucs(void);
 
+/* The statuses of a payment (billing.payment_status); names in payments.c. */
+typedef enum PaymentStatus
+{
+	PAYMENT_INVOICED,
+	PAYMENT_PENDING,
+	PAYMENT_PAID,
+	PAYMENT_CANCELED,
+	PAYMENT_EXPIRED,
+	PAYMENT_FAILED,
+	PAYMENT_REFUND_PENDING,
+	PAYMENT_REFUNDED
+} PaymentStatus;
+
+#define PAYMENT_N_STATUSES (PAYMENT_REFUNDED + 1)
+
+/* The status's name, a constant (outlives any memory context). */
+extern const char *payment_status_name(PaymentStatus status);
+
+/* The status named s; false when there is none. */
+extern bool payment_status_parse(const char *s, PaymentStatus *status);
+
+/*
+ * The outcome argument of the SQL settle functions (paid, canceled, expired,
+ * failed, refunded); anything else raises 22023.
+ */
+extern PaymentStatus payment_outcome_arg(const char *outcome);
+
 /*
  * A payment row as the state machine sees it.  Strings are allocated with
  * SPI_palloc (the memory context that was current when the caller connected
@@ -27,7 +54,7 @@ typedef struct PaymentInfo
 {
 	pg_uuid_t	id;
 	pg_uuid_t	user_id;
-	char		status[16];
+	PaymentStatus status;
 	int64		tariff_id;
 	char	   *tariff_code;
 	char	   *tariff_title;
@@ -47,12 +74,6 @@ typedef struct PaymentInfo
 } PaymentInfo;
 
 /*
- * Canonical string constant for an outcome or a status, or NULL when unknown.
- * Returning constants lets callers keep the result past SPI_finish.
- */
-extern const char *payment_status_const(const char *s);
-
-/*
  * Lock the payment row (FOR UPDATE) and read it into *p.  When user_id is not
  * NULL the payment must belong to that user; a missing payment and someone
  * else's payment both raise the same P0002, so ids do not leak.  The caller
@@ -62,13 +83,19 @@ extern void payment_lock(PaymentInfo *p, const pg_uuid_t *payment_id,
 						 const pg_uuid_t *user_id);
 
 /*
- * THE transition routine.  Applies `outcome` to the payment and returns its
- * status afterwards (a string constant).
+ * THE transition routine, for a payment whose row the caller locked with
+ * payment_lock (inside its SPI connection).  A provider calls this with
+ * whatever its API reported; the SQL functions go through payment_settle.
  *
- * outcome: "paid", "canceled", "expired", "failed", "refunded" (what the SQL
- * function billing.settle_payment accepts), and for the provider code also
- * "pending" (checkout opened: invoiced -> pending) and "refund_pending"
- * (refund requested: paid -> refund_pending).
+ * outcome: any status but invoiced ("pending": checkout opened;
+ * "refund_pending": refund requested).  Answers
+ *   PAYMENT_APPLIED    the transition happened (*p is updated);
+ *   PAYMENT_UNCHANGED  it had already happened: the same outcome again, a
+ *                      late "paid" after a refund, a closing outcome for a
+ *                      payment already closed unpaid;
+ *   PAYMENT_STALE      the state machine has no such transition (the payment
+ *                      moved on: a late or out-of-order report); nothing
+ *                      changed.  A provider reports this, it is no error.
  *
  * provider_ref (may be NULL) is kept in the event's detail and, when the
  * column is still empty, in the column matching the new status: pending ->
@@ -82,16 +109,31 @@ extern void payment_lock(PaymentInfo *p, const pg_uuid_t *payment_id,
  * source: "api", "webhook", "poll", "admin" or "system".
  * detail_json (may be NULL): a jsonb object text merged into the event detail.
  *
- * The same outcome twice changes nothing the second time and returns the
- * status; a transition the state machine does not have raises 55000 with
- * nothing changed.  Side effects happen in the caller's transaction: paid
- * calls subscription_apply_payment(), refunded calls
- * subscription_refund_payment(), canceled/expired/failed/refunded release the
- * promo code reservation.  Connects to SPI itself (nestable).
+ * Side effects happen in the caller's transaction: paid calls
+ * subscription_apply_payment(), refunded calls subscription_refund_payment(),
+ * canceled/expired/failed/refunded release the promo code reservation.
  */
-extern const char *payment_settle(const pg_uuid_t *payment_id, const char *outcome,
-								  const char *provider_ref, const TimestampTz *at,
-								  const char *source, const char *detail_json);
+typedef enum PaymentSettleResult
+{
+	PAYMENT_APPLIED,
+	PAYMENT_UNCHANGED,
+	PAYMENT_STALE
+} PaymentSettleResult;
+
+extern PaymentSettleResult payment_settle_locked(PaymentInfo *p, PaymentStatus outcome,
+												 const char *provider_ref,
+												 const TimestampTz *at,
+												 const char *source,
+												 const char *detail_json);
+
+/*
+ * Lock the payment and settle it (above); a stale outcome raises 55000 with
+ * nothing changed.  Returns the status afterwards.  Connects to SPI itself
+ * (nestable).
+ */
+extern PaymentStatus payment_settle(const pg_uuid_t *payment_id, PaymentStatus outcome,
+									const char *provider_ref, const TimestampTz *at,
+									const char *source, const char *detail_json);
 
 /*
  * Provider hook for billing.cancel_payment (the Stripe code sets it from its
@@ -103,10 +145,10 @@ extern const char *payment_settle(const pg_uuid_t *payment_id, const char *outco
  *   PAYMENT_CANCEL_REFUND  paid payment inside the refund window about to
  *                          become refund_pending (e.g. create the refund).
  *
- * The hook returns the outcome to apply: NULL for the default ("canceled" or
- * "refund_pending"), or another outcome such as "refunded" when the provider
- * refunded at once.  It may set *provider_ref (e.g. the refund id), which is
- * passed on to payment_settle.  An error raised by the hook aborts the call
+ * The hook returns the outcome to apply: `proposed` (canceled or
+ * refund_pending), or another such as refunded when the provider refunded at
+ * once.  It may set *provider_ref (e.g. the refund id), which is passed on
+ * to the settle.  An error raised by the hook aborts the call
  * with nothing changed.  Called only for payments that went to the provider
  * (provider_session_id set).  Without one: unpaid -> canceled; paid ->
  * refunded at once, with {"refund": "without_provider"} in the event (a zero
@@ -119,9 +161,10 @@ typedef enum PaymentCancelKind
 	PAYMENT_CANCEL_REFUND
 } PaymentCancelKind;
 
-typedef const char *(*payment_cancel_hook_type) (const PaymentInfo *p,
-												 PaymentCancelKind kind,
-												 char **provider_ref);
+typedef PaymentStatus (*payment_cancel_hook_type) (const PaymentInfo *p,
+												   PaymentCancelKind kind,
+												   PaymentStatus proposed,
+												   char **provider_ref);
 
 extern PGDLLIMPORT payment_cancel_hook_type payment_cancel_hook;
 
@@ -129,7 +172,7 @@ extern PGDLLIMPORT payment_cancel_hook_type payment_cancel_hook;
  * The whole of billing.cancel_payment for callers in C: returns the status
  * afterwards.  source is "api" or "admin".
  */
-extern const char *payment_cancel(const pg_uuid_t *user_id, const pg_uuid_t *payment_id,
-								  const char *source);
+extern PaymentStatus payment_cancel(const pg_uuid_t *user_id, const pg_uuid_t *payment_id,
+									const char *source);
 
 #endif							/* BILLING_PAYMENTS_H */

@@ -27,7 +27,7 @@
 #include "utils/resowner.h"
 #include "utils/uuid.h"
 
-#include "billing.h"
+#include "common.h"
 #include "clock.h"
 #include "stripe.h"
 

@@ -18,6 +18,7 @@
 #include "utils/timestamp.h"
 
 #include "billing.h"
+#include "common.h"
 #include "clock.h"
 #include "pricing.h"
 

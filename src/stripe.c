@@ -18,6 +18,7 @@
 #include "utils/numeric.h"
 
 #include "billing.h"
+#include "common.h"
 #include "stripe.h"
 
 /* A Stripe object is a few kB; anything far larger is not Stripe talking. */
@@ -315,9 +316,6 @@ stripe_define_gucs(void)
 							NULL,
 							&stripe_event_retention, 30, 4, 3650,
 							PGC_SUSET, 0, NULL, NULL, NULL);
-
-	/* billing.cancel_payment asks Stripe through this hook. */
-	checkout_init();
 }
 
 /* ---------------------------------------------------------------------

@@ -110,7 +110,4 @@ extern const char *stripe_apply_refund(const pg_uuid_t *payment_id, JsonbContain
 									   const TimestampTz *at, const char *source,
 									   const char *event_id, const char **status);
 
-/* Checkout (checkout.c): installs the cancel hook of payments.c. */
-extern void checkout_init(void);
-
 #endif							/* BILLING_STRIPE_H */

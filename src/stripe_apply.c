@@ -1,6 +1,6 @@
 /*
  * stripe_apply.c — what a Stripe object (a Checkout Session, a Refund) means
- * for one of our payments, applied through payment_settle.  The webhook,
+ * for one of our payments, applied through payment_settle_locked.  The webhook,
  * confirm_payment and the poller all come through here, so a paid session
  * is the same outcome whichever of them sees it first.
  */
@@ -9,37 +9,9 @@
 #include "utils/builtins.h"
 #include "utils/json.h"
 
-#include "billing.h"
+#include "common.h"
 #include "payments.h"
 #include "stripe.h"
-
-/* Status strings as constants, so they outlive SPI_finish. */
-static const char *
-status_word(const char *s)
-{
-	const char *c = payment_status_const(s);
-
-	return c ? c : "unknown";
-}
-
-static bool
-status_is(const char *status, const char *a)
-{
-	return strcmp(status, a) == 0;
-}
-
-static bool
-is_open(const char *status)
-{
-	return status_is(status, "invoiced") || status_is(status, "pending");
-}
-
-static bool
-is_closed_unpaid(const char *status)
-{
-	return status_is(status, "canceled") || status_is(status, "expired") ||
-		status_is(status, "failed");
-}
 
 /* {"stripe_event": ..., "stripe_object": ...} for the payment event's detail. */
 static char *
@@ -60,51 +32,36 @@ detail_json(const char *event_id, const char *object_id)
 }
 
 /*
- * Settle `outcome` when the payment's status allows it.  What the state
- * machine would refuse because the payment moved on (a late "expired" after
- * "paid", events out of order) is "stale", not an error: Stripe would
- * otherwise retry the event for days.
+ * Settle `outcome` through the state machine (payments.c).  What it calls
+ * stale (a late "expired" after "paid", events out of order) is reported,
+ * not an error: Stripe would otherwise retry the event for days.
  */
 static const char *
-settle_if_possible(PaymentInfo *p, const char *outcome, const char *provider_ref,
-				   const TimestampTz *at, const char *source, const char *event_id,
-				   const char *object_id, const char **status)
+settle(PaymentInfo *p, PaymentStatus outcome, const char *provider_ref,
+	   const TimestampTz *at, const char *source, const char *event_id,
+	   const char *object_id, const char **status)
 {
-	bool		possible;
+	PaymentSettleResult r = payment_settle_locked(p, outcome, provider_ref, at, source,
+												  detail_json(event_id, object_id));
 
-	if (status_is(outcome, "paid"))
-		possible = is_open(p->status) || status_is(p->status, "paid") ||
-			status_is(p->status, "refund_pending") || status_is(p->status, "refunded");
-	else if (status_is(outcome, "refunded"))
-		possible = status_is(p->status, "paid") || status_is(p->status, "refund_pending") ||
-			status_is(p->status, "refunded");
-	else						/* expired, failed */
-		possible = is_open(p->status) || is_closed_unpaid(p->status);
-
-	if (!possible)
+	*status = payment_status_name(p->status);
+	if (r == PAYMENT_STALE && outcome == PAYMENT_PAID)
+		/* Money arrived for a payment we had closed: someone must refund it. */
+		ereport(WARNING,
+				(errmsg("stripe reports payment %s paid, but it is %s",
+						billing_uuid_str(&p->id), *status),
+				 errdetail("Stripe object %s.", object_id ? object_id : "?"),
+				 errhint("Refund it at Stripe; the payment was not changed.")));
+	switch (r)
 	{
-		*status = status_word(p->status);
-		if (status_is(outcome, "paid"))
-			/* Money arrived for a payment we had closed: someone must refund it. */
-			ereport(WARNING,
-					(errmsg("stripe reports payment %s paid, but it is %s",
-							billing_uuid_str(&p->id),
-							p->status),
-					 errdetail("Stripe object %s.", object_id ? object_id : "?"),
-					 errhint("Refund it at Stripe; the payment was not changed.")));
-		return "stale";
+		case PAYMENT_APPLIED:
+			return "applied";
+		case PAYMENT_UNCHANGED:
+			return "unchanged";
+		case PAYMENT_STALE:
+			break;
 	}
-	if (status_is(outcome, p->status) ||
-		(status_is(outcome, "paid") && !is_open(p->status)) ||
-		(!status_is(outcome, "paid") && !status_is(outcome, "refunded") &&
-		 is_closed_unpaid(p->status)))
-	{
-		*status = status_word(p->status);
-		return "unchanged";
-	}
-	*status = payment_settle(&p->id, outcome, provider_ref, at, source,
-							 detail_json(event_id, object_id));
-	return "applied";
+	return "stale";
 }
 
 /* The id of an expandable field: a string, or an expanded object's "id". */
@@ -133,7 +90,8 @@ stripe_apply_session(const pg_uuid_t *payment_id, JsonbContainer *session,
 	JsonbContainer *pi_obj;
 	char	   *pi = expandable_id(session, "payment_intent", &pi_obj);
 	int64		amount;
-	const char *outcome = NULL;
+	PaymentStatus outcome;
+	bool		known = true;
 	TimestampTz paid_at;
 	const char *result;
 
@@ -154,32 +112,33 @@ stripe_apply_session(const pg_uuid_t *payment_id, JsonbContainer *session,
 						sid ? sid : "?",
 						billing_uuid_str(payment_id)),
 				 errdetail("The session's id, amount or currency differs from the payment's; nothing was changed.")));
-		*status = status_word(p.status);
+		*status = payment_status_name(p.status);
 		SPI_finish();
 		return "mismatch";
 	}
 
 	if (event_type && strcmp(event_type, "checkout.session.async_payment_failed") == 0)
-		outcome = "failed";
+		outcome = PAYMENT_FAILED;
 	else if (strcmp(st, "complete") == 0 && pay_status &&
 			 (strcmp(pay_status, "paid") == 0 || strcmp(pay_status, "no_payment_required") == 0))
-		outcome = "paid";
+		outcome = PAYMENT_PAID;
 	else if (strcmp(st, "expired") == 0)
-		outcome = "expired";
-	else if (strcmp(st, "complete") == 0 && pi_obj)
+		outcome = PAYMENT_EXPIRED;
+	else
 	{
 		/* Fetched with the payment intent expanded: a delayed method that failed. */
-		char	   *pi_status = stripe_json_str(pi_obj, "status");
+		char	   *pi_status = pi_obj ? stripe_json_str(pi_obj, "status") : NULL;
 
-		if (pi_status && (strcmp(pi_status, "requires_payment_method") == 0 ||
-						  strcmp(pi_status, "canceled") == 0))
-			outcome = "failed";
+		outcome = PAYMENT_FAILED;
+		known = strcmp(st, "complete") == 0 && pi_status &&
+			(strcmp(pi_status, "requires_payment_method") == 0 ||
+			 strcmp(pi_status, "canceled") == 0);
 	}
 
-	if (outcome == NULL)
+	if (!known)
 	{
 		/* open, or complete with a delayed payment method still processing */
-		*status = status_word(p.status);
+		*status = payment_status_name(p.status);
 		SPI_finish();
 		return "waiting";
 	}
@@ -201,7 +160,7 @@ stripe_apply_session(const pg_uuid_t *payment_id, JsonbContainer *session,
 	}
 
 	/* Paid when the charge succeeded, when Stripe tells us; else the event's time. */
-	if (strcmp(outcome, "paid") == 0 && at == NULL && pi_obj)
+	if (outcome == PAYMENT_PAID && at == NULL && pi_obj)
 	{
 		JsonbContainer *charge = stripe_json_obj(pi_obj, "latest_charge");
 		int64		created;
@@ -214,8 +173,8 @@ stripe_apply_session(const pg_uuid_t *payment_id, JsonbContainer *session,
 		}
 	}
 
-	result = settle_if_possible(&p, outcome, strcmp(outcome, "paid") == 0 ? pi : NULL,
-								at, source, event_id, sid, status);
+	result = settle(&p, outcome, outcome == PAYMENT_PAID ? pi : NULL,
+					at, source, event_id, sid, status);
 	SPI_finish();
 	return result;
 }
@@ -248,7 +207,7 @@ stripe_apply_refund(const pg_uuid_t *payment_id, JsonbContainer *refund,
 						rid ? rid : "?",
 						billing_uuid_str(payment_id)),
 				 errdetail("The refund's id, payment intent or currency differs from the payment's; nothing was changed.")));
-		*status = status_word(p.status);
+		*status = payment_status_name(p.status);
 		SPI_finish();
 		return "mismatch";
 	}
@@ -262,11 +221,11 @@ stripe_apply_refund(const pg_uuid_t *payment_id, JsonbContainer *refund,
 					(errmsg("stripe refund %s is partial (" INT64_FORMAT " of " INT64_FORMAT ")",
 							rid, amount, p.total),
 					 errdetail("Only full refunds change a payment; nothing was changed.")));
-			*status = status_word(p.status);
+			*status = payment_status_name(p.status);
 			result = "partial";
 		}
 		else
-			result = settle_if_possible(&p, "refunded", rid, at, source, event_id, rid, status);
+			result = settle(&p, PAYMENT_REFUNDED, rid, at, source, event_id, rid, status);
 	}
 	else if (strcmp(st, "failed") == 0 || strcmp(st, "canceled") == 0)
 	{
@@ -274,17 +233,17 @@ stripe_apply_refund(const pg_uuid_t *payment_id, JsonbContainer *refund,
 		 * The state machine has no way back from refund_pending: say so
 		 * loudly, an operator settles it (the money is still with us).
 		 */
-		if (status_is(p.status, "refund_pending"))
+		if (p.status == PAYMENT_REFUND_PENDING)
 			ereport(WARNING,
 					(errmsg("stripe refund %s of payment %s %s", rid,
 							billing_uuid_str(payment_id), st),
 					 errhint("Refund it again at Stripe, then settle it as refunded.")));
-		*status = status_word(p.status);
+		*status = payment_status_name(p.status);
 		result = "refund_failed";
 	}
 	else
 	{
-		*status = status_word(p.status);
+		*status = payment_status_name(p.status);
 		result = "waiting";
 	}
 	SPI_finish();

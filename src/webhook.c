@@ -16,7 +16,7 @@
 #include "utils/jsonb.h"
 #include "utils/uuid.h"
 
-#include "billing.h"
+#include "common.h"
 #include "clock.h"
 #include "stripe.h"
 
@@ -193,29 +193,6 @@ is_token(const char *s, bool allow_dot)
 	return n > 0 && n <= 255;
 }
 
-/* A uuid in text, checked first so uuid_in cannot raise. */
-static bool
-parse_uuid(const char *s, pg_uuid_t *out)
-{
-	int			i;
-
-	if (s == NULL || strlen(s) != 36)
-		return false;
-	for (i = 0; i < 36; i++)
-	{
-		if (i == 8 || i == 13 || i == 18 || i == 23)
-		{
-			if (s[i] != '-')
-				return false;
-		}
-		else if (billing_hexval(s[i]) < 0)
-			return false;
-	}
-	memcpy(out, DatumGetUUIDP(DirectFunctionCall1(uuid_in, CStringGetDatum(s))),
-		   sizeof(pg_uuid_t));
-	return true;
-}
-
 /* The payment a uuid/text query returns, if any. */
 static bool
 find_payment(SPIPlanPtr *plan, const char *sql, int nargs, Oid *types, Datum *values,
@@ -364,9 +341,9 @@ billing_stripe_webhook(PG_FUNCTION_ARGS)
 						uid;
 			char	   *ref = stripe_json_str(obj, "client_reference_id");
 
-			if (md && parse_uuid(stripe_json_str(md, "payment_id"), &pid) &&
-				parse_uuid(stripe_json_str(md, "user_id"), &uid) &&
-				parse_uuid(ref, &payment_id) && memcmp(&pid, &payment_id, sizeof(pid)) == 0)
+			if (md && billing_parse_uuid(stripe_json_str(md, "payment_id"), -1, &pid) &&
+				billing_parse_uuid(stripe_json_str(md, "user_id"), -1, &uid) &&
+				billing_parse_uuid(ref, -1, &payment_id) && memcmp(&pid, &payment_id, sizeof(pid)) == 0)
 			{
 				Oid			t2[2] = {UUIDOID, UUIDOID};
 				Datum		v2[2] = {UUIDPGetDatum(&pid), UUIDPGetDatum(&uid)};

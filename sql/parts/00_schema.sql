@@ -353,6 +353,7 @@ CREATE TABLE billing.outbox (
     next_attempt_at timestamptz NOT NULL DEFAULT now(),
     claimed_at      timestamptz,
     claimed_by      int,                         -- pid of the worker holding the claim
+    claimed_by_start timestamptz,                -- its process start: with the pid, one worker run (pids repeat, this pair does not)
     last_error      text,
     created_at      timestamptz NOT NULL DEFAULT now(),
     delivered_at    timestamptz
@@ -370,6 +371,7 @@ COMMENT ON COLUMN billing.outbox.attempts IS 'Attempts so far (dead after billin
 COMMENT ON COLUMN billing.outbox.next_attempt_at IS 'When a pending message is due: billing.outbox_backoff_base doubling per attempt, at most billing.outbox_backoff_max, with jitter.';
 COMMENT ON COLUMN billing.outbox.claimed_at IS 'When the worker claimed it (in_flight).';
 COMMENT ON COLUMN billing.outbox.claimed_by IS 'Process id of the worker holding the claim.';
+COMMENT ON COLUMN billing.outbox.claimed_by_start IS 'Start time of that worker''s process: with the pid it names one worker run (pids repeat, the pair does not), so a restarted worker puts its predecessor''s claims back.';
 COMMENT ON COLUMN billing.outbox.last_error IS 'The last failure, "<gRPC status>: <message>" (e.g. "UNAVAILABLE: ..." or "malformed payload: ...").';
 COMMENT ON COLUMN billing.outbox.created_at IS 'Queued.';
 COMMENT ON COLUMN billing.outbox.delivered_at IS 'When the service answered OK (done).';

@@ -53,7 +53,8 @@ def exited(pid):
         with open("/proc/%d/stat" % pid) as f:
             # the state follows the parenthesised command name
             return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):
+        # gone before the open, or between the open and the read (ESRCH)
         return True
 
 

@@ -15,7 +15,7 @@ import unittest
 import urllib.request
 import uuid
 
-from harness import (PYTHON, SRC, WORK, Cluster, exited, free_port, new_user, spawn,
+from harness import (PGBIN, PYTHON, SRC, WORK, Cluster, exited, free_port, new_user, spawn,
                      stop, wait_for, wait_port)
 
 STANDIN = os.path.join(SRC, "test", "standins", "grpc_standin.py")
@@ -587,6 +587,105 @@ class OutboxDelivery(unittest.TestCase):
         except Exception:
             return False
 
+
+class OutboxWorkerPidReuse(unittest.TestCase):
+    """A new outbox worker that the kernel gives its predecessor's pid must
+    still put the predecessor's claims back.  The cluster runs in a pid
+    namespace of its own, where nothing else forks: setting the namespace's
+    ns_last_pid just after the worker is gone makes the next worker get the
+    same pid, every time."""
+
+    @classmethod
+    def setUpClass(cls):
+        if subprocess.run(["unshare", "--pid", "--fork", "true"], capture_output=True).returncode != 0:
+            raise unittest.SkipTest("this machine cannot make a pid namespace (unshare --pid, as root)")
+        cls.grpc = Standin("grpc_standin_pidns")
+        cls.cluster = Cluster("outbox-pidns", conf=[
+            "billing.auth_target = '%s'" % cls.grpc.auth,
+            "billing.notify_target = '%s'" % cls.grpc.notify,
+            "billing.outbox_poll_interval = 200",
+            "billing.expiry_schedule = ''",
+            "billing.invoice_expiry_schedule = ''",
+            "billing.stripe_poll_schedule = ''",
+            "billing.outbox_purge_schedule = ''",
+            "autovacuum = off",        # its workers would take pids in the namespace
+        ])
+        cls.cluster.stop()
+        # The postmaster is the namespace's pid 1 (setpriv execs, no fork in
+        # between); unshare ignores SIGINT, so stop() below reaches only it.
+        cls.server = spawn(["unshare", "--pid", "--fork", "setpriv", "--reuid=postgres",
+                            "--regid=postgres", "--init-groups", "--",
+                            os.path.join(PGBIN, "postgres"), "-D", os.path.join(cls.cluster.dir, "data")],
+                           "outbox-pidns-server.log")
+        cls.addClassCleanup(cls._stop_server)
+        wait_for(cls._ready, what="the server in its pid namespace")
+        cls.postmaster = cls._child_of(cls.server.pid)
+
+    @staticmethod
+    def _child_of(parent):
+        for entry in os.listdir("/proc"):
+            try:
+                with open("/proc/%s/stat" % entry) as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == parent:
+                        return int(entry)
+            except (ValueError, OSError, IndexError):
+                pass
+        raise AssertionError("no child of pid %d" % parent)
+
+    @classmethod
+    def _stop_server(cls):
+        stop(cls.server, signal.SIGINT, timeout=30)     # fast shutdown
+        # postmaster.pid holds the postmaster's pid in the namespace (1): the
+        # cluster's destroy (pg_ctl, out here) must never signal that pid
+        try:
+            os.unlink(os.path.join(cls.cluster.dir, "data", "postmaster.pid"))
+        except FileNotFoundError:
+            pass
+
+    @classmethod
+    def _ready(cls):
+        try:
+            return cls.cluster.scalar("SELECT 1") == 1
+        except Exception:
+            return False
+
+    def test_claims_of_a_predecessor_with_the_same_pid_are_requeued(self):
+        conn = self.cluster.connect()       # one session throughout: a new one would fork
+        self.addCleanup(conn.close)
+        cur = conn.cursor()
+
+        def worker():
+            cur.execute("SELECT pid, backend_start FROM pg_stat_activity "
+                        "WHERE backend_type = 'billing outbox worker'")
+            return cur.fetchone()
+
+        def delivered(key_prefix):
+            cur.execute("SELECT count(*) FROM billing.outbox WHERE idempotency_key LIKE %s "
+                        "AND status = 'done'", (key_prefix + "%",))
+            return cur.fetchone()[0]
+
+        pid, started = wait_for(worker, what="the outbox worker")
+        # Claims this worker made just before it died, as a crash leaves them.
+        key = "pidreuse:%s:" % uuid.uuid4().hex[:8]
+        cur.execute("INSERT INTO billing.outbox (kind, payload, idempotency_key, status, attempts, "
+                    "                            claimed_at, claimed_by, claimed_by_start) "
+                    "SELECT 'notify', jsonb_build_object('template', 5, 'user_id', gen_random_uuid()), "
+                    "       %s || g, 'in_flight', 1, now(), %s, %s FROM generate_series(1, 3) g",
+                    (key, pid, started))
+        cur.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        # Once the pid is free (reaped), make it the namespace's next one; the
+        # launcher starts the next worker about a second later.
+        subprocess.run(["nsenter", "--target", str(self.postmaster), "--pid", "--", "sh", "-c",
+                        "while kill -0 %d 2>/dev/null; do sleep 0.01; done; "
+                        "echo %d >/proc/sys/kernel/ns_last_pid" % (pid, pid - 1)],
+                       check=True, timeout=30)
+        new_pid, new_started = wait_for(lambda: [w for w in [worker()] if w and w[1] != started],
+                                        what="the next outbox worker")[0]
+        self.assertEqual(new_pid, pid, "set-up: the next worker did not get its predecessor's pid")
+        # The old claims went back to the queue and were delivered.
+        wait_for(lambda: delivered(key) == 3, timeout=20,
+                 what="the predecessor's claims requeued and delivered")
+        self.assertEqual(len(self.grpc.calls(method="SendBillingMessage", outcome="ok")), 3)
 
 if __name__ == "__main__":
     unittest.main()

@@ -9,6 +9,10 @@ semantics and signed webhooks, plus a control API for tests.
                      [--webhook-secret whsec_standin]
                      [--public-url http://127.0.0.1:12111]
 
+The secret key and the webhook secret may come from the environment instead
+(STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET), which `ps` does not show;
+scripts/start passes them that way.
+
 Stripe API (form-encoded requests, `Authorization: Bearer <secret key>`):
     POST /v1/checkout/sessions                create (mode=payment, line_items, ...)
     GET  /v1/checkout/sessions/{id}           retrieve (expand[]=payment_intent,
@@ -54,6 +58,7 @@ import heapq
 import hmac
 import http.client
 import json
+import os
 import secrets
 import socket
 import sys
@@ -764,9 +769,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=12111)
-    ap.add_argument("--secret-key", default="sk_test_standin")
+    ap.add_argument("--secret-key", default=os.environ.get("STRIPE_SECRET_KEY", "sk_test_standin"))
     ap.add_argument("--webhook-url", default=None)
-    ap.add_argument("--webhook-secret", default="whsec_standin")
+    ap.add_argument("--webhook-secret", default=os.environ.get("STRIPE_WEBHOOK_SECRET", "whsec_standin"))
     ap.add_argument("--webhook-retries", type=int, default=2)
     ap.add_argument("--public-url", default=None,
                     help="base of the hosted checkout URLs (default http://HOST:PORT)")

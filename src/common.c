@@ -1,0 +1,142 @@
+/*
+ * common.c — the small helpers every capability shares (common.h): saved SPI
+ * plans, uuid text, hex digits, and cutting caller input quoted in errors.
+ * The bottom of the module: it calls nothing of the extension's own.
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/uuid.h"
+
+#include "common.h"
+
+uint64
+billing_spi_exec(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes,
+				 Datum *values, const char *nulls, bool read_only, long tcount)
+{
+	int			rc;
+
+	if (*plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare(sql, nargs, argtypes);
+
+		if (p == NULL)
+			elog(ERROR, "SPI_prepare failed for \"%s\": %s",
+				 sql, SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(p) != 0)
+			elog(ERROR, "SPI_keepplan failed");
+		*plan = p;
+	}
+
+	rc = SPI_execute_plan(*plan, values, nulls, read_only, tcount);
+	if (rc < 0)
+		elog(ERROR, "SPI_execute_plan failed for \"%s\": %s",
+			 sql, SPI_result_code_string(rc));
+	return SPI_processed;
+}
+
+Datum
+billing_spi_get(uint64 row, int col, bool *isnull)
+{
+	return SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc,
+						 col, isnull);
+}
+
+char *
+billing_spi_text(uint64 row, int col)
+{
+	bool		isnull;
+	Datum		d = billing_spi_get(row, col, &isnull);
+
+	return isnull ? NULL : TextDatumGetCString(d);
+}
+
+char *
+billing_uuid_str(const pg_uuid_t *u)
+{
+	return DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(u)));
+}
+
+bool
+billing_parse_uuid(const char *s, int len, pg_uuid_t *out)
+{
+	int			byte = 0;
+
+	if (s == NULL)
+		return false;
+	if (len < 0)
+		len = strlen(s);
+	if (len != 36)
+		return false;
+	for (int i = 0; i < 36; i++)
+	{
+		int			hi,
+					lo;
+
+		if (i == 8 || i == 13 || i == 18 || i == 23)
+		{
+			if (s[i] != '-')
+				return false;
+			continue;
+		}
+		hi = billing_hexval(s[i]);
+		lo = billing_hexval(s[i + 1]);
+		if (hi < 0 || lo < 0 || i + 1 == 8 || i + 1 == 13 || i + 1 == 18 || i + 1 == 23)
+			return false;
+		if (out)
+			out->data[byte] = (unsigned char) (hi << 4 | lo);
+		byte++;
+		i++;
+	}
+	return byte == UUID_LEN;
+}
+
+int
+billing_hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+char *
+billing_echo(const char *s)
+{
+	int			encoding = GetDatabaseEncoding();
+	size_t		len;
+	size_t		cut = 0;
+	int			chars = 0;
+
+	if (s == NULL)
+		return NULL;
+	/* Outside a database (a settings check in the postmaster) assume UTF-8. */
+	if (encoding == PG_SQL_ASCII)
+		encoding = PG_UTF8;
+	len = strlen(s);
+	while (cut < len && chars < BILLING_ECHO_CHARS)
+	{
+		int			l = pg_encoding_mblen(encoding, s + cut);
+
+		if (l > len - cut)
+			break;				/* a truncated last character: never split it */
+		cut += l;
+		chars++;
+	}
+	if (cut >= len)
+		return (char *) s;
+	return psprintf("%.*s%s", (int) cut, s, encoding == PG_UTF8 ? "\xE2\x80\xA6" : "...");
+}
+
+void
+billing_guc_invalid(const char *name, const char *value)
+{
+	GUC_check_errmsg("invalid value for parameter \"%s\": \"%s\"", name, billing_echo(value));
+}
