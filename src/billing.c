@@ -41,6 +41,7 @@ _PG_init(void)
 	api_define_gucs();
 	/* billing.cancel_payment asks Stripe through the hook this installs. */
 	checkout_init();
+	outbox_init();
 	outbox_worker_init();
 
 	MarkGUCPrefixReserved("billing");

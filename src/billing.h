@@ -17,6 +17,7 @@ extern void payments_define_gucs(void);
 extern void stripe_define_gucs(void);
 extern void api_define_gucs(void);
 extern void checkout_init(void);		/* the provider's cancel/refund hook */
-extern void outbox_worker_init(void);	/* settings, shared memory, the worker */
+extern void outbox_init(void);	/* the worker's wake-up slot in shared memory */
+extern void outbox_worker_init(void);	/* its settings, its launcher */
 
 #endif							/* BILLING_H */

@@ -19,6 +19,7 @@
 #include "billing.h"
 #include "common.h"
 #include "clock.h"
+#include "notifications.h"
 #include "outbox.h"
 #include "subscriptions.h"
 
@@ -127,72 +128,12 @@ term_key(int64 id, const char *event, TimestampTz ends_at)
 					id, event, subscription_epoch(ends_at));
 }
 
-/*
- * The outbox rows of one batch, inserted by one statement: a statement per
- * message would spend most of the sweep starting executors.
- */
-typedef struct MessageBatch
-{
-	int			n;
-	int			cap;
-	Datum	   *kinds;
-	Datum	   *payloads;
-	Datum	   *keys;
-	Datum	   *orderings;
-} MessageBatch;
-
-#define OUTBOX_SQL \
-	"WITH ins AS (" \
-	"  INSERT INTO billing.outbox (kind, payload, idempotency_key, ordering_key) " \
-	"  SELECT u.kind, u.payload::jsonb, u.key, u.ordering " \
-	"  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY " \
-	"       AS u(kind, payload, key, ordering, n) " \
-	"  ORDER BY u.n " \
-	"  ON CONFLICT (idempotency_key) DO NOTHING " \
-	"  RETURNING idempotency_key) " \
-	"SELECT count(*) FILTER (WHERE idempotency_key LIKE 'sub:%:reminder:%') FROM ins"
-
+/* Queue one message of a subscription's term in the sweep's batch. */
 static void
-batch_add(MessageBatch *b, const char *kind, char *payload, char *key,
-		  pg_uuid_t *user_id, int64 tariff_id)
+queue(OutboxBatch *b, const char *kind, char *payload, char *key,
+	  pg_uuid_t *user_id, int64 tariff_id, bool reminder)
 {
-	if (b->n == b->cap)
-	{
-		b->cap = b->cap ? b->cap * 2 : 256;
-		b->kinds = b->kinds ? repalloc(b->kinds, b->cap * sizeof(Datum)) : palloc(b->cap * sizeof(Datum));
-		b->payloads = b->payloads ? repalloc(b->payloads, b->cap * sizeof(Datum)) : palloc(b->cap * sizeof(Datum));
-		b->keys = b->keys ? repalloc(b->keys, b->cap * sizeof(Datum)) : palloc(b->cap * sizeof(Datum));
-		b->orderings = b->orderings ? repalloc(b->orderings, b->cap * sizeof(Datum)) : palloc(b->cap * sizeof(Datum));
-	}
-	b->kinds[b->n] = CStringGetTextDatum(kind);
-	b->payloads[b->n] = CStringGetTextDatum(payload);
-	b->keys[b->n] = CStringGetTextDatum(key);
-	b->orderings[b->n] = CStringGetTextDatum(subscription_ordering_key(user_id, tariff_id));
-	b->n++;
-}
-
-/* Insert the batch's messages; returns how many new reminders it queued. */
-static int64
-batch_flush(MessageBatch *b)
-{
-	static SPIPlanPtr plan = NULL;
-	Oid			argtypes[4] = {TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID, TEXTARRAYOID};
-	Datum		values[4];
-	bool		isnull;
-	int64		added;
-
-	if (b->n == 0)
-		return 0;
-	values[0] = PointerGetDatum(construct_array(b->kinds, b->n, TEXTOID, -1, false, TYPALIGN_INT));
-	values[1] = PointerGetDatum(construct_array(b->payloads, b->n, TEXTOID, -1, false, TYPALIGN_INT));
-	values[2] = PointerGetDatum(construct_array(b->keys, b->n, TEXTOID, -1, false, TYPALIGN_INT));
-	values[3] = PointerGetDatum(construct_array(b->orderings, b->n, TEXTOID, -1, false, TYPALIGN_INT));
-	billing_spi_exec(&plan, OUTBOX_SQL, 4, argtypes, values, NULL, false, 0);
-	/* outbox_enqueue would do this: the worker starts delivering at commit */
-	outbox_wake_at_commit();
-	added = DatumGetInt64(billing_spi_get(0, 1, &isnull));
-	SPI_freetuptable(SPI_tuptable);
-	return added;
+	outbox_batch_add(b, kind, payload, key, outbox_ordering_key(user_id, tariff_id), reminder);
 }
 
 PG_FUNCTION_INFO_V1(billing_run_expiry);
@@ -228,7 +169,7 @@ billing_run_expiry(PG_FUNCTION_ARGS)
 		Datum	   *ids[NUM_TARGETS];
 		int			nids[NUM_TARGETS] = {0};
 		SPITupleTable *tuptable;
-		MessageBatch msgs = {0};
+		OutboxBatch msgs = {0};
 
 		CHECK_FOR_INTERRUPTS();
 		MemoryContextReset(batch_cxt);
@@ -268,27 +209,27 @@ billing_run_expiry(PG_FUNCTION_ARGS)
 			switch (decide(status, now, ends_at, grace_ends_at, next_check_at, &target))
 			{
 				case EXPIRY_REMINDER:
-					batch_add(&msgs, "notify",
-							  subscription_notify_payload(TEMPLATE_REMINDER, user_id, tariff_id,
-														  title, ends_at),
-							  term_key(id, "reminder", ends_at), user_id, tariff_id);
+					queue(&msgs, "notify",
+						  notification_payload(TEMPLATE_REMINDER, user_id, tariff_id,
+											   title, ends_at),
+						  term_key(id, "reminder", ends_at), user_id, tariff_id, true);
 					break;
 				case EXPIRY_GRACE:
-					batch_add(&msgs, "notify",
-							  subscription_notify_payload(TEMPLATE_ENDED, user_id, tariff_id,
-														  title, ends_at),
-							  term_key(id, "ended", ends_at), user_id, tariff_id);
+					queue(&msgs, "notify",
+						  notification_payload(TEMPLATE_ENDED, user_id, tariff_id,
+											   title, ends_at),
+						  term_key(id, "ended", ends_at), user_id, tariff_id, false);
 					graces++;
 					break;
 				case EXPIRY_BLOCK:
 					/* the revoke first: the worker delivers per user:tariff in id order */
-					batch_add(&msgs, "revoke_role",
-							  subscription_role_payload(user_id, tariff_id),
-							  term_key(id, "revoke", ends_at), user_id, tariff_id);
-					batch_add(&msgs, "notify",
-							  subscription_notify_payload(TEMPLATE_BLOCKED, user_id, tariff_id,
-														  title, grace_ends_at),
-							  term_key(id, "blocked", ends_at), user_id, tariff_id);
+					queue(&msgs, "revoke_role",
+						  subscription_role_payload(user_id, tariff_id),
+						  term_key(id, "revoke", ends_at), user_id, tariff_id, false);
+					queue(&msgs, "notify",
+						  notification_payload(TEMPLATE_BLOCKED, user_id, tariff_id,
+											   title, grace_ends_at),
+						  term_key(id, "blocked", ends_at), user_id, tariff_id, false);
 					blocks++;
 					break;
 				case EXPIRY_NONE:
@@ -318,7 +259,7 @@ billing_run_expiry(PG_FUNCTION_ARGS)
 		 * A refund can bring back an end whose reminder was sent already; its
 		 * key then holds, and that is no new reminder: count only new ones.
 		 */
-		reminders += batch_flush(&msgs);
+		reminders += outbox_batch_flush(&msgs);
 		MemoryContextSwitchTo(outer_cxt);
 
 		/* Handled rows are no longer due: a short batch was the last one. */

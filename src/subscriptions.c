@@ -19,6 +19,7 @@
 #include "billing.h"
 #include "common.h"
 #include "clock.h"
+#include "notifications.h"
 #include "outbox.h"
 #include "subscriptions.h"
 
@@ -80,65 +81,10 @@ subscription_epoch(TimestampTz ts)
 }
 
 char *
-subscription_ordering_key(pg_uuid_t *user_id, int64 tariff_id)
-{
-	return psprintf("%s:" INT64_FORMAT, billing_uuid_str(user_id), tariff_id);
-}
-
-/* ISO 8601 in UTC with an explicit offset: 2026-02-28T10:00:00+00:00. */
-static void
-append_iso8601(StringInfo buf, TimestampTz ts)
-{
-	struct pg_tm tm;
-	fsec_t		fsec;
-
-	/* A NULL tz pointer asks timestamp2tm for UTC, whatever the session zone. */
-	if (timestamp2tm(ts, NULL, &tm, &fsec, NULL, NULL) != 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
-				 errmsg("timestamp out of range")));
-	appendStringInfo(buf, "%04d-%02d-%02dT%02d:%02d:%02d",
-					 tm.tm_year, tm.tm_mon, tm.tm_mday,
-					 tm.tm_hour, tm.tm_min, tm.tm_sec);
-	if (fsec != 0)
-		appendStringInfo(buf, ".%06d", (int) fsec);
-	appendStringInfoString(buf, "+00:00");
-}
-
-char *
-subscription_notify_payload(int template_num, pg_uuid_t *user_id, int64 tariff_id,
-							const char *tariff_title, TimestampTz end_payment)
-{
-	StringInfoData buf;
-
-	initStringInfo(&buf);
-	appendStringInfo(&buf, "{\"template\": %d, \"user_id\": \"%s\", \"tariff_id\": " INT64_FORMAT
-					 ", \"role_description\": ",
-					 template_num, billing_uuid_str(user_id), tariff_id);
-	escape_json(&buf, tariff_title);
-	appendStringInfoString(&buf, ", \"end_payment\": \"");
-	append_iso8601(&buf, end_payment);
-	appendStringInfoString(&buf, "\"}");
-	return buf.data;
-}
-
-char *
 subscription_role_payload(pg_uuid_t *user_id, int64 tariff_id)
 {
 	return psprintf("{\"user_id\": \"%s\", \"tariff_id\": " INT64_FORMAT "}",
 					billing_uuid_str(user_id), tariff_id);
-}
-
-bool
-subscription_notify(int template_num, pg_uuid_t *user_id, int64 tariff_id,
-					const char *tariff_title, TimestampTz end_payment,
-					const char *idempotency_key)
-{
-	return outbox_enqueue("notify",
-						  subscription_notify_payload(template_num, user_id, tariff_id,
-													  tariff_title, end_payment),
-						  idempotency_key,
-						  subscription_ordering_key(user_id, tariff_id));
 }
 
 bool
@@ -147,7 +93,7 @@ subscription_role_message(const char *kind, pg_uuid_t *user_id, int64 tariff_id,
 {
 	return outbox_enqueue(kind, subscription_role_payload(user_id, tariff_id),
 						  idempotency_key,
-						  subscription_ordering_key(user_id, tariff_id));
+						  outbox_ordering_key(user_id, tariff_id));
 }
 
 /* The subscription row as the functions below read it (locked). */
@@ -288,11 +234,11 @@ paid_values(Datum *values, TimestampTz anchor_at, int32 months, TimestampTz ends
 	values[4] = TimestampTzGetDatum(grace_ends_at);
 	values[5] = TimestampTzGetDatum(next_check_at);
 	values[6] = TimestampTzGetDatum(billing_now());
-	values[7] = CStringGetTextDatum(subscription_ordering_key(user_id, tariff_id));
+	values[7] = CStringGetTextDatum(outbox_ordering_key(user_id, tariff_id));
 	values[8] = CStringGetTextDatum(subscription_role_payload(user_id, tariff_id));
 	values[9] = CStringGetTextDatum(psprintf("payment:%s:grant", pid));
-	values[10] = CStringGetTextDatum(subscription_notify_payload(TEMPLATE_SUBSCRIBED, user_id,
-																 tariff_id, title, ends_at));
+	values[10] = CStringGetTextDatum(notification_payload(TEMPLATE_SUBSCRIBED, user_id,
+														  tariff_id, title, ends_at));
 	values[11] = CStringGetTextDatum(psprintf("payment:%s:subscribed", pid));
 	values[12] = BoolGetDatum(with_grant);
 }
@@ -332,9 +278,8 @@ renew_subscription(int64 id, int32 term, TimestampTz anchor_at, int32 months,
 						 "     grace_ends_at = $5, next_check_at = $6, updated_at = $7, term = $14"
 						 " WHERE id = $1 RETURNING id), "
 						 "o AS ("
-						 " INSERT INTO billing.outbox (kind, payload, idempotency_key, ordering_key)"
-						 " SELECT m.kind, m.payload::jsonb, m.key, $8 FROM s, " PAID_MESSAGES
-						 " ON CONFLICT (idempotency_key) DO NOTHING RETURNING 1) "
+						 OUTBOX_INSERT_SELECT("SELECT m.kind, m.payload::jsonb, m.key, $8 FROM s, " PAID_MESSAGES)
+						 " RETURNING 1) "
 						 "SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM o)",
 						 14, argtypes, values, NULL, false, 0) != 1 ||
 		DatumGetInt64(billing_spi_get(0, 1, &isnull)) != 1)
@@ -376,9 +321,8 @@ insert_subscription(pg_uuid_t *user_id, int64 tariff_id, TimestampTz anchor_at,
 						 " ON CONFLICT (user_id, tariff_id) DO NOTHING"
 						 " RETURNING s.id), "
 						 "o AS ("
-						 " INSERT INTO billing.outbox (kind, payload, idempotency_key, ordering_key)"
-						 " SELECT m.kind, m.payload::jsonb, m.key, $8 FROM s, " PAID_MESSAGES
-						 " ON CONFLICT (idempotency_key) DO NOTHING RETURNING 1) "
+						 OUTBOX_INSERT_SELECT("SELECT m.kind, m.payload::jsonb, m.key, $8 FROM s, " PAID_MESSAGES)
+						 " RETURNING 1) "
 						 "SELECT s.id, (SELECT count(*) FROM o) FROM s",
 						 14, argtypes, values, NULL, false, 0) == 0)
 		return 0;
@@ -607,8 +551,8 @@ subscription_refund_payment(pg_uuid_t *payment_id, int64 subscription_id, int32 
 		}
 	}
 
-	subscription_notify(TEMPLATE_REFUNDED, &r.user_id, r.tariff_id, r.title,
-						end_payment, psprintf("payment:%s:refunded", pid));
+	notification_enqueue(TEMPLATE_REFUNDED, &r.user_id, r.tariff_id, r.title,
+						 end_payment, psprintf("payment:%s:refunded", pid));
 	SPI_finish();
 }
 

@@ -51,31 +51,15 @@ extern int64 subscription_reminder_usecs(void);
 extern TimestampTz subscription_active_next_check(TimestampTz ends_at,
 												  bool reminder_pending);
 
-/*
- * Queue one notify message (template 1..5) for user and tariff.  end_payment
- * is the time the payload reports as the end of the paid access.
- * Returns true when the row was new (false: this event was already queued).
- */
-extern bool subscription_notify(int template_num, pg_uuid_t *user_id,
-								int64 tariff_id, const char *tariff_title,
-								TimestampTz end_payment,
-								const char *idempotency_key);
-
 /* Queue grant_role or revoke_role ("grant_role"/"revoke_role"). */
 extern bool subscription_role_message(const char *kind, pg_uuid_t *user_id,
 									  int64 tariff_id,
 									  const char *idempotency_key);
 
-/* The payloads of the two, as jsonb text (palloc'd), for batched inserts. */
-extern char *subscription_notify_payload(int template_num, pg_uuid_t *user_id,
-										 int64 tariff_id, const char *tariff_title,
-										 TimestampTz end_payment);
+/* The payload of the two, as jsonb text (palloc'd), for batched inserts. */
 extern char *subscription_role_payload(pg_uuid_t *user_id, int64 tariff_id);
 
 /* Whole seconds since the Unix epoch: the term part of idempotency keys. */
 extern int64 subscription_epoch(TimestampTz ts);
-
-/* "user_id:tariff_id", the outbox ordering key, palloc'd. */
-extern char *subscription_ordering_key(pg_uuid_t *user_id, int64 tariff_id);
 
 #endif							/* BILLING_SUBSCRIPTIONS_H */
