@@ -240,12 +240,13 @@ def pretty(value, unit, vartype):
 def settings_md(cur):
     out = [HEADER, "# Settings\n",
            "Every `billing.*` setting as the module defines it (`pg_settings`, with the defaults "
-           "the module is built with). How to change them and which ones matter: "
+           "the module is built with; default and range shown as `SHOW` would, unit as "
+           "`pg_settings` gives it: a bare number is read in that unit). How to change them and which ones matter: "
            "[operations.md](operations.md#settings). Times take units (`36h`, `90min`, `2d`). "
            "Settings hidden from `pg_settings` (the Stripe secrets) are described in "
            "operations.md.\n",
-           "| setting | default | range | context | description |",
-           "| --- | --- | --- | --- | --- |"]
+           "| setting | default | range | unit | context | description |",
+           "| --- | --- | --- | --- | --- | --- |"]
     for name, boot, unit, context, vartype, lo, hi, short, extra, enumvals in rows(cur, """
             SELECT name, boot_val, unit, context, vartype, min_val, max_val, short_desc, extra_desc,
                    enumvals
@@ -259,8 +260,8 @@ def settings_md(cur):
         desc = short or ""
         if extra:
             desc += " " + extra
-        out.append("| `%s` | %s | %s | %s | %s |" % (name, pretty(boot, unit, vartype), cell(rng),
-                                                       context, cell(desc)))
+        out.append("| `%s` | %s | %s | %s | %s | %s |" % (name, pretty(boot, unit, vartype), cell(rng),
+                                                            unit or "", context, cell(desc)))
     return "\n".join(out).rstrip() + "\n"
 
 
