@@ -125,7 +125,7 @@ billing_echo(const char *s)
 	{
 		int			l = pg_encoding_mblen(encoding, s + cut);
 
-		if (l > len - cut)
+		if ((size_t) l > len - cut)
 			break;				/* a truncated last character: never split it */
 		cut += l;
 		chars++;

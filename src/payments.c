@@ -205,7 +205,7 @@ check_source(const char *source)
 {
 	static const char *const all[] = {"api", "webhook", "poll", "admin", "system"};
 
-	for (int i = 0; i < lengthof(all); i++)
+	for (int i = 0; i < (int) lengthof(all); i++)
 		if (strcmp(source, all[i]) == 0)
 			return all[i];
 	ereport(ERROR,
