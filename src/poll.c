@@ -128,60 +128,46 @@ fetch(const PollItem *item, TimestampTz now)
 	return r.body;
 }
 
-PG_FUNCTION_INFO_V1(billing_stripe_poll);
-Datum
-billing_stripe_poll(PG_FUNCTION_ARGS)
+/*
+ * Claim the due payments: push each one's next poll forward by its backoff,
+ * so that the claim is also the backoff and a crash before settling only
+ * delays the row.  Returns the claimed rows, copied out of SPI's tuple table
+ * into the current context (SPI's procedure context, which outlives the
+ * commits of a non-atomic call); *n is how many.
+ */
+static PollItem *
+claim_due_payments(TimestampTz now, uint64 *n)
 {
-	bool		nonatomic;
-	MemoryContext callcxt = CurrentMemoryContext;
-	MemoryContext itercxt;
-	TupleDesc	tupdesc;
-	PollItem   *items;
-	PollCounts	counts = {0};
-	TimestampTz now = billing_now();
-	uint64		n;
 	static SPIPlanPtr claim_plan = NULL;
-	static SPIPlanPtr purge_plan = NULL;
+	Oid			types[4] = {TIMESTAMPTZOID, INT4OID, INT4OID, INT4OID};
+	Datum		values[4] = {TimestampTzGetDatum(now), Int32GetDatum(stripe_poll_batch),
+							 Int32GetDatum(stripe_poll_interval),
+							 Int32GetDatum(stripe_poll_max_interval)};
+	PollItem   *items;
 
-	nonatomic = fcinfo->context && IsA(fcinfo->context, CallContext) &&
-		!castNode(CallContext, fcinfo->context)->atomic;
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "billing.stripe_poll must return a record");
-	tupdesc = BlessTupleDesc(tupdesc);
+	*n = billing_spi_exec(&claim_plan,
+						  "WITH due AS ("
+						  "  SELECT id FROM billing.payments"
+						  "  WHERE status IN ('pending', 'refund_pending') AND next_poll_at <= $1"
+						  "  ORDER BY next_poll_at, created_at"
+						  "  LIMIT $2"
+						  "  FOR UPDATE SKIP LOCKED),"
+						  " backoff AS ("
+						  "  SELECT p.id, make_interval(secs => least($3::float8 * power(2, least(p.poll_attempts, 30)),"
+						  "                                          $4::float8)) AS wait"
+						  "  FROM billing.payments p JOIN due USING (id))"
+						  "UPDATE billing.payments p"
+						  "   SET poll_attempts = p.poll_attempts + 1,"
+						  "       next_poll_at = CASE WHEN p.status = 'pending' AND p.expires_at > $1"
+						  "                           THEN least($1 + b.wait, p.expires_at)"
+						  "                           ELSE $1 + b.wait END"
+						  "  FROM backoff b WHERE p.id = b.id "
+						  "RETURNING p.id, p.status = 'refund_pending', p.provider_session_id,"
+						  "          p.provider_refund_id, p.expires_at",
+						  4, types, values, NULL, false, 0);
 
-	SPI_connect_ext(nonatomic ? SPI_OPT_NONATOMIC : 0);
-
-	/* 1. Claim: push each due row's next poll forward by its backoff. */
-	{
-		Oid			types[4] = {TIMESTAMPTZOID, INT4OID, INT4OID, INT4OID};
-		Datum		values[4] = {TimestampTzGetDatum(now), Int32GetDatum(stripe_poll_batch),
-								 Int32GetDatum(stripe_poll_interval),
-								 Int32GetDatum(stripe_poll_max_interval)};
-
-		n = billing_spi_exec(&claim_plan,
-							 "WITH due AS ("
-							 "  SELECT id FROM billing.payments"
-							 "  WHERE status IN ('pending', 'refund_pending') AND next_poll_at <= $1"
-							 "  ORDER BY next_poll_at, created_at"
-							 "  LIMIT $2"
-							 "  FOR UPDATE SKIP LOCKED),"
-							 " backoff AS ("
-							 "  SELECT p.id, make_interval(secs => least($3::float8 * power(2, least(p.poll_attempts, 30)),"
-							 "                                          $4::float8)) AS wait"
-							 "  FROM billing.payments p JOIN due USING (id))"
-							 "UPDATE billing.payments p"
-							 "   SET poll_attempts = p.poll_attempts + 1,"
-							 "       next_poll_at = CASE WHEN p.status = 'pending' AND p.expires_at > $1"
-							 "                           THEN least($1 + b.wait, p.expires_at)"
-							 "                           ELSE $1 + b.wait END"
-							 "  FROM backoff b WHERE p.id = b.id "
-							 "RETURNING p.id, p.status = 'refund_pending', p.provider_session_id,"
-							 "          p.provider_refund_id, p.expires_at",
-							 4, types, values, NULL, false, 0);
-	}
-	/* SPI's procedure context outlives the commits of a non-atomic call. */
-	items = palloc0(sizeof(PollItem) * Max(n, 1));
-	for (uint64 i = 0; i < n; i++)
+	items = palloc0(sizeof(PollItem) * Max(*n, 1));
+	for (uint64 i = 0; i < *n; i++)
 	{
 		bool		isnull;
 
@@ -191,11 +177,72 @@ billing_stripe_poll(PG_FUNCTION_ARGS)
 		items[i].refund_id = billing_spi_text(i, 4);
 		items[i].expires_at = DatumGetTimestampTz(billing_spi_get(i, 5, &isnull));
 	}
-	counts.claimed = (int) n;
-	if (nonatomic)
-		SPI_commit();
+	return items;
+}
 
-	/* 2. Ask Stripe and settle, one payment at a time. */
+/*
+ * Apply what Stripe said about one payment.  One bad row must not stop the
+ * batch, so the settle runs in a subtransaction: an error rolls back only
+ * this payment and becomes a WARNING.  Everything the error path reads is
+ * either a parameter (never assigned here) or behind a pointer, so nothing
+ * needs to be volatile across the longjmp.
+ */
+static void
+settle_item(const PollItem *item, Jsonb *obj, MemoryContext itercxt, PollCounts *counts)
+{
+	ResourceOwner owner = CurrentResourceOwner;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(itercxt);
+	PG_TRY();
+	{
+		const char *status;
+		const char *result;
+
+		if (item->refund)
+			result = stripe_apply_refund(&item->id, &obj->root, NULL, "poll", NULL, &status);
+		else
+			result = stripe_apply_session(&item->id, &obj->root, NULL, NULL, "poll", NULL, &status);
+		if (strcmp(result, "applied") == 0)
+			counts->settled++;
+		else
+			counts->unchanged++;
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(itercxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(itercxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(itercxt);
+		CurrentResourceOwner = owner;
+		counts->errors++;
+		ereport(WARNING,
+				(errcode(edata->sqlerrcode),
+				 errmsg("could not settle payment %s from stripe: %s",
+						billing_uuid_str(&item->id), edata->message),
+				 edata->detail ? errdetail("%s", edata->detail) : 0));
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+}
+
+/*
+ * Ask Stripe about each claimed payment and settle it, one at a time: the
+ * Stripe call runs with no transaction state held, and each settle commits
+ * on its own (when the call may commit).  A per-payment memory context,
+ * reset every turn, keeps a large batch from growing memory.
+ */
+static void
+poll_items(PollItem *items, uint64 n, TimestampTz now, bool nonatomic, PollCounts *counts)
+{
+	MemoryContext itercxt;
+
 	itercxt = AllocSetContextCreate(CurrentMemoryContext, "stripe_poll item",
 									ALLOCSET_DEFAULT_SIZES);
 	for (uint64 i = 0; i < n; i++)
@@ -203,7 +250,6 @@ billing_stripe_poll(PG_FUNCTION_ARGS)
 		PollItem   *item = &items[i];
 		MemoryContext old;
 		Jsonb	   *obj;
-		ResourceOwner owner = CurrentResourceOwner;
 
 		CHECK_FOR_INTERRUPTS();
 		MemoryContextReset(itercxt);
@@ -212,83 +258,89 @@ billing_stripe_poll(PG_FUNCTION_ARGS)
 		obj = fetch(item, now);
 		if (obj == NULL)
 		{
-			counts.errors++;
+			counts->errors++;
 			MemoryContextSwitchTo(old);
 			continue;
 		}
 
-		/* One bad row must not stop the batch: settle in a subtransaction. */
-		BeginInternalSubTransaction(NULL);
-		MemoryContextSwitchTo(itercxt);
-		PG_TRY();
-		{
-			const char *status;
-			const char *result;
-
-			if (item->refund)
-				result = stripe_apply_refund(&item->id, &obj->root, NULL, "poll", NULL, &status);
-			else
-				result = stripe_apply_session(&item->id, &obj->root, NULL, NULL, "poll", NULL, &status);
-			if (strcmp(result, "applied") == 0)
-				counts.settled++;
-			else
-				counts.unchanged++;
-			ReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(itercxt);
-			CurrentResourceOwner = owner;
-		}
-		PG_CATCH();
-		{
-			ErrorData  *edata;
-
-			MemoryContextSwitchTo(itercxt);
-			edata = CopyErrorData();
-			FlushErrorState();
-			RollbackAndReleaseCurrentSubTransaction();
-			MemoryContextSwitchTo(itercxt);
-			CurrentResourceOwner = owner;
-			counts.errors++;
-			ereport(WARNING,
-					(errcode(edata->sqlerrcode),
-					 errmsg("could not settle payment %s from stripe: %s",
-							billing_uuid_str(&item->id), edata->message),
-					 edata->detail ? errdetail("%s", edata->detail) : 0));
-			FreeErrorData(edata);
-		}
-		PG_END_TRY();
+		settle_item(item, obj, itercxt, counts);
 		MemoryContextSwitchTo(old);
 		if (nonatomic)
 			SPI_commit();
 	}
 	MemoryContextDelete(itercxt);
+}
 
-	/* 3. Forget old events; a bounded slice each run. */
-	{
-		Oid			types[1] = {INT4OID};
-		Datum		values[1] = {Int32GetDatum(stripe_event_retention)};
+/* Forget old events; a bounded slice each run, so one run stays short. */
+static int64
+purge_old_events(void)
+{
+	static SPIPlanPtr purge_plan = NULL;
+	Oid			types[1] = {INT4OID};
+	Datum		values[1] = {Int32GetDatum(stripe_event_retention)};
 
-		counts.purged = (int64) billing_spi_exec(&purge_plan,
-												 "DELETE FROM billing.stripe_events WHERE id IN ("
-												 "  SELECT id FROM billing.stripe_events"
-												 "  WHERE received_at < now() - make_interval(days => $1)"
-												 "  ORDER BY received_at LIMIT 1000)",
-												 1, types, values, NULL, false, 0);
-	}
+	return (int64) billing_spi_exec(&purge_plan,
+									"DELETE FROM billing.stripe_events WHERE id IN ("
+									"  SELECT id FROM billing.stripe_events"
+									"  WHERE received_at < now() - make_interval(days => $1)"
+									"  ORDER BY received_at LIMIT 1000)",
+									1, types, values, NULL, false, 0);
+}
+
+/*
+ * The procedure's one output row, built in the caller's context: SPI's
+ * contexts are gone once SPI_finish has run.
+ */
+static Datum
+poll_result(TupleDesc tupdesc, MemoryContext callcxt, const PollCounts *counts)
+{
+	MemoryContext old = MemoryContextSwitchTo(callcxt);
+	char	   *json = psprintf("{\"claimed\": %d, \"settled\": %d, \"unchanged\": %d, "
+								"\"errors\": %d, \"purged\": " INT64_FORMAT "}",
+								counts->claimed, counts->settled, counts->unchanged,
+								counts->errors, counts->purged);
+	Datum		values[1];
+	bool		nulls[1] = {false};
+	HeapTuple	tuple;
+
+	values[0] = DirectFunctionCall1(jsonb_in, CStringGetDatum(json));
+	tuple = heap_form_tuple(tupdesc, values, nulls);
+	MemoryContextSwitchTo(old);
+	return HeapTupleGetDatum(tuple);
+}
+
+PG_FUNCTION_INFO_V1(billing_stripe_poll);
+Datum
+billing_stripe_poll(PG_FUNCTION_ARGS)
+{
+	bool		nonatomic;
+	MemoryContext callcxt = CurrentMemoryContext;
+	TupleDesc	tupdesc;
+	PollItem   *items;
+	PollCounts	counts = {0};
+	TimestampTz now = billing_now();
+	uint64		n;
+
+	nonatomic = fcinfo->context && IsA(fcinfo->context, CallContext) &&
+		!castNode(CallContext, fcinfo->context)->atomic;
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "billing.stripe_poll must return a record");
+	tupdesc = BlessTupleDesc(tupdesc);
+
+	SPI_connect_ext(nonatomic ? SPI_OPT_NONATOMIC : 0);
+
+	/* 1. Claim, and commit the claim before any Stripe call. */
+	items = claim_due_payments(now, &n);
+	counts.claimed = (int) n;
+	if (nonatomic)
+		SPI_commit();
+
+	/* 2. Ask Stripe and settle, one payment at a time. */
+	poll_items(items, n, now, nonatomic, &counts);
+
+	/* 3. Forget old events. */
+	counts.purged = purge_old_events();
 	SPI_finish();
 
-	{
-		MemoryContext old = MemoryContextSwitchTo(callcxt);
-		char	   *json = psprintf("{\"claimed\": %d, \"settled\": %d, \"unchanged\": %d, "
-									"\"errors\": %d, \"purged\": " INT64_FORMAT "}",
-									counts.claimed, counts.settled, counts.unchanged,
-									counts.errors, counts.purged);
-		Datum		values[1];
-		bool		nulls[1] = {false};
-		HeapTuple	tuple;
-
-		values[0] = DirectFunctionCall1(jsonb_in, CStringGetDatum(json));
-		tuple = heap_form_tuple(tupdesc, values, nulls);
-		MemoryContextSwitchTo(old);
-		PG_RETURN_DATUM(HeapTupleGetDatum(tuple));
-	}
+	PG_RETURN_DATUM(poll_result(tupdesc, callcxt, &counts));
 }

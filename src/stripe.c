@@ -475,29 +475,15 @@ parse_body(StripeResult *r, const char *data, size_t len)
 	r->body = jb;
 }
 
-void
-stripe_request(StripeResult *r, const char *method, const char *path,
-			   const char *form, const char *idempotency_key)
+/*
+ * The request's URL: the configured base without trailing slashes, the
+ * path, and for a GET the form as the query string.
+ */
+static char *
+request_url(const char *path, const char *form, bool is_post)
 {
-	CURL	   *h;
-	CURLcode	rc;
-	struct curl_slist *headers = NULL;
-	ResponseBuffer buf = {0};
-	char		errbuf[CURL_ERROR_SIZE];
 	StringInfoData url;
-	StringInfoData line;
-	bool		oom = false;
-	bool		is_post = strcmp(method, "POST") == 0;
-	long		status = 0;
 	size_t		base_len;
-
-	memset(r, 0, sizeof(*r));
-
-	if (stripe_secret_key == NULL || stripe_secret_key[0] == '\0')
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("billing.stripe_secret_key is not set"),
-				 errhint("Set it in postgresql.conf (or ALTER SYSTEM) and reload.")));
 
 	initStringInfo(&url);
 	base_len = strlen(stripe_api_base);
@@ -507,15 +493,25 @@ stripe_request(StripeResult *r, const char *method, const char *path,
 	appendStringInfoString(&url, path);
 	if (!is_post && form != NULL && form[0] != '\0')
 		appendStringInfo(&url, "?%s", form);
+	return url.data;
+}
 
-	h = get_handle();
+/*
+ * Everything but the headers: protocols restricted, no redirects, timeouts
+ * from the settings, the progress callback that lets an interrupt stop the
+ * call, and the method.  Every curl_easy_setopt result is checked; the first
+ * that fails is returned (a failure is a bug or OOM), else CURLE_OK.
+ */
+static CURLcode
+set_transfer_options(CURL *h, const char *url, bool is_post, const char *form,
+					 ResponseBuffer *buf, char *errbuf)
+{
+	CURLcode	rc;
 
-	/* Every curl_easy_setopt result is checked; a failure is a bug or OOM. */
 #define SETOPT(opt, val) \
-	do { if ((rc = curl_easy_setopt(h, opt, val)) != CURLE_OK) goto setopt_failed; } while (0)
+	do { if ((rc = curl_easy_setopt(h, opt, val)) != CURLE_OK) return rc; } while (0)
 
-	errbuf[0] = '\0';
-	SETOPT(CURLOPT_URL, url.data);
+	SETOPT(CURLOPT_URL, url);
 	SETOPT(CURLOPT_PROTOCOLS_STR, "http,https");
 	SETOPT(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
 	SETOPT(CURLOPT_FOLLOWLOCATION, 0L);
@@ -526,7 +522,7 @@ stripe_request(StripeResult *r, const char *method, const char *path,
 	SETOPT(CURLOPT_NOPROGRESS, 0L);
 	SETOPT(CURLOPT_XFERINFOFUNCTION, progress_cb);
 	SETOPT(CURLOPT_WRITEFUNCTION, write_cb);
-	SETOPT(CURLOPT_WRITEDATA, &buf);
+	SETOPT(CURLOPT_WRITEDATA, buf);
 	SETOPT(CURLOPT_ERRORBUFFER, errbuf);
 	SETOPT(CURLOPT_USERAGENT, STRIPE_USER_AGENT);
 	if (is_post)
@@ -537,6 +533,21 @@ stripe_request(StripeResult *r, const char *method, const char *path,
 	}
 	else
 		SETOPT(CURLOPT_HTTPGET, 1L);
+#undef SETOPT
+	return CURLE_OK;
+}
+
+/*
+ * The request headers, as a curl list the caller frees.  Built with
+ * add_header so that an allocation failure inside curl is noticed once, at
+ * the end, where the list can be freed before raising.
+ */
+static struct curl_slist *
+build_headers(bool is_post, const char *idempotency_key)
+{
+	struct curl_slist *headers = NULL;
+	StringInfoData line;
+	bool		oom = false;
 
 	initStringInfo(&line);
 	appendStringInfo(&line, "Authorization: Bearer %s", stripe_secret_key);
@@ -565,56 +576,61 @@ stripe_request(StripeResult *r, const char *method, const char *path,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("out of memory building a stripe request")));
 	}
-	SETOPT(CURLOPT_HTTPHEADER, headers);
+	return headers;
+}
 
-	rc = curl_easy_perform(h);
-	if (curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK)
-		status = 0;
-
-	/*
-	 * Nothing of ours may stay referenced by the handle (headers, the stack
-	 * error buffer, the response buffer), and nothing of curl's may leak if
-	 * what follows raises an error.
-	 */
-	curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
-	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, NULL);
+/*
+ * After the call: nothing of ours may stay referenced by the handle (headers,
+ * the stack error buffer, the response buffer), and nothing of curl's may
+ * leak if what follows raises an error.  Clearing a pointer option cannot
+ * fail, so these results are deliberately not checked.
+ */
+static void
+detach_request(CURL *h, struct curl_slist *headers)
+{
+	(void) curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
+	(void) curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
+	(void) curl_easy_setopt(h, CURLOPT_WRITEDATA, NULL);
 	curl_slist_free_all(headers);
-	headers = NULL;
+}
 
-	if (rc == CURLE_ABORTED_BY_CALLBACK)
-	{
-		free(buf.data);
-		/* The call was interrupted for a cancel or a shutdown: act on it now. */
-		CHECK_FOR_INTERRUPTS();
-		r->outcome = STRIPE_UNAVAILABLE;
-		r->transport_error = pstrdup("the request was interrupted");
-		return;
-	}
+/*
+ * No response arrived (or it could not be taken): say why, and whether the
+ * connection itself failed, which tells a caller that Stripe never saw the
+ * request.
+ */
+static void
+transport_failure(StripeResult *r, CURLcode rc, long status,
+				  const ResponseBuffer *buf, const char *errbuf)
+{
+	r->outcome = STRIPE_UNAVAILABLE;
+	r->connect_failed = (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
+						 rc == CURLE_COULDNT_RESOLVE_PROXY ||
+						 (rc == CURLE_OPERATION_TIMEDOUT && status == 0 && buf->len == 0 &&
+						  strstr(errbuf, "onnect") != NULL));
+	if (buf->too_large)
+		r->transport_error = pstrdup("the response was too large");
+	else
+		r->transport_error = pstrdup(errbuf[0] ? errbuf : curl_easy_strerror(rc));
+}
 
-	if (rc != CURLE_OK)
-	{
-		r->outcome = STRIPE_UNAVAILABLE;
-		r->connect_failed = (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
-							 rc == CURLE_COULDNT_RESOLVE_PROXY ||
-							 (rc == CURLE_OPERATION_TIMEDOUT && status == 0 && buf.len == 0 &&
-							  strstr(errbuf, "onnect") != NULL));
-		if (buf.too_large)
-			r->transport_error = pstrdup("the response was too large");
-		else
-			r->transport_error = pstrdup(errbuf[0] ? errbuf : curl_easy_strerror(rc));
-		free(buf.data);
-		return;
-	}
-
+/*
+ * A response arrived: keep its JSON object, and classify it.  Stripe's error
+ * object, when there is one, is kept for the caller's message; 409 (a
+ * concurrent request with the same key, or a lock) and 429 (rate limit) are
+ * worth retrying like a 5xx.
+ */
+static void
+classify_response(StripeResult *r, long status, ResponseBuffer *buf)
+{
 	r->http_status = status;
 	PG_TRY();
 	{
-		parse_body(r, buf.data, buf.len);
+		parse_body(r, buf->data, buf->len);
 	}
 	PG_FINALLY();
 	{
-		free(buf.data);
+		free(buf->data);
 	}
 	PG_END_TRY();
 
@@ -630,20 +646,73 @@ stripe_request(StripeResult *r, const char *method, const char *path,
 			r->error_code = stripe_json_str(err, "code");
 			r->error_message = stripe_json_str(err, "message");
 		}
-		/* 409: a concurrent request with the same key or a lock; 429: rate limit. */
 		if (status >= 500 || status == 429 || status == 409 || status < 400)
 			r->outcome = STRIPE_UNAVAILABLE;
 		else
 			r->outcome = STRIPE_REFUSED;
 	}
-	return;
+}
 
-setopt_failed:
-	curl_slist_free_all(headers);
-	ereport(ERROR,
-			(errcode(ERRCODE_SYSTEM_ERROR),
-			 errmsg("could not configure a libcurl request: %s", curl_easy_strerror(rc))));
-#undef SETOPT
+void
+stripe_request(StripeResult *r, const char *method, const char *path,
+			   const char *form, const char *idempotency_key)
+{
+	CURL	   *h;
+	CURLcode	rc;
+	struct curl_slist *headers = NULL;
+	ResponseBuffer buf = {0};
+	char		errbuf[CURL_ERROR_SIZE];
+	char	   *url;
+	bool		is_post = strcmp(method, "POST") == 0;
+	long		status = 0;
+
+	memset(r, 0, sizeof(*r));
+
+	if (stripe_secret_key == NULL || stripe_secret_key[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("billing.stripe_secret_key is not set"),
+				 errhint("Set it in postgresql.conf (or ALTER SYSTEM) and reload.")));
+
+	url = request_url(path, form, is_post);
+	h = get_handle();
+	errbuf[0] = '\0';
+	rc = set_transfer_options(h, url, is_post, form, &buf, errbuf);
+	if (rc == CURLE_OK)
+	{
+		headers = build_headers(is_post, idempotency_key);
+		rc = curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
+	}
+	if (rc != CURLE_OK)
+	{
+		curl_slist_free_all(headers);
+		ereport(ERROR,
+				(errcode(ERRCODE_SYSTEM_ERROR),
+				 errmsg("could not configure a libcurl request: %s", curl_easy_strerror(rc))));
+	}
+
+	rc = curl_easy_perform(h);
+	if (curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK)
+		status = 0;
+
+	detach_request(h, headers);
+
+	if (rc == CURLE_ABORTED_BY_CALLBACK)
+	{
+		free(buf.data);
+		/* The call was interrupted for a cancel or a shutdown: act on it now. */
+		CHECK_FOR_INTERRUPTS();
+		r->outcome = STRIPE_UNAVAILABLE;
+		r->transport_error = pstrdup("the request was interrupted");
+		return;
+	}
+	if (rc != CURLE_OK)
+	{
+		transport_failure(r, rc, status, &buf, errbuf);
+		free(buf.data);
+		return;
+	}
+	classify_response(r, status, &buf);
 }
 
 /* Stripe error codes that mean "the object is in the wrong state". */
