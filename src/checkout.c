@@ -147,6 +147,7 @@ billing_checkout(PG_FUNCTION_ARGS)
 	char	   *url;
 	char	   *session_status;
 
+	BILLING_REQUIRE_PRIMARY(fcinfo);
 	BILLING_REQUIRE_ARG(fcinfo, 0, "user_id");
 	BILLING_REQUIRE_ARG(fcinfo, 1, "payment_id");
 	user_id = PG_GETARG_UUID_P(0);
@@ -294,6 +295,7 @@ billing_confirm_payment(PG_FUNCTION_ARGS)
 	Jsonb	   *session;
 	const char *status;
 
+	BILLING_REQUIRE_PRIMARY(fcinfo);
 	BILLING_REQUIRE_ARG(fcinfo, 0, "user_id");
 	BILLING_REQUIRE_ARG(fcinfo, 1, "payment_id");
 	user_id = PG_GETARG_UUID_P(0);

@@ -1,18 +1,24 @@
 /*
  * common.c — the small helpers every capability shares (common.h): saved SPI
- * plans, uuid text, hex digits, and cutting caller input quoted in errors.
+ * plans, uuid text, hex digits, cutting caller input quoted in errors, and
+ * the guard that keeps functions that write off a standby.
  * The bottom of the module: it calls nothing of the extension's own.
  */
 #include "postgres.h"
 
+#include "access/xlog.h"
+#include "catalog/namespace.h"
 #include "fmgr.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/uuid.h"
 
 #include "common.h"
+
+PG_FUNCTION_INFO_V1(billing_require_primary_sql);
 
 uint64
 billing_spi_exec(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes,
@@ -139,4 +145,46 @@ void
 billing_guc_invalid(const char *name, const char *value)
 {
 	GUC_check_errmsg("invalid value for parameter \"%s\": \"%s\"", name, billing_echo(value));
+}
+
+/*
+ * A function that writes, called on a hot standby, stops here: before any
+ * side effect outside the database (a Stripe call, a latch), and with a
+ * message that says where to go instead of whichever error its first write
+ * would raise (or XX000 for an xid or a sequence during recovery).
+ */
+void
+billing_require_primary(const char *what)
+{
+	if (!RecoveryInProgress())
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+			 errmsg("%s cannot run on a standby", what),
+			 errdetail("This server is a standby in recovery: it answers reads and takes no writes."),
+			 errhint("Connect to the primary, for example with a connection string that lists every node and target_session_attrs=read-write.")));
+}
+
+/* The calling C function's schema-qualified name, for billing_require_primary(). */
+void
+billing_require_primary_fn(FunctionCallInfo fcinfo)
+{
+	Oid			fn = fcinfo->flinfo ? fcinfo->flinfo->fn_oid : InvalidOid;
+	char	   *name;
+
+	if (!RecoveryInProgress())
+		return;
+	name = OidIsValid(fn) ? get_func_name(fn) : NULL;
+	if (name == NULL)
+		billing_require_primary("this function");
+	billing_require_primary(quote_qualified_identifier(get_namespace_name(get_func_namespace(fn)),
+													   name));
+}
+
+/* billing.require_primary(what text): the same guard for SQL and PL/pgSQL functions. */
+Datum
+billing_require_primary_sql(PG_FUNCTION_ARGS)
+{
+	billing_require_primary(PG_ARGISNULL(0) ? "this function" : text_to_cstring(PG_GETARG_TEXT_PP(0)));
+	PG_RETURN_VOID();
 }

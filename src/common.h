@@ -1,6 +1,7 @@
 /*
  * common.h — the small helpers every capability shares: saved SPI plans,
- * uuid text, hex digits, echoing caller input in errors, NULL arguments.
+ * uuid text, hex digits, echoing caller input in errors, NULL arguments,
+ * the standby guard.
  */
 #ifndef BILLING_COMMON_H
 #define BILLING_COMMON_H
@@ -71,5 +72,14 @@ extern void billing_guc_invalid(const char *name, const char *value);
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), \
 					 errmsg("%s must not be null", (name)))); \
 	} while (0)
+
+/*
+ * Refuse with 25006 (and a hint to use the primary) while this server is a
+ * hot standby.  Every function that writes starts with it:
+ *     BILLING_REQUIRE_PRIMARY(fcinfo);
+ */
+extern void billing_require_primary(const char *what);
+extern void billing_require_primary_fn(FunctionCallInfo fcinfo);
+#define BILLING_REQUIRE_PRIMARY(fcinfo) billing_require_primary_fn(fcinfo)
 
 #endif							/* BILLING_COMMON_H */

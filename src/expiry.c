@@ -153,6 +153,7 @@ billing_run_expiry(PG_FUNCTION_ARGS)
 	Jsonb	   *result;
 	char	   *json;
 
+	BILLING_REQUIRE_PRIMARY(fcinfo);
 	SPI_connect();
 	outer_cxt = CurrentMemoryContext;
 	batch_cxt = AllocSetContextCreate(outer_cxt, "run_expiry batch",

@@ -275,6 +275,7 @@ billing_outbox_retry_dead(PG_FUNCTION_ARGS)
 	bool		isnull;
 	int64		n;
 
+	BILLING_REQUIRE_PRIMARY(fcinfo);
 	if (PG_ARGISNULL(0))
 		nulls[0] = 'n';
 	else
@@ -320,6 +321,7 @@ billing_outbox_discard_dead(PG_FUNCTION_ARGS)
 	bool		isnull;
 	int64		n;
 
+	BILLING_REQUIRE_PRIMARY(fcinfo);
 	BILLING_REQUIRE_ARG(fcinfo, 0, "ids");
 	values[0] = PG_GETARG_DATUM(0);
 

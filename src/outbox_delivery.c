@@ -13,6 +13,7 @@
 #include <math.h>
 
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "common/pg_prng.h"
@@ -154,6 +155,18 @@ is_auth_kind(OutboxKind kind)
 	return kind != KIND_NOTIFY;
 }
 
+/*
+ * Whether this server takes writes now.  The worker only starts once
+ * recovery has ended, but a node that pg_auto_failover has just promoted
+ * stays read-only (default_transaction_read_only) until the monitor lets it
+ * take writes: meanwhile the worker waits instead of failing every claim.
+ */
+static bool
+outbox_server_writable(void)
+{
+	return !RecoveryInProgress() && !DefaultXactReadOnly;
+}
+
 OutboxMsg *
 outbox_claim_batch(const OutboxSettings *s, MemoryContext cxt, bool *reclaimed,
 				   int *nmsgs, long *sleep_ms)
@@ -174,6 +187,8 @@ outbox_claim_batch(const OutboxSettings *s, MemoryContext cxt, bool *reclaimed,
 
 	/* Without a target there is nothing to do: rows stay pending, untouched. */
 	if (!auth && !notify)
+		return NULL;
+	if (!outbox_server_writable())
 		return NULL;
 
 	SetCurrentStatementStartTimestamp();

@@ -639,6 +639,7 @@ billing_create_invoice(PG_FUNCTION_ARGS)
 	pg_uuid_t  *id;
 	pg_uuid_t  *result;
 
+	BILLING_REQUIRE_PRIMARY(fcinfo);
 	BILLING_REQUIRE_ARG(fcinfo, 0, "user_id");
 	BILLING_REQUIRE_ARG(fcinfo, 1, "tariff");
 	BILLING_REQUIRE_ARG(fcinfo, 2, "months");
@@ -680,6 +681,7 @@ billing_settle_payment(PG_FUNCTION_ARGS)
 	TimestampTz at = 0;
 	PaymentStatus status;
 
+	BILLING_REQUIRE_PRIMARY(fcinfo);
 	BILLING_REQUIRE_ARG(fcinfo, 0, "payment_id");
 	BILLING_REQUIRE_ARG(fcinfo, 1, "outcome");
 	BILLING_REQUIRE_ARG(fcinfo, 4, "source");
@@ -780,6 +782,7 @@ PG_FUNCTION_INFO_V1(billing_cancel_payment);
 Datum
 billing_cancel_payment(PG_FUNCTION_ARGS)
 {
+	BILLING_REQUIRE_PRIMARY(fcinfo);
 	BILLING_REQUIRE_ARG(fcinfo, 0, "user_id");
 	BILLING_REQUIRE_ARG(fcinfo, 1, "payment_id");
 
@@ -813,6 +816,7 @@ billing_expire_invoices(PG_FUNCTION_ARGS)
 	MemoryContext oldcxt;
 	int32		expired = 0;
 
+	BILLING_REQUIRE_PRIMARY(fcinfo);
 	SPI_connect();
 	values[0] = TimestampTzGetDatum(billing_now());
 	values[1] = Int32GetDatum(payments_expiry_batch);

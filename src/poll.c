@@ -321,6 +321,7 @@ billing_stripe_poll(PG_FUNCTION_ARGS)
 	TimestampTz now = billing_now();
 	uint64		n;
 
+	BILLING_REQUIRE_PRIMARY(fcinfo);
 	nonatomic = fcinfo->context && IsA(fcinfo->context, CallContext) &&
 		!castNode(CallContext, fcinfo->context)->atomic;
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)

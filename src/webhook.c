@@ -510,6 +510,7 @@ billing_stripe_webhook(PG_FUNCTION_ARGS)
 	StripeEvent ev;
 	EventOutcome outcome;
 
+	BILLING_REQUIRE_PRIMARY(fcinfo);
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),

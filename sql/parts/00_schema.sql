@@ -4,7 +4,7 @@
 
 -- Schemas: marketing is what the marketing team edits, billing is the ledger.
 CREATE SCHEMA marketing;
-COMMENT ON SCHEMA billing IS 'The ledger: payments, subscriptions, the outbox, the audit, and the functions that change them.';
+COMMENT ON SCHEMA billing IS 'The ledger: payments, subscriptions, the outbox, the audit, and the functions that change them.  On a standby every function that writes refuses at once with 25006 and a hint to use the primary; the reading ones answer.';
 COMMENT ON SCHEMA marketing IS 'The catalog the marketing team edits (through the billing.* admin functions): tariffs, price history, personal and months discounts, promo codes.';
 REVOKE ALL ON SCHEMA billing, marketing FROM PUBLIC;
 
@@ -19,6 +19,14 @@ $$;
 COMMENT ON ROLE billing_admin IS 'The marketing team and billing operators: catalog, discounts, promo codes, payments view.';
 
 GRANT USAGE ON SCHEMA billing, marketing TO billing_admin;
+
+-- On a hot standby every function that writes refuses at once with 25006
+-- (C functions call the same guard directly).
+CREATE FUNCTION billing.require_primary(what text) RETURNS void
+    VOLATILE LANGUAGE C AS 'MODULE_PATHNAME', 'billing_require_primary_sql';
+COMMENT ON FUNCTION billing.require_primary(text) IS
+    'Raises 25006 with a hint to use the primary when this server is a standby; does nothing on the primary.';
+REVOKE ALL ON FUNCTION billing.require_primary(text) FROM PUBLIC;
 
 -- The one clock (clock.c).
 CREATE FUNCTION billing.now() RETURNS timestamptz

@@ -149,6 +149,7 @@ CREATE FUNCTION billing.schedule_jobs()
 DECLARE
     j record;
 BEGIN
+    PERFORM billing.require_primary('billing.schedule_jobs');
     FOR j IN SELECT * FROM billing.cron_jobs ORDER BY name LOOP
         job := j.name;
         schedule := coalesce(current_setting(j.schedule_setting, true), '');
@@ -169,6 +170,7 @@ REVOKE ALL ON FUNCTION billing.schedule_jobs() FROM PUBLIC;
 
 CREATE FUNCTION billing.unschedule_jobs() RETURNS int
     LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT billing.require_primary('billing.unschedule_jobs');
     SELECT count(cron.unschedule(c.jobid))::int
     FROM cron.job c JOIN billing.cron_jobs j ON j.name = c.jobname
     WHERE c.username = current_user;

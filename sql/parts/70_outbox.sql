@@ -77,6 +77,7 @@ AS $$
 DECLARE
     n bigint;
 BEGIN
+    PERFORM billing.require_primary('billing.outbox_purge');
     IF older_than IS NULL OR older_than < interval '0' THEN
         RAISE EXCEPTION 'older_than must be a non-negative interval'
             USING ERRCODE = '22023';

@@ -77,6 +77,7 @@ CREATE FUNCTION api_private.http_status(state text) RETURNS int
         WHEN state IN ('08001', '08006') THEN 503           -- neighbour unreachable / timed out
         WHEN state LIKE '08%' THEN 502                      -- neighbour answered with a failure
         WHEN state = '57014' THEN 503                       -- statement timeout
+        WHEN state = '25006' THEN 503                       -- a standby: the primary is elsewhere
     END;
 COMMENT ON FUNCTION api_private.http_status(text) IS 'The HTTP status an endpoint answers for an error with this SQLSTATE (NULL: PostgREST''s default).';
 

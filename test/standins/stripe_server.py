@@ -7,6 +7,7 @@ semantics and signed webhooks, plus a control API for tests.
                      [--secret-key sk_test_standin]
                      [--webhook-url http://127.0.0.1:3000/rpc/stripe_webhook]
                      [--webhook-secret whsec_standin]
+                     [--webhook-retries 2 --webhook-retry-base 0.2 --webhook-retry-max 3600]
                      [--public-url http://127.0.0.1:12111]
 
 The secret key and the webhook secret may come from the environment instead
@@ -729,40 +730,49 @@ def sign(secret, timestamp, payload):
 
 
 def deliver_loop(state):
-    """Sends webhooks one at a time, in order, like one Stripe endpoint.  A
-    failed delivery is retried a few times with a short backoff (Stripe keeps
-    retrying for days; tests use resend or polling instead)."""
+    """Sends webhooks like one Stripe endpoint: new events in order, one at a
+    time.  As Stripe does, a delivery that fails (no connection, or any answer
+    but 2xx) does not hold up the events behind it: it is tried again later
+    with exponential backoff (--webhook-retry-base doubling up to
+    --webhook-retry-max; Stripe's own schedule runs for three days), each
+    attempt signed anew with the time of that attempt, until
+    --webhook-retries retries are spent."""
     args = state.args
     url = urllib.parse.urlsplit(args.webhook_url)
+    retries = []                # heap of (due, seq, record, attempt)
+    seq = 0
     while True:
         with state.cond:
-            while not state.outgoing:
-                state.cond.wait(0.5)
+            while not state.outgoing and not (retries and retries[0][0] <= time.monotonic()):
+                wait = 0.5 if not retries else min(0.5, max(0.0, retries[0][0] - time.monotonic()))
+                state.cond.wait(wait)
                 state.expire_due()
-            record = state.outgoing.pop(0)
+            if state.outgoing:
+                record, attempt = state.outgoing.pop(0), 0
+            else:
+                _, _, record, attempt = heapq.heappop(retries)
             now = int(state.now())
         payload = json.dumps(record["event"], indent=2).encode()
         header = sign(args.webhook_secret, now, payload)
-        status = None
-        for attempt in range(1 + args.webhook_retries):
-            try:
-                conn = http.client.HTTPConnection(url.hostname, url.port or 80, timeout=10)
-                conn.request("POST", url.path or "/", body=payload, headers={
-                    "Content-Type": "application/json; charset=utf-8",
-                    "Stripe-Signature": header, "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)"})
-                resp = conn.getresponse()
-                resp.read()
-                status = resp.status
-                conn.close()
-            except OSError as e:
-                status = "error: %s" % e
-            with state.lock:
-                record["deliveries"].append({"at": time.time(), "status": status})
-                ok = isinstance(status, int) and 200 <= status < 300
-                state.stats["webhooks_sent" if ok else "webhooks_failed"] += 1
-            if ok:
-                break
-            time.sleep(0.2 * (2 ** attempt))
+        try:
+            conn = http.client.HTTPConnection(url.hostname, url.port or 80, timeout=10)
+            conn.request("POST", url.path or "/", body=payload, headers={
+                "Content-Type": "application/json; charset=utf-8",
+                "Stripe-Signature": header, "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)"})
+            resp = conn.getresponse()
+            resp.read()
+            status = resp.status
+            conn.close()
+        except OSError as e:
+            status = "error: %s" % e
+        with state.lock:
+            record["deliveries"].append({"at": time.time(), "status": status})
+            ok = isinstance(status, int) and 200 <= status < 300
+            state.stats["webhooks_sent" if ok else "webhooks_failed"] += 1
+        if not ok and attempt < args.webhook_retries:
+            delay = min(args.webhook_retry_base * (2 ** attempt), args.webhook_retry_max)
+            seq += 1
+            heapq.heappush(retries, (time.monotonic() + delay, seq, record, attempt + 1))
 
 
 def main():
@@ -772,7 +782,12 @@ def main():
     ap.add_argument("--secret-key", default=os.environ.get("STRIPE_SECRET_KEY", "sk_test_standin"))
     ap.add_argument("--webhook-url", default=None)
     ap.add_argument("--webhook-secret", default=os.environ.get("STRIPE_WEBHOOK_SECRET", "whsec_standin"))
-    ap.add_argument("--webhook-retries", type=int, default=2)
+    ap.add_argument("--webhook-retries", type=int, default=2,
+                    help="retries of a failed webhook delivery (Stripe: about three days' worth)")
+    ap.add_argument("--webhook-retry-base", type=float, default=0.2,
+                    help="seconds before the first retry; doubles with each retry")
+    ap.add_argument("--webhook-retry-max", type=float, default=3600.0,
+                    help="longest wait between two retries, in seconds")
     ap.add_argument("--public-url", default=None,
                     help="base of the hosted checkout URLs (default http://HOST:PORT)")
     ap.add_argument("--verbose", action="store_true")
