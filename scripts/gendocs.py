@@ -243,7 +243,7 @@ def settings_md(cur):
            "the module is built with; default and range shown as `SHOW` would, unit as "
            "`pg_settings` gives it: a bare number is read in that unit). How to change them and which ones matter: "
            "[operations.md](operations.md#settings). Times take units (`36h`, `90min`, `2d`). "
-           "Settings hidden from `pg_settings` (the Stripe secrets) are described in "
+           "Settings hidden from `pg_settings` (the Stripe and YooKassa secrets) are described in "
            "operations.md.\n",
            "| setting | default | range | unit | context | description |",
            "| --- | --- | --- | --- | --- | --- |"]

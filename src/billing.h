@@ -15,8 +15,10 @@ extern void expiry_define_gucs(void);
 extern void pricing_define_gucs(void);
 extern void payments_define_gucs(void);
 extern void stripe_define_gucs(void);
+extern void provider_define_gucs(void);
+extern void yookassa_define_gucs(void);
 extern void api_define_gucs(void);
-extern void checkout_init(void);		/* the provider's cancel/refund hook */
+extern void checkout_init(void);		/* the providers' cancel/refund hook */
 extern void outbox_init(void);	/* the worker's wake-up slot in shared memory */
 extern void outbox_worker_init(void);	/* its settings, its launcher */
 

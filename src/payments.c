@@ -256,7 +256,7 @@ payment_lock(PaymentInfo *p, const pg_uuid_t *payment_id, const pg_uuid_t *user_
 						 "SELECT status, user_id, tariff_id, tariff_code, tariff_title, months, "
 						 "       total, currency::text, promo_code_id, subscription_id, "
 						 "       created_at, expires_at, paid_at, provider_session_id, "
-						 "       provider_url, provider_payment_intent, provider_refund_id "
+						 "       provider_url, provider_payment_intent, provider_refund_id, provider "
 						 "FROM billing.payments "
 						 "WHERE id = $1 AND ($2::uuid IS NULL OR user_id = $2) "
 						 "FOR UPDATE",
@@ -291,6 +291,7 @@ payment_lock(PaymentInfo *p, const pg_uuid_t *payment_id, const pg_uuid_t *user_
 	p->provider_url = spi_text_upper(15);
 	p->provider_payment_intent = spi_text_upper(16);
 	p->provider_refund_id = spi_text_upper(17);
+	p->provider = spi_text_upper(18);
 }
 
 /*

@@ -67,6 +67,7 @@ typedef struct PaymentInfo
 	TimestampTz expires_at;
 	bool		has_paid_at;
 	TimestampTz paid_at;
+	char	   *provider;		/* provider.h; NULL before the checkout */
 	char	   *provider_session_id;
 	char	   *provider_url;
 	char	   *provider_payment_intent;
@@ -136,8 +137,8 @@ extern PaymentStatus payment_settle(const pg_uuid_t *payment_id, PaymentStatus o
 									const char *source, const char *detail_json);
 
 /*
- * Provider hook for billing.cancel_payment (the Stripe code sets it from its
- * _PG_init hook).  cancel_payment locks the row, checks owner, status and
+ * Provider hook for billing.cancel_payment (checkout.c sets it from
+ * _PG_init: it calls the payment's provider, provider.h).  cancel_payment locks the row, checks owner, status and
  * refund window, then calls the hook before changing anything:
  *
  *   PAYMENT_CANCEL_UNPAID  invoiced/pending payment about to become canceled

@@ -154,7 +154,8 @@ stripe_apply_session(const pg_uuid_t *payment_id, JsonbContainer *session,
 		Datum		values[2] = {UUIDPGetDatum(&p.id), CStringGetTextDatum(sid)};
 
 		billing_spi_exec(&plan,
-						 "UPDATE billing.payments SET provider_session_id = $2 "
+						 "UPDATE billing.payments SET provider_session_id = $2, "
+						 "       provider = COALESCE(provider, 'stripe') "
 						 "WHERE id = $1 AND provider_session_id IS NULL",
 						 2, types, values, NULL, false, 0);
 	}

@@ -263,13 +263,19 @@ CREATE TABLE billing.payments (
     closed_at           timestamptz,                 -- canceled / expired / failed / refunded
     subscription_id     bigint REFERENCES billing.subscriptions,
     subscription_term   int,                         -- the subscription's term its months count in
-    -- provider (Stripe) state
+    -- provider state: the provider is chosen when the checkout opens
+    -- (billing.providers); every later call for the payment goes to it
+    provider            text CHECK (provider ~ '^[a-z][a-z0-9_]{0,31}$'),
     provider_session_id text,                    -- unique when set (index below)
     provider_url        text,
     provider_payment_intent text,
     provider_refund_id  text,
     next_poll_at        timestamptz,                 -- poller backoff
     poll_attempts       int NOT NULL DEFAULT 0,
+    -- closed here while the provider may still take the money (a YooKassa
+    -- confirmation cannot be cancelled): the poller keeps asking, and money
+    -- that arrives anyway is refunded
+    provider_watch      boolean NOT NULL DEFAULT false,
     CHECK ((promo_code_id IS NULL) = (promo_code IS NULL)),
     -- a paid (or since refunded) payment says when it was paid; the statuses
     -- are named in C: a call is far cheaper to load per statement than a list
@@ -277,7 +283,8 @@ CREATE TABLE billing.payments (
 );
 CREATE INDEX payments_user ON billing.payments (user_id, created_at);
 CREATE INDEX payments_open ON billing.payments (expires_at) WHERE status IN ('invoiced', 'pending');
-CREATE INDEX payments_poll ON billing.payments (next_poll_at) WHERE status IN ('pending', 'refund_pending');
+CREATE INDEX payments_poll ON billing.payments (next_poll_at)
+    WHERE status IN ('pending', 'refund_pending') OR provider_watch;
 -- Partial: the many payments without a provider session add no index entry
 -- (NULLs never conflict anyway), on insert or on any later update.
 CREATE UNIQUE INDEX payments_provider_session ON billing.payments (provider_session_id)
@@ -318,12 +325,14 @@ COMMENT ON COLUMN billing.payments.paid_at IS 'The provider''s time of success; 
 COMMENT ON COLUMN billing.payments.closed_at IS 'When it was canceled, expired, failed or refunded.';
 COMMENT ON COLUMN billing.payments.subscription_id IS 'The subscription its months went to, once paid.';
 COMMENT ON COLUMN billing.payments.subscription_term IS 'The subscription''s term its months count in (a refund takes them off that term).';
-COMMENT ON COLUMN billing.payments.provider_session_id IS 'The Stripe Checkout Session id, once checkout opened one (unique when set).';
+COMMENT ON COLUMN billing.payments.provider IS 'The provider the checkout went to (stripe, yookassa), chosen by billing.checkout and kept: every later call for the payment goes to it; null before checkout.';
+COMMENT ON COLUMN billing.payments.provider_session_id IS 'The provider''s id of the payment page (a Stripe Checkout Session, a YooKassa payment), once checkout opened one (unique when set).';
 COMMENT ON COLUMN billing.payments.provider_url IS 'The payment page of that session.';
-COMMENT ON COLUMN billing.payments.provider_payment_intent IS 'Stripe''s payment intent id, once paid.';
-COMMENT ON COLUMN billing.payments.provider_refund_id IS 'Stripe''s refund id, once a refund was created.';
+COMMENT ON COLUMN billing.payments.provider_payment_intent IS 'The provider''s id of the charge (Stripe''s payment intent), once paid.';
+COMMENT ON COLUMN billing.payments.provider_refund_id IS 'The provider''s refund id, once a refund was created.';
 COMMENT ON COLUMN billing.payments.next_poll_at IS 'When the Stripe poller asks about this pending or refund_pending payment next: billing.stripe_poll_interval doubling per poll, at most billing.stripe_poll_max_interval.';
 COMMENT ON COLUMN billing.payments.poll_attempts IS 'Polls so far (the backoff''s exponent).';
+COMMENT ON COLUMN billing.payments.provider_watch IS 'Closed here while the provider may still take the money (a YooKassa confirmation cannot be cancelled): the poller keeps asking until the provider closes it, and money that arrives anyway is refunded.';
 
 CREATE TABLE billing.payment_events (
     id              bigint GENERATED ALWAYS AS IDENTITY,

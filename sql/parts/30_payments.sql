@@ -36,16 +36,16 @@ CREATE FUNCTION billing.cancel_payment(user_id uuid, payment_id uuid)
     VOLATILE LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'billing_cancel_payment';
 COMMENT ON FUNCTION billing.cancel_payment(uuid, uuid) IS
-$$The buyer cancels a payment; returns the status.  An invoiced or pending payment becomes canceled (its Stripe session is expired first; the promo code is released).  A paid payment within billing.refund_window of paid_at (the provider's time of success; the window's last instant is still inside) is refunded: refund_pending while the provider refunds (a Stripe refund is created; refunded at once when Stripe says succeeded), or refunded at once when it never went to a provider (a zero total, a payment an admin settled by hand; event detail {"refund": "without_provider"}).  Source api.
+$$The buyer cancels a payment; returns the status.  An invoiced or pending payment becomes canceled (its checkout is closed at the provider first; a YooKassa confirmation that cannot be cancelled is watched, and money that arrives anyway is refunded; the promo code is released).  A paid payment within billing.refund_window of paid_at (the provider's time of success; the window's last instant is still inside) is refunded: refund_pending while the provider refunds (a refund is created there; refunded at once when the provider says succeeded), or refunded at once when it never went to a provider (a zero total, a payment an admin settled by hand; event detail {"refund": "without_provider"}).  Source api.
 
-Errors: no such payment, or someone else's P0002 "payment not found" (ids do not leak); outside the refund window, already refund_pending, refunded, canceled, expired or failed 55000; a session Stripe completed before it could be expired 55000 (cancel again for a refund); Stripe failures as for billing.checkout, with the payment unchanged.  End users call api.cancel_payment, admins billing.admin_cancel_payment.$$;
+Errors: no such payment, or someone else's P0002 "payment not found" (ids do not leak); outside the refund window, already refund_pending, refunded, canceled, expired or failed 55000; a checkout the provider completed before it could be closed 55000 (cancel again for a refund); provider failures as for billing.checkout, with the payment unchanged.  End users call api.cancel_payment, admins billing.admin_cancel_payment.$$;
 
 CREATE FUNCTION billing.expire_invoices()
     RETURNS int
     VOLATILE LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'billing_expire_invoices';
 COMMENT ON FUNCTION billing.expire_invoices() IS
-$$Expires unpaid invoices whose expires_at has passed, oldest first, at most billing.invoice_expiry_batch per call (source system; promo reservations released), and returns how many.  It reads only the payments_open index and skips rows a concurrent settle holds (taken next run).  A pending payment with an open Stripe session is left to the Stripe poller, which knows whether it was paid at the last second.  pg_cron job billing-expire-invoices, schedule billing.invoice_expiry_schedule.$$;
+$$Expires unpaid invoices whose expires_at has passed, oldest first, at most billing.invoice_expiry_batch per call (source system; promo reservations released), and returns how many.  It reads only the payments_open index and skips rows a concurrent settle holds (taken next run).  A pending payment with an open checkout at its provider is left to the poller (billing.poll_payments), which knows whether it was paid at the last second.  pg_cron job billing-expire-invoices, schedule billing.invoice_expiry_schedule.$$;
 
 REVOKE ALL ON FUNCTION billing.create_invoice(uuid, text, int, text),
                        billing.settle_payment(uuid, text, text, timestamptz, text),
@@ -137,7 +137,7 @@ CREATE TABLE billing.cron_jobs (
     command             text NOT NULL
 );
 COMMENT ON TABLE billing.cron_jobs IS 'The pg_cron jobs of the extension, one row per job; billing.schedule_jobs() installs them from their schedule settings.  Readable by billing_admin.';
-COMMENT ON COLUMN billing.cron_jobs.name IS 'The pg_cron job name (billing-expire-invoices, billing-run-expiry, billing-stripe-poll, billing-outbox-purge).';
+COMMENT ON COLUMN billing.cron_jobs.name IS 'The pg_cron job name (billing-expire-invoices, billing-run-expiry, billing-poll-payments, billing-outbox-purge).';
 COMMENT ON COLUMN billing.cron_jobs.schedule_setting IS 'The setting that holds its cron schedule (empty: not scheduled).';
 COMMENT ON COLUMN billing.cron_jobs.command IS 'The SQL the job runs.';
 REVOKE ALL ON billing.cron_jobs FROM PUBLIC;

@@ -22,7 +22,7 @@ import urllib.request
 import uuid
 
 import walkthrough
-from harness import PGBIN, SRC, WORK, free_port
+from harness import PGBIN, SRC, WORK, free_port, wait_for
 
 README = os.path.join(SRC, "README.md")
 
@@ -84,6 +84,7 @@ class LocalStack(unittest.TestCase):
         cls.env = dict(os.environ, BILLING_PGBIN=PGBIN, BILLING_STACK_DIR=cls.stack,
                        BILLING_LOG_DIR=cls.logs, BILLING_PG_PORT=str(free_port()),
                        BILLING_HTTP_PORT=str(cls.http_port), BILLING_STRIPE_PORT=str(free_port()),
+                       BILLING_YOOKASSA_PORT=str(free_port()),
                        BILLING_AUTH_PORT=str(free_port()), BILLING_NOTIFY_PORT=str(free_port()),
                        BILLING_GRPC_CONTROL_PORT=str(free_port()))
         cls.stop_stack(purge=True)
@@ -156,9 +157,34 @@ class LocalStack(unittest.TestCase):
                 self.assertIn("-H 'Content-Type: application/json'", line)
                 self.assertIn('-H "Authorization: Bearer $USER_TOKEN"', line)
 
+    def test_the_walk_through_bought_the_rouble_tariff_through_yookassa(self):
+        self.assertEqual(self.psql("SELECT provider || ' ' || status FROM billing.payments WHERE user_id = '%s'"
+                                   % self.secrets["DEMO_USER"]), "yookassa paid")
+        self.assertIn("/confirm/", self.first)
+
+    def test_a_person_buys_the_rouble_tariff_and_refunds_it_inside_the_hour(self):
+        token = self.token(str(uuid.uuid4())).stdout.strip()
+        status, pid = self.http("POST", "/rpc/create_invoice", token, {"tariff": "priority", "months": 1})
+        self.assertEqual(status, 200, pid)
+        status, url = self.http("POST", "/rpc/checkout", token, {"payment_id": pid})
+        self.assertEqual(status, 200, url)
+        self.assertTrue(url.startswith("http://127.0.0.1:%s/confirm/" % self.env["BILLING_YOOKASSA_PORT"]), url)
+        # "Pay" on the stand-in's page; its notification reaches PostgREST.
+        req = urllib.request.Request(url, data=b"action=pay", method="POST")
+        try:
+            urllib.request.urlopen(req, timeout=10)
+        except urllib.error.HTTPError as e:
+            self.assertEqual(e.code, 303)
+        wait_for(lambda: self.http("GET", "/rpc/has_access?tariff=priority", token) == (200, True), 10,
+                 what="access after paying")
+        status, result = self.http("POST", "/rpc/cancel_payment", token, {"payment_id": pid})
+        self.assertEqual((status, result), (200, "refunded"))
+        self.assertEqual(self.http("GET", "/rpc/has_access?tariff=priority", token), (200, False))
+
     # ---- secrets -------------------------------------------------------------
     def secret_values(self):
-        values = [self.secrets[k] for k in ("JWT_SECRET", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET")]
+        values = [self.secrets[k] for k in ("JWT_SECRET", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET",
+                                           "YOOKASSA_SECRET_KEY")]
         for name in ("user.jwt", "admin.jwt"):
             with open(os.path.join(self.stack, name)) as f:
                 values.append(f.read().strip())
