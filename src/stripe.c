@@ -638,13 +638,13 @@ classify_response(StripeResult *r, long status, ResponseBuffer *buf)
 		r->outcome = r->body ? STRIPE_OK : STRIPE_BAD_RESPONSE;
 	else
 	{
-		JsonbContainer *err = r->body ? stripe_json_obj(&r->body->root, "error") : NULL;
+		JsonbContainer *err = r->body ? billing_json_obj(&r->body->root, "error") : NULL;
 
 		if (err)
 		{
-			r->error_type = stripe_json_str(err, "type");
-			r->error_code = stripe_json_str(err, "code");
-			r->error_message = stripe_json_str(err, "message");
+			r->error_type = billing_json_str(err, "type");
+			r->error_code = billing_json_str(err, "code");
+			r->error_message = billing_json_str(err, "message");
 		}
 		if (status >= 500 || status == 429 || status == 409 || status < 400)
 			r->outcome = STRIPE_UNAVAILABLE;
@@ -835,65 +835,3 @@ stripe_amount(int64 minor_units, const char *currency)
 	return minor_units;
 }
 
-static JsonbValue *
-json_get(JsonbContainer *c, const char *key, JsonbValue *v)
-{
-	if (c == NULL || !JsonContainerIsObject(c))
-		return NULL;
-	return getKeyJsonValueFromContainer(c, key, strlen(key), v);
-}
-
-char *
-stripe_json_str(JsonbContainer *c, const char *key)
-{
-	JsonbValue	v;
-
-	if (json_get(c, key, &v) == NULL || v.type != jbvString)
-		return NULL;
-	return pnstrdup(v.val.string.val, v.val.string.len);
-}
-
-bool
-stripe_json_int(JsonbContainer *c, const char *key, int64 *out)
-{
-	JsonbValue	v;
-	bool		have_error = false;
-	Numeric		n;
-
-	if (json_get(c, key, &v) == NULL || v.type != jbvNumeric)
-		return false;
-	n = v.val.numeric;
-	if (numeric_is_nan(n) || numeric_is_inf(n))
-		return false;
-	/* Reject fractions and out-of-range values instead of rounding or throwing. */
-	if (!DatumGetBool(DirectFunctionCall2(numeric_eq, NumericGetDatum(n),
-										  DirectFunctionCall2(numeric_trunc, NumericGetDatum(n),
-															  Int32GetDatum(0)))))
-		return false;
-	*out = numeric_int4_opt_error(n, &have_error);
-	if (have_error)
-	{
-		/* Beyond int32: go through int8 with its own range check. */
-		char	   *s = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(n)));
-		int64		val;
-		char	   *end;
-
-		errno = 0;
-		val = strtoi64(s, &end, 10);
-		if (errno != 0 || *end != '\0')
-			return false;
-		*out = val;
-	}
-	return true;
-}
-
-JsonbContainer *
-stripe_json_obj(JsonbContainer *c, const char *key)
-{
-	JsonbValue	v;
-
-	if (json_get(c, key, &v) == NULL || v.type != jbvBinary ||
-		!JsonContainerIsObject(v.val.binary.data))
-		return NULL;
-	return v.val.binary.data;
-}

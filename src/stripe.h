@@ -87,11 +87,6 @@ extern void stripe_check_id(const char *id, const char *what);
  */
 extern int64 stripe_amount(int64 minor_units, const char *currency);
 
-/* Reading Stripe's JSON: a missing key and JSON null both give false/NULL. */
-extern char *stripe_json_str(JsonbContainer *c, const char *key);
-extern bool stripe_json_int(JsonbContainer *c, const char *key, int64 *out);
-extern JsonbContainer *stripe_json_obj(JsonbContainer *c, const char *key);
-
 /*
  * Applying what Stripe says to our payment (stripe_apply.c).  Both lock the
  * payment row, check that the object really is this payment's (amount,

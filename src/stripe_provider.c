@@ -97,9 +97,9 @@ stripe_checkout(const ProviderCheckout *c, char **url_out)
 	session = stripe_call("POST", "/v1/checkout/sessions", form.data,
 						  idempotency_key("checkout", &c->payment_id),
 						  "create the checkout session");
-	session_id = stripe_json_str(&session->root, "id");
-	url = stripe_json_str(&session->root, "url");
-	session_status = stripe_json_str(&session->root, "status");
+	session_id = billing_json_str(&session->root, "id");
+	url = billing_json_str(&session->root, "url");
+	session_status = billing_json_str(&session->root, "status");
 	if (session_id == NULL || url == NULL ||
 		(strncmp(url, "https://", 8) != 0 && strncmp(url, "http://", 7) != 0))
 		ereport(ERROR,
@@ -155,8 +155,8 @@ stripe_cancel_unpaid(const PaymentInfo *p, PaymentStatus proposed)
 
 	/* Stripe refused: the session is not open any more.  Why? */
 	session = fetch_session(p->provider_session_id, "fetch the checkout session");
-	st = stripe_json_str(&session->root, "status");
-	pay = stripe_json_str(&session->root, "payment_status");
+	st = billing_json_str(&session->root, "status");
+	pay = billing_json_str(&session->root, "payment_status");
 	if (st && strcmp(st, "expired") == 0)
 		return proposed;
 	if (st && strcmp(st, "complete") == 0 && pay && strcmp(pay, "paid") == 0)
@@ -185,9 +185,9 @@ stripe_refund(const PaymentInfo *p, PaymentStatus proposed, char **provider_ref)
 	{
 		/* Paid by a path that did not record the intent: ask the session. */
 		Jsonb	   *session = fetch_session(p->provider_session_id, "fetch the checkout session");
-		JsonbContainer *obj = stripe_json_obj(&session->root, "payment_intent");
+		JsonbContainer *obj = billing_json_obj(&session->root, "payment_intent");
 
-		pi = obj ? stripe_json_str(obj, "id") : stripe_json_str(&session->root, "payment_intent");
+		pi = obj ? billing_json_str(obj, "id") : billing_json_str(&session->root, "payment_intent");
 		if (pi == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -201,8 +201,8 @@ stripe_refund(const PaymentInfo *p, PaymentStatus proposed, char **provider_ref)
 	stripe_form_add(&form, "metadata[payment_id]", billing_uuid_str(&p->id));
 	refund = stripe_call("POST", "/v1/refunds", form.data, idempotency_key("refund", &p->id),
 						 "refund the payment");
-	refund_id = stripe_json_str(&refund->root, "id");
-	st = stripe_json_str(&refund->root, "status");
+	refund_id = billing_json_str(&refund->root, "id");
+	st = billing_json_str(&refund->root, "status");
 	if (refund_id == NULL || st == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROTOCOL_VIOLATION),
@@ -292,7 +292,7 @@ stripe_poll_fetch(const ProviderPollItem *item, TimestampTz now, bool *down)
 	 * can no longer be paid, then settle what Stripe says it is.
 	 */
 	{
-		char	   *st = stripe_json_str(&r.body->root, "status");
+		char	   *st = billing_json_str(&r.body->root, "status");
 
 		if (st && strcmp(st, "open") == 0 && item->expires_at <= now)
 		{

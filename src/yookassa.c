@@ -22,7 +22,7 @@
 #include "billing.h"
 #include "common.h"
 #include "currency.h"
-#include "stripe.h"				/* stripe_json_*: reading JSON objects */
+#include "stripe.h"				/* billing_json_*: reading JSON objects */
 #include "yookassa.h"
 
 /* A YooKassa object is a few kB; anything far larger is not YooKassa. */
@@ -447,8 +447,8 @@ yookassa_request(YooResult *r, const char *method, const char *path,
 	{
 		if (r->body)
 		{
-			r->error_code = stripe_json_str(&r->body->root, "code");
-			r->error_description = stripe_json_str(&r->body->root, "description");
+			r->error_code = billing_json_str(&r->body->root, "code");
+			r->error_description = billing_json_str(&r->body->root, "description");
 		}
 		if (status >= 500 || status == 429 || status < 400)
 			r->outcome = YOO_UNAVAILABLE;

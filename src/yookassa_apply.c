@@ -21,7 +21,7 @@
 #include "common.h"
 #include "clock.h"
 #include "payments.h"
-#include "stripe.h"				/* stripe_json_*: reading JSON objects */
+#include "stripe.h"				/* billing_json_*: reading JSON objects */
 #include "yookassa.h"
 
 /* {"yookassa_object": ...} for the payment event's detail. */
@@ -66,9 +66,9 @@ yookassa_watch(const pg_uuid_t *payment_id, bool on)
 static bool
 amount_matches(JsonbContainer *obj, const PaymentInfo *p)
 {
-	JsonbContainer *amount = stripe_json_obj(obj, "amount");
-	char	   *value = amount ? stripe_json_str(amount, "value") : NULL;
-	char	   *currency = amount ? stripe_json_str(amount, "currency") : NULL;
+	JsonbContainer *amount = billing_json_obj(obj, "amount");
+	char	   *value = amount ? billing_json_str(amount, "value") : NULL;
+	char	   *currency = amount ? billing_json_str(amount, "currency") : NULL;
 	char	   *ours = yookassa_amount(p->total, p->currency);
 	size_t		n;
 
@@ -151,7 +151,7 @@ refund_late_payment(PaymentInfo *p, const char *yoo_id)
 	yookassa_request(&r, "POST", "/v3/refunds", body.data,
 					 yookassa_idempotence_key("late-refund", &p->id));
 	if (r.outcome != YOO_OK ||
-		(rid = stripe_json_str(&r.body->root, "id")) == NULL || !yookassa_id_ok(rid))
+		(rid = billing_json_str(&r.body->root, "id")) == NULL || !yookassa_id_ok(rid))
 	{
 		ereport(WARNING,
 				(errmsg("yookassa took payment %s after it was %s, and refunding it failed",
@@ -182,10 +182,10 @@ yookassa_apply_payment(const pg_uuid_t *payment_id, JsonbContainer *obj,
 					   const char *source, bool expire_pending, const char **status)
 {
 	PaymentInfo p;
-	char	   *yid = stripe_json_str(obj, "id");
-	char	   *st = stripe_json_str(obj, "status");
-	JsonbContainer *md = stripe_json_obj(obj, "metadata");
-	char	   *md_pid = md ? stripe_json_str(md, "payment_id") : NULL;
+	char	   *yid = billing_json_str(obj, "id");
+	char	   *st = billing_json_str(obj, "status");
+	JsonbContainer *md = billing_json_obj(obj, "metadata");
+	char	   *md_pid = md ? billing_json_str(md, "payment_id") : NULL;
 	pg_uuid_t	pid;
 	PaymentStatus outcome;
 	TimestampTz at;
@@ -220,13 +220,13 @@ yookassa_apply_payment(const pg_uuid_t *payment_id, JsonbContainer *obj,
 	if (strcmp(st, "succeeded") == 0)
 	{
 		outcome = PAYMENT_PAID;
-		have_at = parse_time(stripe_json_str(obj, "captured_at"), &at);
+		have_at = parse_time(billing_json_str(obj, "captured_at"), &at);
 	}
 	else if (strcmp(st, "canceled") == 0)
 	{
-		JsonbContainer *cd = stripe_json_obj(obj, "cancellation_details");
+		JsonbContainer *cd = billing_json_obj(obj, "cancellation_details");
 
-		reason = cd ? stripe_json_str(cd, "reason") : NULL;
+		reason = cd ? billing_json_str(cd, "reason") : NULL;
 		if (reason && (strcmp(reason, "expired_on_confirmation") == 0 ||
 					   strcmp(reason, "expired_on_capture") == 0))
 			outcome = PAYMENT_EXPIRED;
@@ -289,9 +289,9 @@ yookassa_apply_refund(const pg_uuid_t *payment_id, JsonbContainer *refund,
 					  const char *source, const char **status)
 {
 	PaymentInfo p;
-	char	   *rid = stripe_json_str(refund, "id");
-	char	   *st = stripe_json_str(refund, "status");
-	char	   *yoo_payment = stripe_json_str(refund, "payment_id");
+	char	   *rid = billing_json_str(refund, "id");
+	char	   *st = billing_json_str(refund, "status");
+	char	   *yoo_payment = billing_json_str(refund, "payment_id");
 	const char *result;
 
 	SPI_connect();

@@ -21,7 +21,7 @@
 #include "common.h"
 #include "payments.h"
 #include "provider.h"
-#include "stripe.h"				/* stripe_json_*: reading JSON objects */
+#include "stripe.h"				/* billing_json_*: reading JSON objects */
 #include "yookassa.h"
 
 static char *
@@ -67,10 +67,10 @@ yoo_checkout(const ProviderCheckout *c, char **url_out)
 	pay = yookassa_call("POST", "/v3/payments", b.data,
 						yookassa_idempotence_key("checkout", &c->payment_id),
 						"create the yookassa payment");
-	id = stripe_json_str(&pay->root, "id");
-	st = stripe_json_str(&pay->root, "status");
-	conf = stripe_json_obj(&pay->root, "confirmation");
-	url = conf ? stripe_json_str(conf, "confirmation_url") : NULL;
+	id = billing_json_str(&pay->root, "id");
+	st = billing_json_str(&pay->root, "status");
+	conf = billing_json_obj(&pay->root, "confirmation");
+	url = conf ? billing_json_str(conf, "confirmation_url") : NULL;
 	if (id == NULL || !yookassa_id_ok(id) || st == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROTOCOL_VIOLATION),
@@ -108,7 +108,7 @@ static PaymentStatus
 yoo_cancel_unpaid(const PaymentInfo *p, PaymentStatus proposed)
 {
 	Jsonb	   *pay = fetch_payment(p->provider_session_id);
-	char	   *st = stripe_json_str(&pay->root, "status");
+	char	   *st = billing_json_str(&pay->root, "status");
 
 	if (st && strcmp(st, "pending") == 0)
 	{
@@ -122,7 +122,7 @@ yoo_cancel_unpaid(const PaymentInfo *p, PaymentStatus proposed)
 									  psprintf("/v3/payments/%s/cancel", p->provider_session_id),
 									  "{}", yookassa_idempotence_key("cancel", &p->id),
 									  "cancel the yookassa payment");
-		char	   *cst = stripe_json_str(&c->root, "status");
+		char	   *cst = billing_json_str(&c->root, "status");
 
 		if (cst && strcmp(cst, "canceled") == 0)
 			return proposed;
@@ -166,8 +166,8 @@ yoo_refund(const PaymentInfo *p, PaymentStatus proposed, char **provider_ref)
 
 	refund = yookassa_call("POST", "/v3/refunds", b.data,
 						   yookassa_idempotence_key("refund", &p->id), "refund the payment");
-	rid = stripe_json_str(&refund->root, "id");
-	st = stripe_json_str(&refund->root, "status");
+	rid = billing_json_str(&refund->root, "id");
+	st = billing_json_str(&refund->root, "status");
 	if (rid == NULL || !yookassa_id_ok(rid) || st == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROTOCOL_VIOLATION),

@@ -15,7 +15,7 @@
 #include "utils/uuid.h"
 
 #include "common.h"
-#include "stripe.h"				/* stripe_json_*: reading JSON objects */
+#include "stripe.h"				/* billing_json_*: reading JSON objects */
 #include "yookassa.h"
 
 #define MAX_NOTIFICATION_BODY (1024 * 1024)
@@ -139,10 +139,10 @@ billing_yookassa_webhook(PG_FUNCTION_ARGS)
 	note = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(text_to_cstring(body))));
 	if (!JB_ROOT_IS_OBJECT(note))
 		malformed("The body is not a JSON object.");
-	type = stripe_json_str(&note->root, "type");
-	event = stripe_json_str(&note->root, "event");
-	obj = stripe_json_obj(&note->root, "object");
-	object_id = obj ? stripe_json_str(obj, "id") : NULL;
+	type = billing_json_str(&note->root, "type");
+	event = billing_json_str(&note->root, "event");
+	obj = billing_json_obj(&note->root, "object");
+	object_id = obj ? billing_json_str(obj, "id") : NULL;
 	if (type == NULL || strcmp(type, "notification") != 0)
 		malformed("The \"type\" is not \"notification\".");
 	if (event == NULL || strlen(event) > 64)
@@ -178,14 +178,14 @@ billing_yookassa_webhook(PG_FUNCTION_ARGS)
 		/* An error answer: YooKassa delivers the notification again. */
 		yookassa_raise(&r, is_refund ? "read the yookassa refund" : "read the yookassa payment");
 	fetched = &r.body->root;
-	fetched_status = stripe_json_str(fetched, "status");
+	fetched_status = billing_json_str(fetched, "status");
 
 	/* Which payment?  Only by ids YooKassa gave us for our own objects. */
 	if (is_refund)
 	{
 		static SPIPlanPtr by_refund = NULL;
 		static SPIPlanPtr by_payment = NULL;
-		char	   *yoo_payment = stripe_json_str(fetched, "payment_id");
+		char	   *yoo_payment = billing_json_str(fetched, "payment_id");
 
 		have_payment = find_payment(&by_refund,
 									"SELECT id FROM billing.payments "
@@ -202,8 +202,8 @@ billing_yookassa_webhook(PG_FUNCTION_ARGS)
 	{
 		static SPIPlanPtr by_session = NULL;
 		static SPIPlanPtr by_metadata = NULL;
-		JsonbContainer *md = stripe_json_obj(fetched, "metadata");
-		char	   *md_pid = md ? stripe_json_str(md, "payment_id") : NULL;
+		JsonbContainer *md = billing_json_obj(fetched, "metadata");
+		char	   *md_pid = md ? billing_json_str(md, "payment_id") : NULL;
 
 		have_payment = find_payment(&by_session,
 									"SELECT id FROM billing.payments "
