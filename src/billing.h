@@ -6,7 +6,7 @@
 #define BILLING_H
 
 /* Custom SQLSTATE class for billing-specific conditions is not used: every
- * error maps onto a standard code (see README, "Errors"). */
+ * error maps onto a standard code (docs/operations.md, "Errors"). */
 
 /* Each capability defines its settings here; called once from _PG_init. */
 extern void clock_define_gucs(void);
