@@ -1,8 +1,8 @@
 /*
- * stripe.h — the Stripe client (libcurl) and what the Stripe capability
- * shares between its files: settings, the request/response type, error
- * mapping, amounts, reading Stripe's JSON objects, and applying a Stripe
- * object (session, refund) to one of our payments.
+ * stripe.h — the Stripe client (over http_client.h) and what the Stripe
+ * capability shares between its files: settings, the request/response type,
+ * error mapping, amounts, reading Stripe's JSON objects, and applying a
+ * Stripe object (session, refund) to one of our payments.
  */
 #ifndef BILLING_STRIPE_H
 #define BILLING_STRIPE_H

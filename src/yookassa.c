@@ -1,19 +1,17 @@
 /*
- * yookassa.c — the YooKassa API v3 client (libcurl) and the
- * billing.yookassa_* settings: JSON requests with HTTP Basic auth
- * (shop id : secret key) and an Idempotence-Key, timeouts, cancellation,
- * mapping failures to SQLSTATEs, and amounts as decimal strings.
+ * yookassa.c — the YooKassa API v3 client and the billing.yookassa_*
+ * settings: JSON requests with HTTP Basic auth (shop id : secret key) and an
+ * Idempotence-Key sent through http_client.c, mapping failures to
+ * SQLSTATEs, and amounts as decimal strings.
  */
 #include "postgres.h"
 
-#include <curl/curl.h>
 #include <string.h>
 
 #include "catalog/pg_type.h"
-#include "common/jsonapi.h"
+#include "common/base64.h"
 #include "fmgr.h"
 #include "mb/pg_wchar.h"
-#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/json.h"
@@ -22,12 +20,9 @@
 #include "billing.h"
 #include "common.h"
 #include "currency.h"
-#include "stripe.h"				/* billing_json_*: reading JSON objects */
+#include "http_client.h"
 #include "yookassa.h"
 
-/* A YooKassa object is a few kB; anything far larger is not YooKassa. */
-#define YOO_MAX_RESPONSE (1024 * 1024)
-#define YOO_USER_AGENT "billing-postgres/1.0"
 #define YOO_MAX_ID 64
 
 char	   *yookassa_api_base = NULL;
@@ -46,22 +41,9 @@ static int	yookassa_timeout_ms = 10000;
  * --------------------------------------------------------------------- */
 
 static bool
-url_ok(const char *s)
-{
-	if (strncmp(s, "https://", 8) != 0 && strncmp(s, "http://", 7) != 0)
-		return false;
-	if (strlen(s) > 2048)
-		return false;
-	for (const char *p = s; *p; p++)
-		if ((unsigned char) *p <= ' ' || *p == 0x7f)
-			return false;
-	return true;
-}
-
-static bool
 check_api_base(char **newval, void **extra, GucSource source)
 {
-	if (!url_ok(*newval))
+	if (!http_url_acceptable(*newval))
 	{
 		billing_guc_invalid("billing.yookassa_api_base", *newval);
 		GUC_check_errdetail("The YooKassa API base must be an http:// or https:// URL without spaces.");
@@ -73,7 +55,7 @@ check_api_base(char **newval, void **extra, GucSource source)
 static bool
 check_return_url(char **newval, void **extra, GucSource source)
 {
-	if (*newval == NULL || (*newval)[0] == '\0' || url_ok(*newval))
+	if (*newval == NULL || (*newval)[0] == '\0' || http_url_acceptable(*newval))
 		return true;
 	billing_guc_invalid("billing.yookassa_return_url", *newval);
 	GUC_check_errdetail("The URL must start with http:// or https:// and contain no spaces.");
@@ -192,252 +174,46 @@ yookassa_define_gucs(void)
 }
 
 /* ---------------------------------------------------------------------
- * libcurl (the discipline of stripe.c: checked setopts, settings'
- * timeouts, http(s) only, no redirects, interrupts absorbed by the
- * progress callback and serviced after curl returns)
+ * Requests
  * --------------------------------------------------------------------- */
 
-static CURL *curl_handle = NULL;
-
-typedef struct ResponseBuffer
+/*
+ * "Authorization: Basic base64(shop id:secret key)" (RFC 7617); the plain
+ * pair is wiped as soon as it is encoded, the line by http_perform.
+ */
+static char *
+basic_authorization(void)
 {
-	char	   *data;			/* malloc'd: no palloc inside callbacks */
-	size_t		len;
-	size_t		cap;
-	bool		too_large;
-} ResponseBuffer;
+	char	   *pair = psprintf("%s:%s", yookassa_shop_id, yookassa_secret_key);
+	int			pair_len = strlen(pair);
+	int			enc_len = pg_b64_enc_len(pair_len);
+	char	   *line = palloc(sizeof("Authorization: Basic ") + enc_len);
+	int			n;
 
-static size_t
-write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
-{
-	ResponseBuffer *buf = (ResponseBuffer *) userdata;
-	size_t		n = size * nmemb;
-
-	if (buf->len + n + 1 > YOO_MAX_RESPONSE)
-	{
-		buf->too_large = true;
-		return 0;
-	}
-	if (buf->len + n + 1 > buf->cap)
-	{
-		size_t		cap = Max(Max(buf->cap * 2, buf->len + n + 1), 4096);
-		char	   *p = realloc(buf->data, cap);
-
-		if (p == NULL)
-			return 0;
-		buf->data = p;
-		buf->cap = cap;
-	}
-	memcpy(buf->data + buf->len, ptr, n);
-	buf->len += n;
-	buf->data[buf->len] = '\0';
-	return n;
+	strcpy(line, "Authorization: Basic ");
+	n = pg_b64_encode(pair, pair_len, line + strlen(line), enc_len);
+	explicit_bzero(pair, pair_len);
+	if (n < 0)
+		elog(ERROR, "could not encode the yookassa credentials");
+	line[strlen("Authorization: Basic ") + n] = '\0';
+	return line;
 }
 
-static int
-progress_cb(void *clientp, curl_off_t dltotal, curl_off_t dlnow,
-			curl_off_t ultotal, curl_off_t ulnow)
-{
-	return (QueryCancelPending || ProcDiePending) ? 1 : 0;
-}
-
-static CURL *
-get_handle(void)
-{
-	if (curl_handle == NULL)
-	{
-		/* curl_global_init is reference-counted: harmless after stripe.c's. */
-		if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-			ereport(ERROR,
-					(errcode(ERRCODE_SYSTEM_ERROR),
-					 errmsg("could not initialise libcurl")));
-		curl_handle = curl_easy_init();
-		if (curl_handle == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_OUT_OF_MEMORY),
-					 errmsg("could not create a libcurl handle")));
-	}
-	else
-		curl_easy_reset(curl_handle);	/* keeps the live connections */
-	return curl_handle;
-}
-
+/*
+ * A response arrived: keep its JSON object, and classify it.  YooKassa's
+ * error ("code", "description"), when the body has one, is kept for the
+ * caller's message; 202 ("still processing, ask again with the same key")
+ * and 429 are worth retrying like a 5xx.
+ */
 static void
-parse_body(YooResult *r, const char *data, size_t len)
+classify_response(YooResult *r, const HttpResponse *resp)
 {
-	JsonLexContext *lex;
-	JsonSemAction sem;
-	char	   *text;
-	Jsonb	   *jb;
-
-	if (data == NULL || len == 0)
-		return;
-	lex = makeJsonLexContextCstringLen((char *) data, (int) len, PG_UTF8, false);
-	memset(&sem, 0, sizeof(sem));
-	if (pg_parse_json(lex, &sem) != JSON_SUCCESS)
-		return;
-	text = pg_any_to_server(data, (int) len, PG_UTF8);
-	if (text == data)
-		text = pnstrdup(data, len);
-	jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(text)));
-	if (!JB_ROOT_IS_OBJECT(jb))
-		return;
-	r->body = jb;
-}
-
-static struct curl_slist *
-add_header(struct curl_slist *list, const char *line, bool *oom)
-{
-	struct curl_slist *l;
-
-	if (*oom)
-		return list;
-	l = curl_slist_append(list, line);
-	if (l == NULL)
-	{
-		*oom = true;
-		return list;
-	}
-	return l;
-}
-
-void
-yookassa_request(YooResult *r, const char *method, const char *path,
-				 const char *json_body, const char *idempotence_key)
-{
-	CURL	   *h;
-	CURLcode	rc;
-	struct curl_slist *headers = NULL;
-	ResponseBuffer buf = {0};
-	char		errbuf[CURL_ERROR_SIZE];
-	StringInfoData url;
-	StringInfoData line;
-	bool		oom = false;
-	bool		is_post = strcmp(method, "POST") == 0;
-	long		status = 0;
-	size_t		base_len;
-
-	memset(r, 0, sizeof(*r));
-
-	if (yookassa_shop_id == NULL || yookassa_shop_id[0] == '\0' ||
-		yookassa_secret_key == NULL || yookassa_secret_key[0] == '\0')
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("billing.yookassa_shop_id and billing.yookassa_secret_key are not set"),
-				 errhint("Set both in postgresql.conf (or ALTER SYSTEM) and reload.")));
-
-	initStringInfo(&url);
-	base_len = strlen(yookassa_api_base);
-	while (base_len > 0 && yookassa_api_base[base_len - 1] == '/')
-		base_len--;
-	appendBinaryStringInfo(&url, yookassa_api_base, (int) base_len);
-	appendStringInfoString(&url, path);
-
-	h = get_handle();
-
-#define SETOPT(opt, val) \
-	do { if ((rc = curl_easy_setopt(h, opt, val)) != CURLE_OK) goto setopt_failed; } while (0)
-
-	errbuf[0] = '\0';
-	SETOPT(CURLOPT_URL, url.data);
-	SETOPT(CURLOPT_PROTOCOLS_STR, "http,https");
-	SETOPT(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-	SETOPT(CURLOPT_FOLLOWLOCATION, 0L);
-	SETOPT(CURLOPT_NOSIGNAL, 1L);
-	SETOPT(CURLOPT_CONNECTTIMEOUT_MS, (long) yookassa_connect_timeout_ms);
-	SETOPT(CURLOPT_TIMEOUT_MS, (long) yookassa_timeout_ms);
-	SETOPT(CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_1_1);
-	SETOPT(CURLOPT_NOPROGRESS, 0L);
-	SETOPT(CURLOPT_XFERINFOFUNCTION, progress_cb);
-	SETOPT(CURLOPT_WRITEFUNCTION, write_cb);
-	SETOPT(CURLOPT_WRITEDATA, &buf);
-	SETOPT(CURLOPT_ERRORBUFFER, errbuf);
-	SETOPT(CURLOPT_USERAGENT, YOO_USER_AGENT);
-	SETOPT(CURLOPT_HTTPAUTH, (long) CURLAUTH_BASIC);
-	/* curl copies both and builds the Basic header; they are wiped below. */
-	SETOPT(CURLOPT_USERNAME, yookassa_shop_id);
-	SETOPT(CURLOPT_PASSWORD, yookassa_secret_key);
-	if (is_post)
-	{
-		const char *b = json_body ? json_body : "{}";
-
-		SETOPT(CURLOPT_POST, 1L);
-		SETOPT(CURLOPT_POSTFIELDS, b);
-		SETOPT(CURLOPT_POSTFIELDSIZE, (long) strlen(b));
-	}
-	else
-		SETOPT(CURLOPT_HTTPGET, 1L);
-
-	initStringInfo(&line);
-	if (is_post)
-		headers = add_header(headers, "Content-Type: application/json", &oom);
-	if (idempotence_key)
-	{
-		appendStringInfo(&line, "Idempotence-Key: %s", idempotence_key);
-		headers = add_header(headers, line.data, &oom);
-	}
-	headers = add_header(headers, "Expect:", &oom);
-	if (oom)
-	{
-		curl_slist_free_all(headers);
-		curl_easy_setopt(h, CURLOPT_PASSWORD, "");
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("out of memory building a yookassa request")));
-	}
-	SETOPT(CURLOPT_HTTPHEADER, headers);
-
-	rc = curl_easy_perform(h);
-	if (curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK)
-		status = 0;
-
-	/* Nothing of ours stays referenced by the handle, nor the secret. */
-	curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
-	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, NULL);
-	curl_easy_setopt(h, CURLOPT_USERNAME, "");
-	curl_easy_setopt(h, CURLOPT_PASSWORD, "");
-	curl_slist_free_all(headers);
-	headers = NULL;
-
-	if (rc == CURLE_ABORTED_BY_CALLBACK)
-	{
-		free(buf.data);
-		CHECK_FOR_INTERRUPTS();
-		r->outcome = YOO_UNAVAILABLE;
-		r->transport_error = pstrdup("the request was interrupted");
-		return;
-	}
-
-	if (rc != CURLE_OK)
-	{
-		r->outcome = YOO_UNAVAILABLE;
-		r->connect_failed = (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
-							 rc == CURLE_COULDNT_RESOLVE_PROXY ||
-							 (rc == CURLE_OPERATION_TIMEDOUT && status == 0 && buf.len == 0 &&
-							  strstr(errbuf, "onnect") != NULL));
-		if (buf.too_large)
-			r->transport_error = pstrdup("the response was too large");
-		else
-			r->transport_error = pstrdup(errbuf[0] ? errbuf : curl_easy_strerror(rc));
-		free(buf.data);
-		return;
-	}
+	long		status = resp->status;
 
 	r->http_status = status;
-	PG_TRY();
-	{
-		parse_body(r, buf.data, buf.len);
-	}
-	PG_FINALLY();
-	{
-		free(buf.data);
-	}
-	PG_END_TRY();
-
+	r->body = resp->body;
 	if (status == 202)
 	{
-		/* "Still processing, ask again with the same key" (YooKassa's 202). */
 		r->outcome = YOO_UNAVAILABLE;
 		r->error_code = pstrdup("processing");
 	}
@@ -455,16 +231,50 @@ yookassa_request(YooResult *r, const char *method, const char *path,
 		else
 			r->outcome = YOO_REFUSED;
 	}
-	return;
+}
 
-setopt_failed:
-	curl_slist_free_all(headers);
-	curl_easy_setopt(h, CURLOPT_USERNAME, "");
-	curl_easy_setopt(h, CURLOPT_PASSWORD, "");
-	ereport(ERROR,
-			(errcode(ERRCODE_SYSTEM_ERROR),
-			 errmsg("could not configure a libcurl request: %s", curl_easy_strerror(rc))));
-#undef SETOPT
+void
+yookassa_request(YooResult *r, const char *method, const char *path,
+				 const char *json_body, const char *idempotence_key)
+{
+	HttpRequest req = {0};
+	HttpResponse resp;
+	const char *headers[2];
+	int			nheaders = 0;
+	bool		is_post = strcmp(method, "POST") == 0;
+
+	memset(r, 0, sizeof(*r));
+
+	if (yookassa_shop_id == NULL || yookassa_shop_id[0] == '\0' ||
+		yookassa_secret_key == NULL || yookassa_secret_key[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("billing.yookassa_shop_id and billing.yookassa_secret_key are not set"),
+				 errhint("Set both in postgresql.conf (or ALTER SYSTEM) and reload.")));
+
+	req.url = http_url(yookassa_api_base, path, NULL);
+	req.post = is_post;
+	req.body = json_body ? json_body : "{}";
+	req.authorization = basic_authorization();	/* http_perform wipes it */
+	if (is_post)
+		headers[nheaders++] = "Content-Type: application/json";
+	if (idempotence_key)
+		headers[nheaders++] = psprintf("Idempotence-Key: %s", idempotence_key);
+	req.headers = headers;
+	req.nheaders = nheaders;
+	req.connect_timeout_ms = yookassa_connect_timeout_ms;
+	req.timeout_ms = yookassa_timeout_ms;
+	req.service = "yookassa";
+
+	http_perform(&req, &resp);
+	if (!resp.responded)
+	{
+		r->outcome = YOO_UNAVAILABLE;
+		r->transport_error = resp.transport_error;
+		r->connect_failed = resp.connect_failed;
+		return;
+	}
+	classify_response(r, &resp);
 }
 
 void
