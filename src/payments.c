@@ -455,6 +455,44 @@ payment_settle_locked(PaymentInfo *p, PaymentStatus outcome, const char *provide
 	return PAYMENT_APPLIED;
 }
 
+const char *
+payment_settle_result_name(PaymentSettleResult r)
+{
+	switch (r)
+	{
+		case PAYMENT_APPLIED:
+			return "applied";
+		case PAYMENT_UNCHANGED:
+			return "unchanged";
+		case PAYMENT_STALE:
+			break;
+	}
+	return "stale";
+}
+
+void
+payment_remember_session(PaymentInfo *p, const char *session_id, const char *provider)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[3] = {UUIDOID, TEXTOID, TEXTOID};
+	Datum		values[3] = {UUIDPGetDatum(&p->id), CStringGetTextDatum(session_id),
+							 CStringGetTextDatum(provider)};
+
+	Assert(p->provider_session_id == NULL);
+	billing_spi_exec(&plan,
+					 "UPDATE billing.payments SET provider_session_id = $2, "
+					 "       provider = COALESCE(provider, $3) "
+					 "WHERE id = $1 AND provider_session_id IS NULL",
+					 3, types, values, NULL, false, 0);
+	p->provider_session_id = SPI_palloc(strlen(session_id) + 1);
+	strcpy(p->provider_session_id, session_id);
+	if (p->provider == NULL)
+	{
+		p->provider = SPI_palloc(strlen(provider) + 1);
+		strcpy(p->provider, provider);
+	}
+}
+
 /* A stale outcome asked for by a caller who must know: 55000. */
 static void
 refuse_stale(const PaymentInfo *p, PaymentStatus outcome)

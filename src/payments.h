@@ -127,6 +127,19 @@ extern PaymentSettleResult payment_settle_locked(PaymentInfo *p, PaymentStatus o
 												 const char *source,
 												 const char *detail_json);
 
+/* The word for a settle's answer: "applied", "unchanged", "stale" (a constant). */
+extern const char *payment_settle_result_name(PaymentSettleResult r);
+
+/*
+ * The provider made a payment page for this payment while we did not know
+ * its id (the checkout's transaction rolled back after the provider answered),
+ * and it now reports on it: keep its id in provider_session_id, and the
+ * provider when none was chosen.  For a payment locked with payment_lock
+ * whose provider_session_id is NULL; *p is updated.
+ */
+extern void payment_remember_session(PaymentInfo *p, const char *session_id,
+									 const char *provider);
+
 /*
  * Lock the payment and settle it (above); a stale outcome raises 55000 with
  * nothing changed.  Returns the status afterwards.  Connects to SPI itself

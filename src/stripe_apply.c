@@ -52,16 +52,7 @@ settle(PaymentInfo *p, PaymentStatus outcome, const char *provider_ref,
 						billing_uuid_str(&p->id), *status),
 				 errdetail("Stripe object %s.", object_id ? object_id : "?"),
 				 errhint("Refund it at Stripe; the payment was not changed.")));
-	switch (r)
-	{
-		case PAYMENT_APPLIED:
-			return "applied";
-		case PAYMENT_UNCHANGED:
-			return "unchanged";
-		case PAYMENT_STALE:
-			break;
-	}
-	return "stale";
+	return payment_settle_result_name(r);
 }
 
 /* The id of an expandable field: a string, or an expanded object's "id". */
@@ -148,17 +139,7 @@ stripe_apply_session(const pg_uuid_t *payment_id, JsonbContainer *session,
 	 * transaction rolled back after Stripe made the session): remember it.
 	 */
 	if (p.provider_session_id == NULL)
-	{
-		static SPIPlanPtr plan = NULL;
-		Oid			types[2] = {UUIDOID, TEXTOID};
-		Datum		values[2] = {UUIDPGetDatum(&p.id), CStringGetTextDatum(sid)};
-
-		billing_spi_exec(&plan,
-						 "UPDATE billing.payments SET provider_session_id = $2, "
-						 "       provider = COALESCE(provider, 'stripe') "
-						 "WHERE id = $1 AND provider_session_id IS NULL",
-						 2, types, values, NULL, false, 0);
-	}
+		payment_remember_session(&p, sid, "stripe");
 
 	/* Paid when the charge succeeded, when Stripe tells us; else the event's time. */
 	if (outcome == PAYMENT_PAID && at == NULL && pi_obj)

@@ -105,21 +105,6 @@ parse_time(const char *s, TimestampTz *out)
 	return true;
 }
 
-static const char *
-result_word(PaymentSettleResult r)
-{
-	switch (r)
-	{
-		case PAYMENT_APPLIED:
-			return "applied";
-		case PAYMENT_UNCHANGED:
-			return "unchanged";
-		case PAYMENT_STALE:
-			break;
-	}
-	return "stale";
-}
-
 /*
  * YooKassa took money for a payment we had closed unpaid: give it back.
  * One refund per payment (the Idempotence-Key); a failure leaves the payment
@@ -245,7 +230,7 @@ yookassa_apply_payment(const pg_uuid_t *payment_id, JsonbContainer *obj,
 			yookassa_watch(payment_id, true);
 		*status = payment_status_name(p.status);
 		SPI_finish();
-		return result_word(r);
+		return payment_settle_result_name(r);
 	}
 	else
 	{
@@ -257,24 +242,13 @@ yookassa_apply_payment(const pg_uuid_t *payment_id, JsonbContainer *obj,
 
 	/* A payment made while we did not know its id: remember it. */
 	if (p.provider_session_id == NULL)
-	{
-		static SPIPlanPtr plan = NULL;
-		Oid			types[2] = {UUIDOID, TEXTOID};
-		Datum		values[2] = {UUIDPGetDatum(&p.id), CStringGetTextDatum(yid)};
-
-		billing_spi_exec(&plan,
-						 "UPDATE billing.payments SET provider_session_id = $2, "
-						 "       provider = COALESCE(provider, 'yookassa') "
-						 "WHERE id = $1 AND provider_session_id IS NULL",
-						 2, types, values, NULL, false, 0);
-		p.provider_session_id = pstrdup(yid);
-	}
+		payment_remember_session(&p, yid, "yookassa");
 
 	r = payment_settle_locked(&p, outcome, outcome == PAYMENT_PAID ? yid : NULL,
 							  have_at ? &at : NULL, source,
 							  detail_json(yid, reason ? "cancellation_reason" : NULL, reason));
 	*status = payment_status_name(p.status);
-	result = result_word(r);
+	result = payment_settle_result_name(r);
 	if (r == PAYMENT_STALE && outcome == PAYMENT_PAID)
 		result = refund_late_payment(&p, yid);
 	else if (outcome != PAYMENT_PAID)
@@ -336,7 +310,7 @@ yookassa_apply_refund(const pg_uuid_t *payment_id, JsonbContainer *refund,
 														  detail_json(rid, NULL, NULL));
 
 			*status = payment_status_name(p.status);
-			result = result_word(r);
+			result = payment_settle_result_name(r);
 		}
 	}
 	else if (strcmp(st, "canceled") == 0)
