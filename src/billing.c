@@ -38,10 +38,12 @@ _PG_init(void)
 	pricing_define_gucs();
 	payments_define_gucs();
 	stripe_define_gucs();
+	provider_define_gucs();
+	yookassa_define_gucs();
 	api_define_gucs();
 	admin_login_define_gucs();
 	admin_panel_define_gucs();
-	/* billing.cancel_payment asks Stripe through the hook this installs. */
+	/* billing.cancel_payment asks the payment's provider through this hook. */
 	checkout_init();
 	outbox_init();
 	outbox_worker_init();

@@ -6,7 +6,7 @@
 #define BILLING_H
 
 /* Custom SQLSTATE class for billing-specific conditions is not used: every
- * error maps onto a standard code (see README, "Errors"). */
+ * error maps onto a standard code (docs/operations.md, "Errors"). */
 
 /* Each capability defines its settings here; called once from _PG_init. */
 extern void clock_define_gucs(void);
@@ -15,10 +15,12 @@ extern void expiry_define_gucs(void);
 extern void pricing_define_gucs(void);
 extern void payments_define_gucs(void);
 extern void stripe_define_gucs(void);
+extern void provider_define_gucs(void);
+extern void yookassa_define_gucs(void);
 extern void api_define_gucs(void);
 extern void admin_login_define_gucs(void);
 extern void admin_panel_define_gucs(void);
-extern void checkout_init(void);		/* the provider's cancel/refund hook */
+extern void checkout_init(void);		/* the providers' cancel/refund hook */
 extern void outbox_init(void);	/* the worker's wake-up slot in shared memory */
 extern void outbox_worker_init(void);	/* its settings, its launcher */
 

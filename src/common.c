@@ -1,7 +1,8 @@
 /*
  * common.c — the small helpers every capability shares (common.h): saved SPI
- * plans, uuid text, hex digits, cutting caller input quoted in errors, and
- * the guard that keeps functions that write off a standby.
+ * plans, uuid text, hex digits, cutting caller input quoted in errors, the
+ * guard that keeps functions that write off a standby, and reading a
+ * provider's JSON.
  * The bottom of the module: it calls nothing of the extension's own.
  */
 #include "postgres.h"
@@ -187,4 +188,69 @@ billing_require_primary_sql(PG_FUNCTION_ARGS)
 {
 	billing_require_primary(PG_ARGISNULL(0) ? "this function" : text_to_cstring(PG_GETARG_TEXT_PP(0)));
 	PG_RETURN_VOID();
+}
+
+/* --- reading a provider's JSON -------------------------------------------- */
+
+static JsonbValue *
+json_get(JsonbContainer *c, const char *key, JsonbValue *v)
+{
+	if (c == NULL || !JsonContainerIsObject(c))
+		return NULL;
+	return getKeyJsonValueFromContainer(c, key, strlen(key), v);
+}
+
+char *
+billing_json_str(JsonbContainer *c, const char *key)
+{
+	JsonbValue	v;
+
+	if (json_get(c, key, &v) == NULL || v.type != jbvString)
+		return NULL;
+	return pnstrdup(v.val.string.val, v.val.string.len);
+}
+
+bool
+billing_json_int(JsonbContainer *c, const char *key, int64 *out)
+{
+	JsonbValue	v;
+	bool		have_error = false;
+	Numeric		n;
+
+	if (json_get(c, key, &v) == NULL || v.type != jbvNumeric)
+		return false;
+	n = v.val.numeric;
+	if (numeric_is_nan(n) || numeric_is_inf(n))
+		return false;
+	/* Reject fractions and out-of-range values instead of rounding or throwing. */
+	if (!DatumGetBool(DirectFunctionCall2(numeric_eq, NumericGetDatum(n),
+										  DirectFunctionCall2(numeric_trunc, NumericGetDatum(n),
+															  Int32GetDatum(0)))))
+		return false;
+	*out = numeric_int4_opt_error(n, &have_error);
+	if (have_error)
+	{
+		/* Beyond int32: go through int8 with its own range check. */
+		char	   *s = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(n)));
+		int64		val;
+		char	   *end;
+
+		errno = 0;
+		val = strtoi64(s, &end, 10);
+		if (errno != 0 || *end != '\0')
+			return false;
+		*out = val;
+	}
+	return true;
+}
+
+JsonbContainer *
+billing_json_obj(JsonbContainer *c, const char *key)
+{
+	JsonbValue	v;
+
+	if (json_get(c, key, &v) == NULL || v.type != jbvBinary ||
+		!JsonContainerIsObject(v.val.binary.data))
+		return NULL;
+	return v.val.binary.data;
 }

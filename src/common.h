@@ -9,6 +9,7 @@
 #include "postgres.h"
 #include "executor/spi.h"
 #include "utils/timestamp.h"
+#include "utils/jsonb.h"
 #include "utils/uuid.h"
 
 /*
@@ -81,5 +82,14 @@ extern void billing_guc_invalid(const char *name, const char *value);
 extern void billing_require_primary(const char *what);
 extern void billing_require_primary_fn(FunctionCallInfo fcinfo);
 #define BILLING_REQUIRE_PRIMARY(fcinfo) billing_require_primary_fn(fcinfo)
+
+/*
+ * Reading a provider's JSON object (Stripe's, YooKassa's): a missing key,
+ * JSON null and a value of another type all give NULL/false, never an error;
+ * an integer must be whole and fit in int64.
+ */
+extern char *billing_json_str(JsonbContainer *c, const char *key);
+extern bool billing_json_int(JsonbContainer *c, const char *key, int64 *out);
+extern JsonbContainer *billing_json_obj(JsonbContainer *c, const char *key);
 
 #endif							/* BILLING_COMMON_H */

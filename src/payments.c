@@ -256,7 +256,7 @@ payment_lock(PaymentInfo *p, const pg_uuid_t *payment_id, const pg_uuid_t *user_
 						 "SELECT status, user_id, tariff_id, tariff_code, tariff_title, months, "
 						 "       total, currency::text, promo_code_id, subscription_id, "
 						 "       created_at, expires_at, paid_at, provider_session_id, "
-						 "       provider_url, provider_payment_intent, provider_refund_id "
+						 "       provider_url, provider_payment_intent, provider_refund_id, provider "
 						 "FROM billing.payments "
 						 "WHERE id = $1 AND ($2::uuid IS NULL OR user_id = $2) "
 						 "FOR UPDATE",
@@ -291,6 +291,7 @@ payment_lock(PaymentInfo *p, const pg_uuid_t *payment_id, const pg_uuid_t *user_
 	p->provider_url = spi_text_upper(15);
 	p->provider_payment_intent = spi_text_upper(16);
 	p->provider_refund_id = spi_text_upper(17);
+	p->provider = spi_text_upper(18);
 }
 
 /*
@@ -452,6 +453,44 @@ payment_settle_locked(PaymentInfo *p, PaymentStatus outcome, const char *provide
 		return PAYMENT_STALE;
 	apply_transition(p, outcome, provider_ref, at, source, detail_json);
 	return PAYMENT_APPLIED;
+}
+
+const char *
+payment_settle_result_name(PaymentSettleResult r)
+{
+	switch (r)
+	{
+		case PAYMENT_APPLIED:
+			return "applied";
+		case PAYMENT_UNCHANGED:
+			return "unchanged";
+		case PAYMENT_STALE:
+			break;
+	}
+	return "stale";
+}
+
+void
+payment_remember_session(PaymentInfo *p, const char *session_id, const char *provider)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[3] = {UUIDOID, TEXTOID, TEXTOID};
+	Datum		values[3] = {UUIDPGetDatum(&p->id), CStringGetTextDatum(session_id),
+							 CStringGetTextDatum(provider)};
+
+	Assert(p->provider_session_id == NULL);
+	billing_spi_exec(&plan,
+					 "UPDATE billing.payments SET provider_session_id = $2, "
+					 "       provider = COALESCE(provider, $3) "
+					 "WHERE id = $1 AND provider_session_id IS NULL",
+					 3, types, values, NULL, false, 0);
+	p->provider_session_id = SPI_palloc(strlen(session_id) + 1);
+	strcpy(p->provider_session_id, session_id);
+	if (p->provider == NULL)
+	{
+		p->provider = SPI_palloc(strlen(provider) + 1);
+		strcpy(p->provider, provider);
+	}
 }
 
 /* A stale outcome asked for by a caller who must know: 55000. */

@@ -67,6 +67,7 @@ typedef struct PaymentInfo
 	TimestampTz expires_at;
 	bool		has_paid_at;
 	TimestampTz paid_at;
+	char	   *provider;		/* provider.h; NULL before the checkout */
 	char	   *provider_session_id;
 	char	   *provider_url;
 	char	   *provider_payment_intent;
@@ -126,6 +127,19 @@ extern PaymentSettleResult payment_settle_locked(PaymentInfo *p, PaymentStatus o
 												 const char *source,
 												 const char *detail_json);
 
+/* The word for a settle's answer: "applied", "unchanged", "stale" (a constant). */
+extern const char *payment_settle_result_name(PaymentSettleResult r);
+
+/*
+ * The provider made a payment page for this payment while we did not know
+ * its id (the checkout's transaction rolled back after the provider answered),
+ * and it now reports on it: keep its id in provider_session_id, and the
+ * provider when none was chosen.  For a payment locked with payment_lock
+ * whose provider_session_id is NULL; *p is updated.
+ */
+extern void payment_remember_session(PaymentInfo *p, const char *session_id,
+									 const char *provider);
+
 /*
  * Lock the payment and settle it (above); a stale outcome raises 55000 with
  * nothing changed.  Returns the status afterwards.  Connects to SPI itself
@@ -136,8 +150,8 @@ extern PaymentStatus payment_settle(const pg_uuid_t *payment_id, PaymentStatus o
 									const char *source, const char *detail_json);
 
 /*
- * Provider hook for billing.cancel_payment (the Stripe code sets it from its
- * _PG_init hook).  cancel_payment locks the row, checks owner, status and
+ * Provider hook for billing.cancel_payment (checkout.c sets it from
+ * _PG_init: it calls the payment's provider, provider.h).  cancel_payment locks the row, checks owner, status and
  * refund window, then calls the hook before changing anything:
  *
  *   PAYMENT_CANCEL_UNPAID  invoiced/pending payment about to become canceled

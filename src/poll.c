@@ -1,15 +1,23 @@
 /*
- * poll.c — PROCEDURE billing.stripe_poll(): asks Stripe about pending
- * checkouts and refunds that no webhook has settled, oldest due first, in a
- * bounded batch with backoff per payment; expires abandoned sessions; purges
- * old webhook events.  Scheduled by pg_cron (billing.stripe_poll_schedule).
+ * poll.c — PROCEDURE billing.poll_payments() (also called
+ * billing.stripe_poll, its name from before there were two providers): asks
+ * each payment's provider about pending checkouts and refunds that no
+ * notification has settled, and about payments closed here that the
+ * provider could still take money for (provider_watch); oldest due first, a
+ * bounded batch per provider with backoff per payment; purges old Stripe
+ * webhook events.  Scheduled by pg_cron (billing.stripe_poll_schedule).
  *
- * No transaction stays open across a Stripe call: the claim (which is also
- * the backoff: next_poll_at moves forward) commits first, the calls run with
- * no snapshot, lock or xid held, and each result is settled and committed on
- * its own.  A crash in between loses nothing: the row is due again after its
- * backoff.  CALLed inside a transaction block it cannot commit, and then
- * simply does everything in the caller's transaction.
+ * No transaction stays open across a provider call: the claim (which is
+ * also the backoff: next_poll_at moves forward) commits first, the calls run
+ * with no snapshot, lock or xid held, and each result is settled and
+ * committed on its own.  A crash in between loses nothing: the row is due
+ * again after its backoff.  CALLed inside a transaction block it cannot
+ * commit, and then simply does everything in the caller's transaction.
+ *
+ * One provider's outage never holds up another's: each provider claims its
+ * own batch, the providers' items take turns, and once a provider cannot be
+ * reached at all its remaining items wait for the next run (their backoff
+ * already moved on) instead of each waiting out a timeout.
  */
 #include "postgres.h"
 
@@ -29,15 +37,13 @@
 
 #include "common.h"
 #include "clock.h"
+#include "provider.h"
 #include "stripe.h"
 
 typedef struct PollItem
 {
-	pg_uuid_t	id;
-	bool		refund;			/* refund_pending (else pending) */
-	char	   *session_id;
-	char	   *refund_id;
-	TimestampTz expires_at;
+	ProviderPollItem item;
+	const BillingProvider *provider;
 } PollItem;
 
 typedef struct PollCounts
@@ -49,106 +55,33 @@ typedef struct PollCounts
 	int64		purged;
 } PollCounts;
 
-static void
-log_failure(const PollItem *item, const StripeResult *r)
-{
-	ereport(WARNING,
-			(errmsg("stripe poll of payment %s failed; retrying after backoff", billing_uuid_str(&item->id)),
-			 r->http_status ?
-			 errdetail("Stripe answered HTTP %ld (%s): %s", r->http_status,
-					   r->error_code ? r->error_code : (r->error_type ? r->error_type : "no code"),
-					   r->error_message ? r->error_message : "(no message)") :
-			 errdetail("%s.", r->transport_error ? r->transport_error : "No response")));
-}
+#define MAX_PROVIDERS 8
 
 /*
- * Ask Stripe about one payment.  Returns the object to apply, or NULL after
- * logging why not.  Runs with no transaction state of interest held.
- */
-static Jsonb *
-fetch(const PollItem *item, TimestampTz now)
-{
-	StripeResult r;
-	StringInfoData q;
-	char	   *path;
-
-	initStringInfo(&q);
-	if (item->refund)
-	{
-		if (item->refund_id == NULL)
-		{
-			ereport(WARNING,
-					(errmsg("payment %s is refund_pending without a stripe refund id", billing_uuid_str(&item->id)),
-					 errhint("Settle it by hand once the refund is known.")));
-			return NULL;
-		}
-		stripe_check_id(item->refund_id, "refund");
-		stripe_request(&r, "GET", psprintf("/v1/refunds/%s", item->refund_id), NULL, NULL);
-		if (r.outcome != STRIPE_OK)
-		{
-			log_failure(item, &r);
-			return NULL;
-		}
-		return r.body;
-	}
-
-	if (item->session_id == NULL)
-		return NULL;
-	stripe_check_id(item->session_id, "checkout session");
-	path = psprintf("/v1/checkout/sessions/%s", item->session_id);
-	stripe_form_add(&q, "expand[]", "payment_intent.latest_charge");
-	stripe_request(&r, "GET", path, q.data, NULL);
-	if (r.outcome != STRIPE_OK)
-	{
-		log_failure(item, &r);
-		return NULL;
-	}
-
-	/*
-	 * Still open although the invoice has run out (the session may live a
-	 * little longer, Stripe's minimum being 30 minutes): expire it, so it
-	 * can no longer be paid, then settle what Stripe says it is.
-	 */
-	{
-		char	   *st = stripe_json_str(&r.body->root, "status");
-
-		if (st && strcmp(st, "open") == 0 && item->expires_at <= now)
-		{
-			StripeResult e;
-
-			stripe_request(&e, "POST", psprintf("%s/expire", path), NULL,
-						   psprintf("billing-expire-%s", billing_uuid_str(&item->id)));
-			if (e.outcome == STRIPE_OK)
-				return e.body;
-			/* Completed meanwhile (400), or Stripe failing: fetch once more next time. */
-			log_failure(item, &e);
-			return NULL;
-		}
-	}
-	return r.body;
-}
-
-/*
- * Claim the due payments: push each one's next poll forward by its backoff,
- * so that the claim is also the backoff and a crash before settling only
- * delays the row.  Returns the claimed rows, copied out of SPI's tuple table
- * into the current context (SPI's procedure context, which outlives the
- * commits of a non-atomic call); *n is how many.
+ * Claim one provider's due payments: push each one's next poll forward by
+ * its backoff, so that the claim is also the backoff and a crash before
+ * settling only delays the row.  Returns the claimed rows, copied out of
+ * SPI's tuple table into the current context (SPI's procedure context,
+ * which outlives the commits of a non-atomic call); *n is how many.  A
+ * payment without a recorded provider is Stripe's (provider_of).
  */
 static PollItem *
-claim_due_payments(TimestampTz now, uint64 *n)
+claim_due_payments(const BillingProvider *prov, TimestampTz now, uint64 *n)
 {
 	static SPIPlanPtr claim_plan = NULL;
-	Oid			types[4] = {TIMESTAMPTZOID, INT4OID, INT4OID, INT4OID};
-	Datum		values[4] = {TimestampTzGetDatum(now), Int32GetDatum(stripe_poll_batch),
+	Oid			types[5] = {TIMESTAMPTZOID, INT4OID, INT4OID, INT4OID, TEXTOID};
+	Datum		values[5] = {TimestampTzGetDatum(now), Int32GetDatum(stripe_poll_batch),
 							 Int32GetDatum(stripe_poll_interval),
-							 Int32GetDatum(stripe_poll_max_interval)};
+							 Int32GetDatum(stripe_poll_max_interval),
+							 CStringGetTextDatum(prov->name)};
 	PollItem   *items;
 
 	*n = billing_spi_exec(&claim_plan,
 						  "WITH due AS ("
 						  "  SELECT id FROM billing.payments"
-						  "  WHERE status IN ('pending', 'refund_pending') AND next_poll_at <= $1"
+						  "  WHERE (status IN ('pending', 'refund_pending') OR provider_watch)"
+						  "    AND next_poll_at <= $1"
+						  "    AND coalesce(provider, 'stripe') = $5"
 						  "  ORDER BY next_poll_at, created_at"
 						  "  LIMIT $2"
 						  "  FOR UPDATE SKIP LOCKED),"
@@ -162,33 +95,66 @@ claim_due_payments(TimestampTz now, uint64 *n)
 						  "                           THEN least($1 + b.wait, p.expires_at)"
 						  "                           ELSE $1 + b.wait END"
 						  "  FROM backoff b WHERE p.id = b.id "
-						  "RETURNING p.id, p.status = 'refund_pending', p.provider_session_id,"
+						  "RETURNING p.id, p.status::text, p.provider_session_id,"
 						  "          p.provider_refund_id, p.expires_at",
-						  4, types, values, NULL, false, 0);
+						  5, types, values, NULL, false, 0);
 
 	items = palloc0(sizeof(PollItem) * Max(*n, 1));
 	for (uint64 i = 0; i < *n; i++)
 	{
 		bool		isnull;
+		ProviderPollItem *it = &items[i].item;
 
-		memcpy(&items[i].id, DatumGetUUIDP(billing_spi_get(i, 1, &isnull)), sizeof(pg_uuid_t));
-		items[i].refund = DatumGetBool(billing_spi_get(i, 2, &isnull));
-		items[i].session_id = billing_spi_text(i, 3);
-		items[i].refund_id = billing_spi_text(i, 4);
-		items[i].expires_at = DatumGetTimestampTz(billing_spi_get(i, 5, &isnull));
+		items[i].provider = prov;
+		memcpy(&it->id, DatumGetUUIDP(billing_spi_get(i, 1, &isnull)), sizeof(pg_uuid_t));
+		if (!payment_status_parse(billing_spi_text(i, 2), &it->status))
+			elog(ERROR, "payment %s has an unknown status", billing_uuid_str(&it->id));
+		it->session_id = billing_spi_text(i, 3);
+		it->refund_id = billing_spi_text(i, 4);
+		it->expires_at = DatumGetTimestampTz(billing_spi_get(i, 5, &isnull));
 	}
 	return items;
 }
 
 /*
- * Apply what Stripe said about one payment.  One bad row must not stop the
+ * Every provider's batch, the providers taking turns (first of each, second
+ * of each, ...), so that a slow provider's items are spread out instead of
+ * queued in front of another's.
+ */
+static PollItem *
+claim_all(TimestampTz now, uint64 *total)
+{
+	PollItem   *batch[MAX_PROVIDERS];
+	uint64		count[MAX_PROVIDERS];
+	int			np = 0;
+	uint64		most = 0;
+	PollItem   *all;
+	uint64		k = 0;
+
+	*total = 0;
+	for (int p = 0; billing_providers[p] && p < MAX_PROVIDERS; p++, np++)
+	{
+		batch[p] = claim_due_payments(billing_providers[p], now, &count[p]);
+		*total += count[p];
+		most = Max(most, count[p]);
+	}
+	all = palloc0(sizeof(PollItem) * Max(*total, 1));
+	for (uint64 i = 0; i < most; i++)
+		for (int p = 0; p < np; p++)
+			if (i < count[p])
+				all[k++] = batch[p][i];
+	return all;
+}
+
+/*
+ * Apply what the provider said about one payment.  One bad row must not stop the
  * batch, so the settle runs in a subtransaction: an error rolls back only
  * this payment and becomes a WARNING.  Everything the error path reads is
  * either a parameter (never assigned here) or behind a pointer, so nothing
  * needs to be volatile across the longjmp.
  */
 static void
-settle_item(const PollItem *item, Jsonb *obj, MemoryContext itercxt, PollCounts *counts)
+settle_item(const PollItem *item, void *obj, MemoryContext itercxt, PollCounts *counts)
 {
 	ResourceOwner owner = CurrentResourceOwner;
 
@@ -199,10 +165,7 @@ settle_item(const PollItem *item, Jsonb *obj, MemoryContext itercxt, PollCounts 
 		const char *status;
 		const char *result;
 
-		if (item->refund)
-			result = stripe_apply_refund(&item->id, &obj->root, NULL, "poll", NULL, &status);
-		else
-			result = stripe_apply_session(&item->id, &obj->root, NULL, NULL, "poll", NULL, &status);
+		result = item->provider->poll_apply(&item->item, obj, &status);
 		if (strcmp(result, "applied") == 0)
 			counts->settled++;
 		else
@@ -224,8 +187,8 @@ settle_item(const PollItem *item, Jsonb *obj, MemoryContext itercxt, PollCounts 
 		counts->errors++;
 		ereport(WARNING,
 				(errcode(edata->sqlerrcode),
-				 errmsg("could not settle payment %s from stripe: %s",
-						billing_uuid_str(&item->id), edata->message),
+				 errmsg("could not settle payment %s from %s: %s",
+						billing_uuid_str(&item->item.id), item->provider->name, edata->message),
 				 edata->detail ? errdetail("%s", edata->detail) : 0));
 		FreeErrorData(edata);
 	}
@@ -233,32 +196,98 @@ settle_item(const PollItem *item, Jsonb *obj, MemoryContext itercxt, PollCounts 
 }
 
 /*
- * Ask Stripe about each claimed payment and settle it, one at a time: the
- * Stripe call runs with no transaction state held, and each settle commits
- * on its own (when the call may commit).  A per-payment memory context,
- * reset every turn, keeps a large batch from growing memory.
+ * Ask the provider about one payment (poll_fetch).  An error raised there
+ * (its settings incomplete, a malformed id) must not end the poll for every
+ * other provider either: it is caught in a subtransaction, logged, and the
+ * provider is treated as unreachable for the rest of this run.  A query
+ * cancel is not swallowed: it ends the poll as it should.
+ */
+static void *
+fetch_item(const PollItem *item, TimestampTz now, MemoryContext itercxt, bool *unreachable)
+{
+	ResourceOwner owner = CurrentResourceOwner;
+	void	   *volatile obj = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(itercxt);
+	PG_TRY();
+	{
+		obj = item->provider->poll_fetch(&item->item, now, unreachable);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(itercxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(itercxt);
+		edata = CopyErrorData();
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
+			PG_RE_THROW();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(itercxt);
+		CurrentResourceOwner = owner;
+		*unreachable = true;
+		obj = NULL;
+		ereport(WARNING,
+				(errcode(edata->sqlerrcode),
+				 errmsg("could not poll payment %s at %s: %s",
+						billing_uuid_str(&item->item.id), item->provider->name, edata->message),
+				 edata->hint ? errhint("%s", edata->hint) : 0));
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	return obj;
+}
+
+/*
+ * Ask the provider about each claimed payment and settle it, one at a time:
+ * the call runs with no transaction state held, and each settle commits on
+ * its own (when the call may commit).  A per-payment memory context, reset
+ * every turn, keeps a large batch from growing memory.
  */
 static void
 poll_items(PollItem *items, uint64 n, TimestampTz now, bool nonatomic, PollCounts *counts)
 {
 	MemoryContext itercxt;
+	const BillingProvider *down[MAX_PROVIDERS];
+	int			ndown = 0;
 
-	itercxt = AllocSetContextCreate(CurrentMemoryContext, "stripe_poll item",
+	itercxt = AllocSetContextCreate(CurrentMemoryContext, "poll_payments item",
 									ALLOCSET_DEFAULT_SIZES);
 	for (uint64 i = 0; i < n; i++)
 	{
 		PollItem   *item = &items[i];
 		MemoryContext old;
-		Jsonb	   *obj;
+		void	   *obj;
+		bool		unreachable = false;
+		bool		skip = false;
 
 		CHECK_FOR_INTERRUPTS();
+		for (int d = 0; d < ndown; d++)
+			skip |= (down[d] == item->provider);
+		if (skip)
+		{
+			/* Its provider is unreachable this run: due again after its backoff. */
+			counts->errors++;
+			continue;
+		}
 		MemoryContextReset(itercxt);
 		old = MemoryContextSwitchTo(itercxt);
 
-		obj = fetch(item, now);
+		obj = fetch_item(item, now, itercxt, &unreachable);
 		if (obj == NULL)
 		{
 			counts->errors++;
+			if (unreachable && ndown < MAX_PROVIDERS)
+			{
+				down[ndown++] = item->provider;
+				ereport(WARNING,
+						(errmsg("%s is unreachable; its other payments wait for the next poll",
+								item->provider->name)));
+			}
 			MemoryContextSwitchTo(old);
 			continue;
 		}
@@ -309,9 +338,9 @@ poll_result(TupleDesc tupdesc, MemoryContext callcxt, const PollCounts *counts)
 	return HeapTupleGetDatum(tuple);
 }
 
-PG_FUNCTION_INFO_V1(billing_stripe_poll);
+PG_FUNCTION_INFO_V1(billing_poll_payments);
 Datum
-billing_stripe_poll(PG_FUNCTION_ARGS)
+billing_poll_payments(PG_FUNCTION_ARGS)
 {
 	bool		nonatomic;
 	MemoryContext callcxt = CurrentMemoryContext;
@@ -325,18 +354,18 @@ billing_stripe_poll(PG_FUNCTION_ARGS)
 	nonatomic = fcinfo->context && IsA(fcinfo->context, CallContext) &&
 		!castNode(CallContext, fcinfo->context)->atomic;
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "billing.stripe_poll must return a record");
+		elog(ERROR, "billing.poll_payments must return a record");
 	tupdesc = BlessTupleDesc(tupdesc);
 
 	SPI_connect_ext(nonatomic ? SPI_OPT_NONATOMIC : 0);
 
-	/* 1. Claim, and commit the claim before any Stripe call. */
-	items = claim_due_payments(now, &n);
+	/* 1. Claim, and commit the claim before any provider call. */
+	items = claim_all(now, &n);
 	counts.claimed = (int) n;
 	if (nonatomic)
 		SPI_commit();
 
-	/* 2. Ask Stripe and settle, one payment at a time. */
+	/* 2. Ask the providers and settle, one payment at a time. */
 	poll_items(items, n, now, nonatomic, &counts);
 
 	/* 3. Forget old events. */

@@ -1,17 +1,13 @@
 /*
- * stripe.c — the Stripe HTTP client (libcurl) and the billing.stripe_*
- * settings: form-encoded requests with Bearer auth, Idempotency-Key and
- * Stripe-Version, timeouts, cancellation, and mapping failures to SQLSTATEs.
+ * stripe.c — the Stripe API client and the billing.stripe_* settings:
+ * form-encoded requests with Bearer auth, Idempotency-Key and Stripe-Version
+ * sent through http_client.c, and mapping failures to SQLSTATEs.
  */
 #include "postgres.h"
 
-#include <curl/curl.h>
 #include <string.h>
 
-#include "common/jsonapi.h"
 #include "fmgr.h"
-#include "mb/pg_wchar.h"
-#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
@@ -19,11 +15,8 @@
 
 #include "billing.h"
 #include "common.h"
+#include "http_client.h"
 #include "stripe.h"
-
-/* A Stripe object is a few kB; anything far larger is not Stripe talking. */
-#define STRIPE_MAX_RESPONSE (1024 * 1024)
-#define STRIPE_USER_AGENT "billing-postgres/1.0"
 
 char	   *stripe_api_base = NULL;
 char	   *stripe_api_version = NULL;
@@ -55,25 +48,9 @@ static WebhookSecrets *webhook_secrets = NULL;
  * --------------------------------------------------------------------- */
 
 static bool
-url_is_acceptable(const char *s)
-{
-	const char *p;
-
-	if (strncmp(s, "https://", 8) != 0 && strncmp(s, "http://", 7) != 0)
-		return false;
-	if (strlen(s) > 2048)
-		return false;
-	/* No spaces or control characters: the value goes into a request. */
-	for (p = s; *p; p++)
-		if ((unsigned char) *p <= ' ' || *p == 0x7f)
-			return false;
-	return true;
-}
-
-static bool
 check_api_base(char **newval, void **extra, GucSource source)
 {
-	if (!url_is_acceptable(*newval))
+	if (!http_url_acceptable(*newval))
 	{
 		billing_guc_invalid("billing.stripe_api_base", *newval);
 		GUC_check_errdetail("The Stripe API base must be an http:// or https:// URL without spaces.");
@@ -87,7 +64,7 @@ check_optional_url(char **newval, const char *name)
 {
 	if (*newval == NULL || (*newval)[0] == '\0')
 		return true;
-	if (!url_is_acceptable(*newval))
+	if (!http_url_acceptable(*newval))
 	{
 		billing_guc_invalid(name, *newval);
 		GUC_check_errdetail("The URL must start with http:// or https:// and contain no spaces.");
@@ -319,84 +296,8 @@ stripe_define_gucs(void)
 }
 
 /* ---------------------------------------------------------------------
- * libcurl
+ * Requests
  * --------------------------------------------------------------------- */
-
-/* One handle per backend, made on first use (never in the postmaster); its
- * connection cache keeps the TLS session to Stripe alive between calls. */
-static CURL *curl_handle = NULL;
-
-typedef struct ResponseBuffer
-{
-	char	   *data;			/* malloc'd: no palloc inside callbacks */
-	size_t		len;
-	size_t		cap;
-	bool		too_large;
-} ResponseBuffer;
-
-static size_t
-write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
-{
-	ResponseBuffer *buf = (ResponseBuffer *) userdata;
-	size_t		n = size * nmemb;
-
-	if (buf->len + n + 1 > STRIPE_MAX_RESPONSE)
-	{
-		buf->too_large = true;
-		return 0;				/* makes curl stop with CURLE_WRITE_ERROR */
-	}
-	if (buf->len + n + 1 > buf->cap)
-	{
-		size_t		cap = Max(buf->cap * 2, buf->len + n + 1);
-		char	   *p = realloc(buf->data, Max(cap, 4096));
-
-		if (p == NULL)
-			return 0;
-		buf->data = p;
-		buf->cap = Max(cap, 4096);
-	}
-	memcpy(buf->data + buf->len, ptr, n);
-	buf->len += n;
-	buf->data[buf->len] = '\0';
-	return n;
-}
-
-/*
- * Runs inside libcurl: only look at the interrupt flags and tell curl to
- * stop; the interrupt itself is serviced after curl has returned.
- */
-static int
-progress_cb(void *clientp, curl_off_t dltotal, curl_off_t dlnow,
-			curl_off_t ultotal, curl_off_t ulnow)
-{
-	return (QueryCancelPending || ProcDiePending) ? 1 : 0;
-}
-
-static CURL *
-get_handle(void)
-{
-	if (curl_handle == NULL)
-	{
-		static bool global_done = false;
-
-		if (!global_done)
-		{
-			if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-				ereport(ERROR,
-						(errcode(ERRCODE_SYSTEM_ERROR),
-						 errmsg("could not initialise libcurl")));
-			global_done = true;
-		}
-		curl_handle = curl_easy_init();
-		if (curl_handle == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_OUT_OF_MEMORY),
-					 errmsg("could not create a libcurl handle")));
-	}
-	else
-		curl_easy_reset(curl_handle);	/* keeps the live connections */
-	return curl_handle;
-}
 
 void
 stripe_form_add(StringInfo form, const char *key, const char *value)
@@ -434,186 +335,6 @@ stripe_check_id(const char *id, const char *what)
 				 errmsg("malformed stripe %s id", what)));
 }
 
-/* A header line "Name: value"; curl copies it. */
-static struct curl_slist *
-add_header(struct curl_slist *list, const char *line, bool *oom)
-{
-	struct curl_slist *l;
-
-	if (*oom)
-		return list;
-	l = curl_slist_append(list, line);
-	if (l == NULL)
-	{
-		*oom = true;
-		return list;
-	}
-	return l;
-}
-
-static void
-parse_body(StripeResult *r, const char *data, size_t len)
-{
-	JsonLexContext *lex;
-	JsonSemAction sem;
-	char	   *text;
-	Jsonb	   *jb;
-
-	if (data == NULL || len == 0)
-		return;
-	/* Validate without throwing; then convert to the server encoding. */
-	lex = makeJsonLexContextCstringLen((char *) data, (int) len, PG_UTF8, false);
-	memset(&sem, 0, sizeof(sem));
-	if (pg_parse_json(lex, &sem) != JSON_SUCCESS)
-		return;
-	text = pg_any_to_server(data, (int) len, PG_UTF8);
-	if (text == data)
-		text = pnstrdup(data, len);
-	jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(text)));
-	if (!JB_ROOT_IS_OBJECT(jb))
-		return;
-	r->body = jb;
-}
-
-/*
- * The request's URL: the configured base without trailing slashes, the
- * path, and for a GET the form as the query string.
- */
-static char *
-request_url(const char *path, const char *form, bool is_post)
-{
-	StringInfoData url;
-	size_t		base_len;
-
-	initStringInfo(&url);
-	base_len = strlen(stripe_api_base);
-	while (base_len > 0 && stripe_api_base[base_len - 1] == '/')
-		base_len--;
-	appendBinaryStringInfo(&url, stripe_api_base, (int) base_len);
-	appendStringInfoString(&url, path);
-	if (!is_post && form != NULL && form[0] != '\0')
-		appendStringInfo(&url, "?%s", form);
-	return url.data;
-}
-
-/*
- * Everything but the headers: protocols restricted, no redirects, timeouts
- * from the settings, the progress callback that lets an interrupt stop the
- * call, and the method.  Every curl_easy_setopt result is checked; the first
- * that fails is returned (a failure is a bug or OOM), else CURLE_OK.
- */
-static CURLcode
-set_transfer_options(CURL *h, const char *url, bool is_post, const char *form,
-					 ResponseBuffer *buf, char *errbuf)
-{
-	CURLcode	rc;
-
-#define SETOPT(opt, val) \
-	do { if ((rc = curl_easy_setopt(h, opt, val)) != CURLE_OK) return rc; } while (0)
-
-	SETOPT(CURLOPT_URL, url);
-	SETOPT(CURLOPT_PROTOCOLS_STR, "http,https");
-	SETOPT(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-	SETOPT(CURLOPT_FOLLOWLOCATION, 0L);
-	SETOPT(CURLOPT_NOSIGNAL, 1L);
-	SETOPT(CURLOPT_CONNECTTIMEOUT_MS, (long) stripe_connect_timeout_ms);
-	SETOPT(CURLOPT_TIMEOUT_MS, (long) stripe_timeout_ms);
-	SETOPT(CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_1_1);
-	SETOPT(CURLOPT_NOPROGRESS, 0L);
-	SETOPT(CURLOPT_XFERINFOFUNCTION, progress_cb);
-	SETOPT(CURLOPT_WRITEFUNCTION, write_cb);
-	SETOPT(CURLOPT_WRITEDATA, buf);
-	SETOPT(CURLOPT_ERRORBUFFER, errbuf);
-	SETOPT(CURLOPT_USERAGENT, STRIPE_USER_AGENT);
-	if (is_post)
-	{
-		SETOPT(CURLOPT_POST, 1L);
-		SETOPT(CURLOPT_POSTFIELDS, form ? form : "");
-		SETOPT(CURLOPT_POSTFIELDSIZE, (long) (form ? strlen(form) : 0));
-	}
-	else
-		SETOPT(CURLOPT_HTTPGET, 1L);
-#undef SETOPT
-	return CURLE_OK;
-}
-
-/*
- * The request headers, as a curl list the caller frees.  Built with
- * add_header so that an allocation failure inside curl is noticed once, at
- * the end, where the list can be freed before raising.
- */
-static struct curl_slist *
-build_headers(bool is_post, const char *idempotency_key)
-{
-	struct curl_slist *headers = NULL;
-	StringInfoData line;
-	bool		oom = false;
-
-	initStringInfo(&line);
-	appendStringInfo(&line, "Authorization: Bearer %s", stripe_secret_key);
-	headers = add_header(headers, line.data, &oom);
-	/* Do not leave the key lying around in memory longer than needed. */
-	explicit_bzero(line.data, line.len);
-	if (is_post)
-		headers = add_header(headers, "Content-Type: application/x-www-form-urlencoded", &oom);
-	if (stripe_api_version && stripe_api_version[0])
-	{
-		resetStringInfo(&line);
-		appendStringInfo(&line, "Stripe-Version: %s", stripe_api_version);
-		headers = add_header(headers, line.data, &oom);
-	}
-	if (idempotency_key)
-	{
-		resetStringInfo(&line);
-		appendStringInfo(&line, "Idempotency-Key: %s", idempotency_key);
-		headers = add_header(headers, line.data, &oom);
-	}
-	headers = add_header(headers, "Expect:", &oom);
-	if (oom)
-	{
-		curl_slist_free_all(headers);
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("out of memory building a stripe request")));
-	}
-	return headers;
-}
-
-/*
- * After the call: nothing of ours may stay referenced by the handle (headers,
- * the stack error buffer, the response buffer), and nothing of curl's may
- * leak if what follows raises an error.  Clearing a pointer option cannot
- * fail, so these results are deliberately not checked.
- */
-static void
-detach_request(CURL *h, struct curl_slist *headers)
-{
-	(void) curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
-	(void) curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
-	(void) curl_easy_setopt(h, CURLOPT_WRITEDATA, NULL);
-	curl_slist_free_all(headers);
-}
-
-/*
- * No response arrived (or it could not be taken): say why, and whether the
- * connection itself failed, which tells a caller that Stripe never saw the
- * request.
- */
-static void
-transport_failure(StripeResult *r, CURLcode rc, long status,
-				  const ResponseBuffer *buf, const char *errbuf)
-{
-	r->outcome = STRIPE_UNAVAILABLE;
-	r->connect_failed = (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
-						 rc == CURLE_COULDNT_RESOLVE_PROXY ||
-						 (rc == CURLE_OPERATION_TIMEDOUT && status == 0 && buf->len == 0 &&
-						  strstr(errbuf, "onnect") != NULL));
-	if (buf->too_large)
-		r->transport_error = pstrdup("the response was too large");
-	else
-		r->transport_error = pstrdup(errbuf[0] ? errbuf : curl_easy_strerror(rc));
-}
-
 /*
  * A response arrived: keep its JSON object, and classify it.  Stripe's error
  * object, when there is one, is kept for the caller's message; 409 (a
@@ -621,30 +342,23 @@ transport_failure(StripeResult *r, CURLcode rc, long status,
  * worth retrying like a 5xx.
  */
 static void
-classify_response(StripeResult *r, long status, ResponseBuffer *buf)
+classify_response(StripeResult *r, const HttpResponse *resp)
 {
-	r->http_status = status;
-	PG_TRY();
-	{
-		parse_body(r, buf->data, buf->len);
-	}
-	PG_FINALLY();
-	{
-		free(buf->data);
-	}
-	PG_END_TRY();
+	long		status = resp->status;
 
+	r->http_status = status;
+	r->body = resp->body;
 	if (status >= 200 && status < 300)
 		r->outcome = r->body ? STRIPE_OK : STRIPE_BAD_RESPONSE;
 	else
 	{
-		JsonbContainer *err = r->body ? stripe_json_obj(&r->body->root, "error") : NULL;
+		JsonbContainer *err = r->body ? billing_json_obj(&r->body->root, "error") : NULL;
 
 		if (err)
 		{
-			r->error_type = stripe_json_str(err, "type");
-			r->error_code = stripe_json_str(err, "code");
-			r->error_message = stripe_json_str(err, "message");
+			r->error_type = billing_json_str(err, "type");
+			r->error_code = billing_json_str(err, "code");
+			r->error_message = billing_json_str(err, "message");
 		}
 		if (status >= 500 || status == 429 || status == 409 || status < 400)
 			r->outcome = STRIPE_UNAVAILABLE;
@@ -657,14 +371,12 @@ void
 stripe_request(StripeResult *r, const char *method, const char *path,
 			   const char *form, const char *idempotency_key)
 {
-	CURL	   *h;
-	CURLcode	rc;
-	struct curl_slist *headers = NULL;
-	ResponseBuffer buf = {0};
-	char		errbuf[CURL_ERROR_SIZE];
-	char	   *url;
+	HttpRequest req = {0};
+	HttpResponse resp;
+	StringInfoData auth;
+	const char *headers[3];
+	int			nheaders = 0;
 	bool		is_post = strcmp(method, "POST") == 0;
-	long		status = 0;
 
 	memset(r, 0, sizeof(*r));
 
@@ -674,45 +386,34 @@ stripe_request(StripeResult *r, const char *method, const char *path,
 				 errmsg("billing.stripe_secret_key is not set"),
 				 errhint("Set it in postgresql.conf (or ALTER SYSTEM) and reload.")));
 
-	url = request_url(path, form, is_post);
-	h = get_handle();
-	errbuf[0] = '\0';
-	rc = set_transfer_options(h, url, is_post, form, &buf, errbuf);
-	if (rc == CURLE_OK)
-	{
-		headers = build_headers(is_post, idempotency_key);
-		rc = curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
-	}
-	if (rc != CURLE_OK)
-	{
-		curl_slist_free_all(headers);
-		ereport(ERROR,
-				(errcode(ERRCODE_SYSTEM_ERROR),
-				 errmsg("could not configure a libcurl request: %s", curl_easy_strerror(rc))));
-	}
+	/* A GET carries the form as its query string. */
+	req.url = http_url(stripe_api_base, path, is_post ? NULL : form);
+	req.post = is_post;
+	req.body = form;
+	initStringInfo(&auth);
+	appendStringInfo(&auth, "Authorization: Bearer %s", stripe_secret_key);
+	req.authorization = auth.data;	/* http_perform wipes it */
+	if (is_post)
+		headers[nheaders++] = "Content-Type: application/x-www-form-urlencoded";
+	if (stripe_api_version && stripe_api_version[0])
+		headers[nheaders++] = psprintf("Stripe-Version: %s", stripe_api_version);
+	if (idempotency_key)
+		headers[nheaders++] = psprintf("Idempotency-Key: %s", idempotency_key);
+	req.headers = headers;
+	req.nheaders = nheaders;
+	req.connect_timeout_ms = stripe_connect_timeout_ms;
+	req.timeout_ms = stripe_timeout_ms;
+	req.service = "stripe";
 
-	rc = curl_easy_perform(h);
-	if (curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK)
-		status = 0;
-
-	detach_request(h, headers);
-
-	if (rc == CURLE_ABORTED_BY_CALLBACK)
+	http_perform(&req, &resp);
+	if (!resp.responded)
 	{
-		free(buf.data);
-		/* The call was interrupted for a cancel or a shutdown: act on it now. */
-		CHECK_FOR_INTERRUPTS();
 		r->outcome = STRIPE_UNAVAILABLE;
-		r->transport_error = pstrdup("the request was interrupted");
+		r->transport_error = resp.transport_error;
+		r->connect_failed = resp.connect_failed;
 		return;
 	}
-	if (rc != CURLE_OK)
-	{
-		transport_failure(r, rc, status, &buf, errbuf);
-		free(buf.data);
-		return;
-	}
-	classify_response(r, status, &buf);
+	classify_response(r, &resp);
 }
 
 /* Stripe error codes that mean "the object is in the wrong state". */
@@ -835,65 +536,3 @@ stripe_amount(int64 minor_units, const char *currency)
 	return minor_units;
 }
 
-static JsonbValue *
-json_get(JsonbContainer *c, const char *key, JsonbValue *v)
-{
-	if (c == NULL || !JsonContainerIsObject(c))
-		return NULL;
-	return getKeyJsonValueFromContainer(c, key, strlen(key), v);
-}
-
-char *
-stripe_json_str(JsonbContainer *c, const char *key)
-{
-	JsonbValue	v;
-
-	if (json_get(c, key, &v) == NULL || v.type != jbvString)
-		return NULL;
-	return pnstrdup(v.val.string.val, v.val.string.len);
-}
-
-bool
-stripe_json_int(JsonbContainer *c, const char *key, int64 *out)
-{
-	JsonbValue	v;
-	bool		have_error = false;
-	Numeric		n;
-
-	if (json_get(c, key, &v) == NULL || v.type != jbvNumeric)
-		return false;
-	n = v.val.numeric;
-	if (numeric_is_nan(n) || numeric_is_inf(n))
-		return false;
-	/* Reject fractions and out-of-range values instead of rounding or throwing. */
-	if (!DatumGetBool(DirectFunctionCall2(numeric_eq, NumericGetDatum(n),
-										  DirectFunctionCall2(numeric_trunc, NumericGetDatum(n),
-															  Int32GetDatum(0)))))
-		return false;
-	*out = numeric_int4_opt_error(n, &have_error);
-	if (have_error)
-	{
-		/* Beyond int32: go through int8 with its own range check. */
-		char	   *s = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(n)));
-		int64		val;
-		char	   *end;
-
-		errno = 0;
-		val = strtoi64(s, &end, 10);
-		if (errno != 0 || *end != '\0')
-			return false;
-		*out = val;
-	}
-	return true;
-}
-
-JsonbContainer *
-stripe_json_obj(JsonbContainer *c, const char *key)
-{
-	JsonbValue	v;
-
-	if (json_get(c, key, &v) == NULL || v.type != jbvBinary ||
-		!JsonContainerIsObject(v.val.binary.data))
-		return NULL;
-	return v.val.binary.data;
-}

@@ -1,8 +1,8 @@
 /*
- * stripe.h — the Stripe client (libcurl) and what the Stripe capability
- * shares between its files: settings, the request/response type, error
- * mapping, amounts, reading Stripe's JSON objects, and applying a Stripe
- * object (session, refund) to one of our payments.
+ * stripe.h — the Stripe client (over http_client.h) and what the Stripe
+ * capability shares between its files: settings, the request/response type,
+ * error mapping, amounts, reading Stripe's JSON objects, and applying a
+ * Stripe object (session, refund) to one of our payments.
  */
 #ifndef BILLING_STRIPE_H
 #define BILLING_STRIPE_H
@@ -86,11 +86,6 @@ extern void stripe_check_id(const char *id, const char *what);
  * Stripe cannot take the amount.
  */
 extern int64 stripe_amount(int64 minor_units, const char *currency);
-
-/* Reading Stripe's JSON: a missing key and JSON null both give false/NULL. */
-extern char *stripe_json_str(JsonbContainer *c, const char *key);
-extern bool stripe_json_int(JsonbContainer *c, const char *key, int64 *out);
-extern JsonbContainer *stripe_json_obj(JsonbContainer *c, const char *key);
 
 /*
  * Applying what Stripe says to our payment (stripe_apply.c).  Both lock the

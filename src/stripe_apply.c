@@ -52,29 +52,20 @@ settle(PaymentInfo *p, PaymentStatus outcome, const char *provider_ref,
 						billing_uuid_str(&p->id), *status),
 				 errdetail("Stripe object %s.", object_id ? object_id : "?"),
 				 errhint("Refund it at Stripe; the payment was not changed.")));
-	switch (r)
-	{
-		case PAYMENT_APPLIED:
-			return "applied";
-		case PAYMENT_UNCHANGED:
-			return "unchanged";
-		case PAYMENT_STALE:
-			break;
-	}
-	return "stale";
+	return payment_settle_result_name(r);
 }
 
 /* The id of an expandable field: a string, or an expanded object's "id". */
 static char *
 expandable_id(JsonbContainer *c, const char *key, JsonbContainer **expanded)
 {
-	char	   *s = stripe_json_str(c, key);
+	char	   *s = billing_json_str(c, key);
 
 	*expanded = NULL;
 	if (s)
 		return s;
-	*expanded = stripe_json_obj(c, key);
-	return *expanded ? stripe_json_str(*expanded, "id") : NULL;
+	*expanded = billing_json_obj(c, key);
+	return *expanded ? billing_json_str(*expanded, "id") : NULL;
 }
 
 const char *
@@ -83,10 +74,10 @@ stripe_apply_session(const pg_uuid_t *payment_id, JsonbContainer *session,
 					 const char *source, const char *event_id, const char **status)
 {
 	PaymentInfo p;
-	char	   *sid = stripe_json_str(session, "id");
-	char	   *st = stripe_json_str(session, "status");
-	char	   *pay_status = stripe_json_str(session, "payment_status");
-	char	   *currency = stripe_json_str(session, "currency");
+	char	   *sid = billing_json_str(session, "id");
+	char	   *st = billing_json_str(session, "status");
+	char	   *pay_status = billing_json_str(session, "payment_status");
+	char	   *currency = billing_json_str(session, "currency");
 	JsonbContainer *pi_obj;
 	char	   *pi = expandable_id(session, "payment_intent", &pi_obj);
 	int64		amount;
@@ -104,7 +95,7 @@ stripe_apply_session(const pg_uuid_t *payment_id, JsonbContainer *session,
 	 */
 	if (sid == NULL || st == NULL ||
 		(p.provider_session_id && strcmp(p.provider_session_id, sid) != 0) ||
-		!stripe_json_int(session, "amount_total", &amount) || amount != p.total ||
+		!billing_json_int(session, "amount_total", &amount) || amount != p.total ||
 		currency == NULL || pg_strcasecmp(currency, p.currency) != 0)
 	{
 		ereport(WARNING,
@@ -127,7 +118,7 @@ stripe_apply_session(const pg_uuid_t *payment_id, JsonbContainer *session,
 	else
 	{
 		/* Fetched with the payment intent expanded: a delayed method that failed. */
-		char	   *pi_status = pi_obj ? stripe_json_str(pi_obj, "status") : NULL;
+		char	   *pi_status = pi_obj ? billing_json_str(pi_obj, "status") : NULL;
 
 		outcome = PAYMENT_FAILED;
 		known = strcmp(st, "complete") == 0 && pi_status &&
@@ -148,24 +139,15 @@ stripe_apply_session(const pg_uuid_t *payment_id, JsonbContainer *session,
 	 * transaction rolled back after Stripe made the session): remember it.
 	 */
 	if (p.provider_session_id == NULL)
-	{
-		static SPIPlanPtr plan = NULL;
-		Oid			types[2] = {UUIDOID, TEXTOID};
-		Datum		values[2] = {UUIDPGetDatum(&p.id), CStringGetTextDatum(sid)};
-
-		billing_spi_exec(&plan,
-						 "UPDATE billing.payments SET provider_session_id = $2 "
-						 "WHERE id = $1 AND provider_session_id IS NULL",
-						 2, types, values, NULL, false, 0);
-	}
+		payment_remember_session(&p, sid, "stripe");
 
 	/* Paid when the charge succeeded, when Stripe tells us; else the event's time. */
 	if (outcome == PAYMENT_PAID && at == NULL && pi_obj)
 	{
-		JsonbContainer *charge = stripe_json_obj(pi_obj, "latest_charge");
+		JsonbContainer *charge = billing_json_obj(pi_obj, "latest_charge");
 		int64		created;
 
-		if (charge && stripe_json_int(charge, "created", &created) &&
+		if (charge && billing_json_int(charge, "created", &created) &&
 			created > 0 && created < ((int64) 1) << 40)
 		{
 			paid_at = time_t_to_timestamptz((pg_time_t) created);
@@ -185,9 +167,9 @@ stripe_apply_refund(const pg_uuid_t *payment_id, JsonbContainer *refund,
 					const char *event_id, const char **status)
 {
 	PaymentInfo p;
-	char	   *rid = stripe_json_str(refund, "id");
-	char	   *st = stripe_json_str(refund, "status");
-	char	   *currency = stripe_json_str(refund, "currency");
+	char	   *rid = billing_json_str(refund, "id");
+	char	   *st = billing_json_str(refund, "status");
+	char	   *currency = billing_json_str(refund, "currency");
 	JsonbContainer *pi_obj;
 	char	   *pi = expandable_id(refund, "payment_intent", &pi_obj);
 	int64		amount;
@@ -200,7 +182,7 @@ stripe_apply_refund(const pg_uuid_t *payment_id, JsonbContainer *refund,
 		(p.provider_refund_id && strcmp(p.provider_refund_id, rid) != 0) ||
 		(p.provider_payment_intent && pi && strcmp(p.provider_payment_intent, pi) != 0) ||
 		currency == NULL || pg_strcasecmp(currency, p.currency) != 0 ||
-		!stripe_json_int(refund, "amount", &amount))
+		!billing_json_int(refund, "amount", &amount))
 	{
 		ereport(WARNING,
 				(errmsg("stripe refund %s does not match payment %s",

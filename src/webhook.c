@@ -301,21 +301,21 @@ parse_event(text *body, StripeEvent *ev)
 	ev->event = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(body_str)));
 	if (!JB_ROOT_IS_OBJECT(ev->event))
 		malformed_event("The body is not a JSON object.");
-	ev->id = stripe_json_str(&ev->event->root, "id");
-	ev->type = stripe_json_str(&ev->event->root, "type");
-	data = stripe_json_obj(&ev->event->root, "data");
-	ev->object = data ? stripe_json_obj(data, "object") : NULL;
+	ev->id = billing_json_str(&ev->event->root, "id");
+	ev->type = billing_json_str(&ev->event->root, "type");
+	data = billing_json_obj(&ev->event->root, "data");
+	ev->object = data ? billing_json_obj(data, "object") : NULL;
 	if (ev->id == NULL || !is_token(ev->id, false))
 		malformed_event("The event has no valid \"id\".");
 	if (ev->type == NULL || !is_token(ev->type, true))
 		malformed_event("The event has no valid \"type\".");
 	if (ev->object == NULL)
 		malformed_event("The event has no \"data.object\".");
-	if (!stripe_json_int(&ev->event->root, "created", &created) ||
+	if (!billing_json_int(&ev->event->root, "created", &created) ||
 		created <= 0 || created > ((int64) 1) << 40)
 		malformed_event("The event has no valid \"created\" time.");
 	ev->created = time_t_to_timestamptz((pg_time_t) created);
-	ev->object_id = stripe_json_str(ev->object, "id");
+	ev->object_id = billing_json_str(ev->object, "id");
 }
 
 /*
@@ -364,10 +364,10 @@ session_payment(const StripeEvent *ev, pg_uuid_t *payment_id)
 					 1, t1, v1, payment_id))
 		return true;
 
-	md = stripe_json_obj(ev->object, "metadata");
-	ref = stripe_json_str(ev->object, "client_reference_id");
-	if (md && billing_parse_uuid(stripe_json_str(md, "payment_id"), -1, &pid) &&
-		billing_parse_uuid(stripe_json_str(md, "user_id"), -1, &uid) &&
+	md = billing_json_obj(ev->object, "metadata");
+	ref = billing_json_str(ev->object, "client_reference_id");
+	if (md && billing_parse_uuid(billing_json_str(md, "payment_id"), -1, &pid) &&
+		billing_parse_uuid(billing_json_str(md, "user_id"), -1, &uid) &&
 		billing_parse_uuid(ref, -1, payment_id) && memcmp(&pid, payment_id, sizeof(pid)) == 0)
 	{
 		Oid			t2[2] = {UUIDOID, UUIDOID};
@@ -393,7 +393,7 @@ refund_payment(const StripeEvent *ev, pg_uuid_t *payment_id)
 	static SPIPlanPtr by_intent = NULL;
 	Oid			t1[1] = {TEXTOID};
 	Datum		v1[1] = {CStringGetTextDatum(ev->object_id)};
-	char	   *pi = stripe_json_str(ev->object, "payment_intent");
+	char	   *pi = billing_json_str(ev->object, "payment_intent");
 
 	if (find_payment(&by_refund,
 					 "SELECT id FROM billing.payments WHERE provider_refund_id = $1",

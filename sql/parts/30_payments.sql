@@ -9,7 +9,11 @@ CREATE FUNCTION billing.create_invoice(user_id uuid, tariff text, months int,
     VOLATILE LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'billing_create_invoice';
 COMMENT ON FUNCTION billing.create_invoice(uuid, text, int, text) IS
-    'Quote the purchase and store it as an invoiced payment (full snapshot); reserves the promo code, creates the customer on first use. A zero total is paid at once.';
+$$Stores a purchase as a payment in status invoiced and returns its id.  It quotes with the same rules, validation and errors as billing.quote (raised before anything changes) and stores the whole quote as a snapshot: tariff id, code and title, months, monthly and list price, the three percents, which option was applied, the promo code, total and currency.  expires_at = billing.now() + billing.invoice_lifetime.
+
+In one statement it creates the customer on the user's first purchase (a race of two first purchases still makes one customer, and only the one that created it queues fetch_email), the payment and its creation event (source api).  A promo code that won the quote is reserved with a guarded increment, so max_redemptions holds under concurrency; a code that lost to the discounts is neither stored nor spent.  A total of 0 is paid at once through the settle path (source system): the subscription starts, no provider is involved.
+
+Errors: as billing.quote; a concurrent purchase took the code's last redemption, or a concurrent invoice of the same user holds the same code 55000.  End users call api.create_invoice.$$;
 
 CREATE FUNCTION billing.settle_payment(payment_id uuid, outcome text,
                                        provider_ref text DEFAULT NULL,
@@ -19,21 +23,29 @@ CREATE FUNCTION billing.settle_payment(payment_id uuid, outcome text,
     VOLATILE LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'billing_settle_payment';
 COMMENT ON FUNCTION billing.settle_payment(uuid, text, text, timestamptz, text) IS
-    'The one entry point for what happened at the provider (paid, canceled, expired, failed, refunded). Idempotent; an impossible transition is 55000. Returns the status.';
+$$The one entry point for what happened at the provider; returns the status afterwards.  `outcome`: paid, canceled, expired, failed or refunded; `provider_ref`: the provider's reference, kept in the event's detail and in provider_payment_intent (paid) or provider_refund_id (refunded) when still empty; `at`: the provider's time of the event (default billing.now(); the detail also records recorded_at when they differ; nothing is paid in the future: an `at` later than billing.now(), a provider's clock ahead of ours or a time typed by hand, is taken as billing.now() and kept in the detail as reported_at); `source`: api, webhook, poll, admin or system.
+
+It locks the payment, and a transition is one guarded UPDATE plus exactly one billing.payment_events row.  paid (from invoiced or pending): paid_at = at, the subscription starts or is extended (outbox grant_role and the "subscribed" notification), the promo code stays spent.  canceled, expired, failed (from invoiced or pending): closed_at = at, the promo reservation is released.  refunded (from paid or refund_pending): the payment's months are taken off its subscription (access ends at once if no paid time is left; "refunded" notification), promo released.
+
+Idempotent: the same outcome again changes nothing and returns the status; so does a late paid for a payment already refund_pending or refunded, and any of canceled, expired or failed for a payment already closed unpaid.
+
+Errors: any other transition (paid after expired, canceled after paid, refunded before paid) 55000 "payment cannot go from X to Y", nothing changed; no such payment P0002; an unknown outcome or source, an infinite at 22023; NULL payment_id, outcome or source 22004.  The system's entry point (the provider code, pg_cron); admins use the audited billing.admin_settle_payment.$$;
 
 CREATE FUNCTION billing.cancel_payment(user_id uuid, payment_id uuid)
     RETURNS text
     VOLATILE LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'billing_cancel_payment';
 COMMENT ON FUNCTION billing.cancel_payment(uuid, uuid) IS
-    'The buyer cancels an unpaid payment (canceled) or asks for a refund within billing.refund_window of payment (refund_pending). Returns the status.';
+$$The buyer cancels a payment; returns the status.  An invoiced or pending payment becomes canceled (its checkout is closed at the provider first; a YooKassa confirmation that cannot be cancelled is watched, and money that arrives anyway is refunded; the promo code is released).  A paid payment within billing.refund_window of paid_at (the provider's time of success; the window's last instant is still inside) is refunded: refund_pending while the provider refunds (a refund is created there; refunded at once when the provider says succeeded), or refunded at once when it never went to a provider (a zero total, a payment an admin settled by hand; event detail {"refund": "without_provider"}).  Source api.
+
+Errors: no such payment, or someone else's P0002 "payment not found" (ids do not leak); outside the refund window, already refund_pending, refunded, canceled, expired or failed 55000; a checkout the provider completed before it could be closed 55000 (cancel again for a refund); provider failures as for billing.checkout, with the payment unchanged.  End users call api.cancel_payment, admins billing.admin_cancel_payment.$$;
 
 CREATE FUNCTION billing.expire_invoices()
     RETURNS int
     VOLATILE LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'billing_expire_invoices';
 COMMENT ON FUNCTION billing.expire_invoices() IS
-    'Expire up to billing.invoice_expiry_batch unpaid invoices past their lifetime (oldest first); returns how many. Scheduled by pg_cron.';
+$$Expires unpaid invoices whose expires_at has passed, oldest first, at most billing.invoice_expiry_batch per call (source system; promo reservations released), and returns how many.  It reads only the payments_open index and skips rows a concurrent settle holds (taken next run).  A pending payment with an open checkout at its provider is left to the poller (billing.poll_payments), which knows whether it was paid at the last second.  pg_cron job billing-expire-invoices, schedule billing.invoice_expiry_schedule.$$;
 
 REVOKE ALL ON FUNCTION billing.create_invoice(uuid, text, int, text),
                        billing.settle_payment(uuid, text, text, timestamptz, text),
@@ -107,7 +119,9 @@ SELECT p.id,
 FROM billing.payments p
 JOIN billing.customers c ON c.user_id = p.user_id;
 COMMENT ON VIEW billing.admin_payments IS
-    'Every payment with its buyer (user id, e-mail when known), tariff, months, amounts, discounts, status and times.';
+    'Every payment with its buyer (user id, e-mail when known), tariff, months, amounts, discounts, status, times and the provider''s references.  Readable by billing_admin.  Columns as in billing.payments.';
+COMMENT ON COLUMN billing.admin_payments.email IS 'The buyer''s e-mail from the auth service; null until fetched.';
+COMMENT ON COLUMN billing.admin_payments.discount IS 'list_price minus total: what the discounts or the promo code took off.';
 REVOKE ALL ON billing.admin_payments FROM PUBLIC;
 GRANT SELECT ON billing.admin_payments TO billing_admin;
 
@@ -122,7 +136,10 @@ CREATE TABLE billing.cron_jobs (
     schedule_setting    text NOT NULL,              -- GUC holding the cron schedule ('' = off)
     command             text NOT NULL
 );
-COMMENT ON TABLE billing.cron_jobs IS 'The pg_cron jobs of the extension; billing.schedule_jobs() installs them.';
+COMMENT ON TABLE billing.cron_jobs IS 'The pg_cron jobs of the extension, one row per job; billing.schedule_jobs() installs them from their schedule settings.  Readable by billing_admin.';
+COMMENT ON COLUMN billing.cron_jobs.name IS 'The pg_cron job name (billing-expire-invoices, billing-run-expiry, billing-poll-payments, billing-outbox-purge).';
+COMMENT ON COLUMN billing.cron_jobs.schedule_setting IS 'The setting that holds its cron schedule (empty: not scheduled).';
+COMMENT ON COLUMN billing.cron_jobs.command IS 'The SQL the job runs.';
 REVOKE ALL ON billing.cron_jobs FROM PUBLIC;
 GRANT SELECT ON billing.cron_jobs TO billing_admin;
 
@@ -148,7 +165,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION billing.schedule_jobs() IS
-    'Install (or replace, or remove when the setting is empty) every pg_cron job of billing.cron_jobs from its schedule setting.';
+$$Installs, replaces or removes every pg_cron job listed in billing.cron_jobs from the current value of its schedule setting (an empty setting removes the job); returns each job and its schedule.  CREATE EXTENSION runs it; after changing a schedule setting, reload the configuration and run it again.  Superuser (the extension owner) only.$$;
 REVOKE ALL ON FUNCTION billing.schedule_jobs() FROM PUBLIC;
 
 CREATE FUNCTION billing.unschedule_jobs() RETURNS int
@@ -159,7 +176,7 @@ CREATE FUNCTION billing.unschedule_jobs() RETURNS int
     WHERE c.username = current_user;
 $$;
 COMMENT ON FUNCTION billing.unschedule_jobs() IS
-    'Remove the extension''s pg_cron jobs (run it before DROP EXTENSION billing).';
+$$Removes the extension's pg_cron jobs and returns how many.  Run it before DROP EXTENSION billing: pg_cron's jobs are not members of the extension and would go on calling functions that no longer exist.  Superuser (the extension owner) only.$$;
 REVOKE ALL ON FUNCTION billing.unschedule_jobs() FROM PUBLIC;
 
 INSERT INTO billing.cron_jobs (name, schedule_setting, command)

@@ -20,52 +20,37 @@ CREATE TABLE billing.stripe_events (
 );
 CREATE INDEX stripe_events_received ON billing.stripe_events (received_at);
 CREATE INDEX stripe_events_payment ON billing.stripe_events (payment_id) WHERE payment_id IS NOT NULL;
-COMMENT ON TABLE billing.stripe_events IS 'Verified Stripe webhook events, stored once by event id, with what applying them did.';
+COMMENT ON TABLE billing.stripe_events IS 'Verified Stripe webhook events, stored once by event id (replays are recognised while kept: billing.stripe_event_retention days), with what applying them did.  Readable by billing_admin.';
+COMMENT ON COLUMN billing.stripe_events.id IS 'Stripe''s event id (evt_...).';
+COMMENT ON COLUMN billing.stripe_events.type IS 'Stripe''s event type, e.g. checkout.session.completed.';
+COMMENT ON COLUMN billing.stripe_events.created IS 'Stripe''s time of the event.';
+COMMENT ON COLUMN billing.stripe_events.object_id IS 'data.object.id: the session, refund or charge it is about.';
+COMMENT ON COLUMN billing.stripe_events.payment_id IS 'Our payment it concerned; null when none.';
+COMMENT ON COLUMN billing.stripe_events.result IS 'What applying it did: applied, unchanged, stale, waiting, mismatch, partial, refund_failed, unknown_payment or ignored.';
+COMMENT ON COLUMN billing.stripe_events.payload IS 'The event as received.';
+COMMENT ON COLUMN billing.stripe_events.received_at IS 'When it arrived.';
 REVOKE ALL ON billing.stripe_events FROM PUBLIC;
 GRANT SELECT ON billing.stripe_events TO billing_admin;
-
-CREATE FUNCTION billing.checkout(user_id uuid, payment_id uuid,
-                                 success_url text DEFAULT NULL, cancel_url text DEFAULT NULL)
-    RETURNS text
-    VOLATILE LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-    AS 'MODULE_PATHNAME', 'billing_checkout';
-COMMENT ON FUNCTION billing.checkout(uuid, uuid, text, text) IS
-    'Open a Stripe Checkout Session for the user''s invoiced payment and return its URL (the redirect); the payment becomes pending. Again for a pending payment: the same URL, no second session.';
-
-CREATE FUNCTION billing.confirm_payment(user_id uuid, payment_id uuid)
-    RETURNS text
-    VOLATILE LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-    AS 'MODULE_PATHNAME', 'billing_confirm_payment';
-COMMENT ON FUNCTION billing.confirm_payment(uuid, uuid) IS
-    'Back from checkout: fetch the Stripe session now and settle it (paid, expired, failed, or still pending). Returns the status.';
 
 CREATE FUNCTION billing.stripe_webhook(body json, signature text)
     RETURNS jsonb
     VOLATILE LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'billing_stripe_webhook';
 COMMENT ON FUNCTION billing.stripe_webhook(json, text) IS
-    'A Stripe webhook: verifies the Stripe-Signature header over the raw body, stores the event once by id and applies it. Returns what it did.';
+$$Stripe's webhook: `body` is the event exactly as sent (PostgREST passes the raw body through api.stripe_webhook), `signature` the Stripe-Signature header, t=<unix time>,v1=<hex>[,v1=...].  A v1 must be HMAC-SHA256 over "<t>.<raw body>" with one of billing.stripe_webhook_secrets (several while rotating), compared in constant time, and t within billing.stripe_webhook_tolerance of billing.now(); nothing is read or written before that.  A verified event is stored once in billing.stripe_events by its id (a replay or Stripe's retry returns result duplicate and changes nothing), then applied to the payment it concerns, found only by the ids Stripe gave our own objects (session, refund, payment intent) and with the session's amount and currency checked.
 
--- Not SECURITY DEFINER and no SET clause: either would make the CALL atomic
--- (PostgreSQL forbids COMMIT there), and the poller must commit between its
--- claim, its Stripe calls and its settles.  It is for the superuser that
--- pg_cron runs it as; every name in it is schema-qualified.
+Returns {"received": true, "event", "type", "result", "payment_id", "status"}; result is applied, unchanged, stale (a late or out-of-order event), waiting (open, processing, refund pending), mismatch (amount, currency or ids differ: WARNING, not applied), partial (a partial refund made at Stripe: not applied), refund_failed (WARNING: an operator must act), unknown_payment (WARNING, recorded), ignored (types we do not use) or duplicate.
+
+Errors: no, a malformed or a non-matching signature, or t outside the tolerance 42501; a malformed event 22023; billing.stripe_webhook_secrets not set 55000; a body too large 54000.  Stripe calls api.stripe_webhook.$$;
+
+-- The poller under its first name (55_checkout.sql: billing.poll_payments,
+-- which pg_cron runs); kept for the callers that know it.
 CREATE PROCEDURE billing.stripe_poll(OUT result jsonb)
     LANGUAGE C
-    AS 'MODULE_PATHNAME', 'billing_stripe_poll';
+    AS 'MODULE_PATHNAME', 'billing_poll_payments';
 COMMENT ON PROCEDURE billing.stripe_poll(jsonb) IS
-    'Ask Stripe about due pending checkouts and refunds (batch, backoff), settle them, expire abandoned sessions; commits between calls. Scheduled by pg_cron.';
+    'The poller''s first name: the same as billing.poll_payments (every provider, not only Stripe).';
 
-REVOKE ALL ON FUNCTION billing.checkout(uuid, uuid, text, text),
-                       billing.confirm_payment(uuid, uuid),
-                       billing.stripe_webhook(json, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION billing.stripe_webhook(json, text) FROM PUBLIC;
 REVOKE ALL ON PROCEDURE billing.stripe_poll(jsonb) FROM PUBLIC;
--- Users reach checkout and confirm through the api schema with their own id;
--- the webhook endpoint is granted by the HTTP layer to the role it runs as.
-GRANT EXECUTE ON FUNCTION billing.checkout(uuid, uuid, text, text),
-                          billing.confirm_payment(uuid, uuid) TO billing_admin;
-
--- The poller's pg_cron job, in the shared registry (30_payments.sql).
-INSERT INTO billing.cron_jobs (name, schedule_setting, command)
-VALUES ('billing-stripe-poll', 'billing.stripe_poll_schedule', 'CALL billing.stripe_poll(NULL)');
-SELECT billing.schedule_jobs();
+-- The webhook endpoint is granted by the HTTP layer to the role it runs as.

@@ -5,7 +5,8 @@
 -- Wake the outbox worker when the calling transaction commits.
 CREATE FUNCTION billing.outbox_wake() RETURNS void
     VOLATILE PARALLEL UNSAFE LANGUAGE C AS 'MODULE_PATHNAME', 'billing_outbox_wake';
-COMMENT ON FUNCTION billing.outbox_wake() IS 'Wakes the outbox worker at commit (used after changing outbox rows in SQL).';
+COMMENT ON FUNCTION billing.outbox_wake() IS
+$$Wakes the outbox worker when the calling transaction commits (what every queued message does by itself); for SQL that changes outbox rows directly.  Owner only.$$;
 REVOKE ALL ON FUNCTION billing.outbox_wake() FROM PUBLIC;
 
 -- One row per kind of message: how much waits, how much is parked, how old,
@@ -24,14 +25,24 @@ SELECT k.kind,
                     'fetch_email', 'notify']) AS k(kind)
   LEFT JOIN billing.outbox o ON o.kind = k.kind
  GROUP BY k.kind;
-COMMENT ON VIEW billing.outbox_status IS 'Outbox backlog per kind: pending, in flight and dead counts, the age of the oldest undelivered message, the time of the last delivery (null when none is kept).';
+COMMENT ON VIEW billing.outbox_status IS
+$$Outbox backlog per kind of message (one row for each of the six kinds, zeros included), for monitoring: a growing pending count or oldest_pending_age means a service is down or a dead message holds others back.  Readable by billing_admin.$$;
+
+COMMENT ON COLUMN billing.outbox_status.kind IS 'The kind of message (billing.outbox_kind).';
+COMMENT ON COLUMN billing.outbox_status.pending IS 'Messages waiting for delivery or for their retry.';
+COMMENT ON COLUMN billing.outbox_status.in_flight IS 'Messages claimed by the worker, a call under way.';
+COMMENT ON COLUMN billing.outbox_status.dead IS 'Messages parked as dead (billing.outbox_dead).';
+COMMENT ON COLUMN billing.outbox_status.oldest_pending_age IS 'Age of the oldest undelivered (pending or in-flight) message; null when none.';
+COMMENT ON COLUMN billing.outbox_status.oldest_dead_age IS 'Age of the oldest dead message; null when none.';
+COMMENT ON COLUMN billing.outbox_status.last_delivered_at IS 'The last delivery among the delivered rows still kept (billing.outbox_purge deletes old ones); null when none.';
 
 -- The dead messages, newest first, with why they died.
 CREATE VIEW billing.outbox_dead AS
 SELECT id, kind, payload, idempotency_key, ordering_key, attempts, last_error, created_at
   FROM billing.outbox
  WHERE status = 'dead';
-COMMENT ON VIEW billing.outbox_dead IS 'Messages parked after a permanent error or too many attempts; they hold back later messages with the same ordering key until billing.outbox_retry_dead() requeues or billing.outbox_discard_dead() deletes them.';
+COMMENT ON VIEW billing.outbox_dead IS
+$$Messages parked as dead after a permanent gRPC error, a malformed payload or billing.outbox_max_attempts transient failures.  Each holds back the later messages of its ordering key until billing.outbox_retry_dead requeues or billing.outbox_discard_dead deletes it.  Readable by billing_admin.  Columns as in billing.outbox.$$;
 
 REVOKE ALL ON billing.outbox_status, billing.outbox_dead FROM PUBLIC;
 GRANT SELECT ON billing.outbox_status, billing.outbox_dead TO billing_admin;
@@ -41,7 +52,8 @@ GRANT SELECT ON billing.outbox_status, billing.outbox_dead TO billing_admin;
 CREATE FUNCTION billing.outbox_retry_dead(ids bigint[] DEFAULT NULL) RETURNS bigint
     VOLATILE LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'billing_outbox_retry_dead';
-COMMENT ON FUNCTION billing.outbox_retry_dead(bigint[]) IS 'Requeues dead outbox messages (all, or the given ids) with their attempts reset; audited.';
+COMMENT ON FUNCTION billing.outbox_retry_dead(bigint[]) IS
+$$Requeues dead outbox messages, all of them or those `ids`, with their attempts reset, wakes the worker, and returns how many.  Use it once whatever killed them is fixed; until then they hold back the later messages of their ordering keys.  Audited (action outbox_retry_dead, the ids) when anything was requeued.$$;
 REVOKE ALL ON FUNCTION billing.outbox_retry_dead(bigint[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION billing.outbox_retry_dead(bigint[]) TO billing_admin;
 
@@ -50,7 +62,10 @@ GRANT EXECUTE ON FUNCTION billing.outbox_retry_dead(bigint[]) TO billing_admin;
 CREATE FUNCTION billing.outbox_discard_dead(ids bigint[]) RETURNS bigint
     VOLATILE LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'billing_outbox_discard_dead';
-COMMENT ON FUNCTION billing.outbox_discard_dead(bigint[]) IS 'Deletes the given dead outbox messages (audited with their content), releasing those queued behind them.';
+COMMENT ON FUNCTION billing.outbox_discard_dead(bigint[]) IS
+$$Deletes those dead outbox messages (a payload that can never be sent, a message made moot), releasing the messages of the same ordering key queued behind them; returns how many.  Audited (action outbox_discard_dead) with their content in before.
+
+Errors: NULL 22004.$$;
 REVOKE ALL ON FUNCTION billing.outbox_discard_dead(bigint[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION billing.outbox_discard_dead(bigint[]) TO billing_admin;
 
@@ -72,7 +87,10 @@ BEGIN
     RETURN n;
 END
 $$;
-COMMENT ON FUNCTION billing.outbox_purge(interval) IS 'Deletes delivered outbox messages older than the interval (default 7 days); returns how many.';
+COMMENT ON FUNCTION billing.outbox_purge(interval) IS
+$$Deletes delivered (done) outbox messages delivered longer than `older_than` ago (default 7 days) and returns how many.  pg_cron job billing-outbox-purge, schedule billing.outbox_purge_schedule.
+
+Errors: a negative or NULL interval 22023.$$;
 REVOKE ALL ON FUNCTION billing.outbox_purge(interval) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION billing.outbox_purge(interval) TO billing_admin;
 

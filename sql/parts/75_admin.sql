@@ -12,21 +12,21 @@ CREATE FUNCTION billing.admin_settle_payment(payment_id uuid, outcome text,
     VOLATILE LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'billing_admin_settle_payment';
 COMMENT ON FUNCTION billing.admin_settle_payment(uuid, text, text, timestamptz) IS
-    'An admin records what happened to a payment at the provider: billing.settle_payment with source admin, plus an admin_audit row (settle_payment, the payment before and after) when it changed something. Returns the status.';
+$$An admin records what happened to a payment at the provider: billing.settle_payment with source admin (same outcomes, rules and errors), plus a billing.admin_audit row (action settle_payment, target payment:<id>, the payment and its subscription before and after) when it changed something.  Returns the status.$$;
 
 CREATE FUNCTION billing.admin_cancel_payment(user_id uuid, payment_id uuid)
     RETURNS text
     VOLATILE LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'billing_admin_cancel_payment';
 COMMENT ON FUNCTION billing.admin_cancel_payment(uuid, uuid) IS
-    'An admin cancels or refunds a payment on its buyer''s behalf: billing.cancel_payment with source admin, plus an admin_audit row (cancel_payment_for, the payment before and after). Returns the status.';
+$$An admin cancels or refunds a payment on its buyer's behalf: billing.cancel_payment with source admin (same rules, refund window and errors), plus a billing.admin_audit row (action cancel_payment_for, target payment:<id>, before and after).  Returns the status.$$;
 
 CREATE FUNCTION billing.admin_run_expiry()
     RETURNS jsonb
     VOLATILE LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'billing_admin_run_expiry';
 COMMENT ON FUNCTION billing.admin_run_expiry() IS
-    'An admin runs the expiry sweep now: billing.run_expiry plus an admin_audit row (run_expiry, the counts as after). Returns the counts.';
+$$An admin runs the expiry sweep now: billing.run_expiry, plus a billing.admin_audit row (action run_expiry, the counts as after), written even when nothing was due.  Returns the counts.$$;
 
 REVOKE ALL ON FUNCTION billing.admin_settle_payment(uuid, text, text, timestamptz),
                        billing.admin_cancel_payment(uuid, uuid),

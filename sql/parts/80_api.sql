@@ -35,14 +35,14 @@ BEGIN
 END
 $$;
 COMMENT ON ROLE billing_authenticator IS 'PostgREST connects as this role and switches to billing_anon, billing_user or billing_admin per request.';
-COMMENT ON ROLE billing_anon IS 'HTTP requests without a token: the public catalog and the Stripe webhook.';
+COMMENT ON ROLE billing_anon IS 'HTTP requests without a token: the public catalog and the providers'' notifications (Stripe, YooKassa).';
 COMMENT ON ROLE billing_user IS 'HTTP requests of a signed-in customer (a JWT with a user id).';
 
 CREATE SCHEMA api;
 COMMENT ON SCHEMA api IS
 $$Billing HTTP API
 
-Subscriptions to the online cinema's tariff plans: the catalog, quotes, invoices, payment through Stripe Checkout, refunds within the refund window, access checks, and the marketing team's admin functions.  Send the cinema's JWT as "Authorization: Bearer <token>"; the user id is read from its "user" claim (billing.jwt_user_claim), or "sub".  Errors are JSON {code, message, details, hint} where code is the PostgreSQL SQLSTATE: 400 bad input, 401 no or bad token, 403 not allowed, 404 unknown tariff/payment/promo code, 409 wrong state, 502/503 payment provider unavailable.$$;
+Subscriptions to the online cinema's tariff plans: the catalog, quotes, invoices, payment through the provider's payment page (YooKassa for roubles, Stripe), refunds within the refund window, access checks, and the marketing team's admin functions.  Send the cinema's JWT as "Authorization: Bearer <token>"; the user id is read from its "user" claim (billing.jwt_user_claim), or "sub".  Errors are JSON {code, message, details, hint} where code is the PostgreSQL SQLSTATE: 400 bad input, 401 no or bad token, 403 not allowed, 404 unknown tariff/payment/promo code, 409 wrong state, 502/503 payment provider unavailable.$$;
 REVOKE ALL ON SCHEMA api FROM PUBLIC;
 GRANT USAGE ON SCHEMA api TO billing_anon, billing_user, billing_admin;
 
@@ -246,7 +246,29 @@ $$;
 COMMENT ON FUNCTION api.stripe_webhook(json) IS
 $$Stripe webhook endpoint
 
-For Stripe only: the body is the event exactly as Stripe sent it, verified against the Stripe-Signature header (HMAC-SHA256 with the configured webhook secrets, 300 s tolerance), stored once by event id and applied to the payment.  Answers what it did; a bad or stale signature is 403 and changes nothing.$$;
+For Stripe only: the body is the event exactly as Stripe sent it, verified against the Stripe-Signature header (HMAC-SHA256 with one of billing.stripe_webhook_secrets, its timestamp within billing.stripe_webhook_tolerance), stored once by event id and applied to the payment.  Answers what it did; a bad or stale signature is 403 and changes nothing.$$;
+
+-- YooKassa signs nothing: the body is only a hint of which object to read
+-- back.  The sender is the last address the proxy in front of PostgREST
+-- appended to X-Forwarded-For (the one hop we can trust), if any.
+CREATE FUNCTION api.yookassa_webhook(json) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    fwd text := current_setting('request.headers', true)::json ->> 'x-forwarded-for';
+    st text; msg text; det text; hnt text;
+BEGIN
+    RETURN billing.yookassa_webhook($1,
+        nullif(pg_catalog.btrim(pg_catalog.split_part(fwd, ',',
+               pg_catalog.array_length(pg_catalog.string_to_array(fwd, ','), 1))), ''));
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
+    PERFORM api_private.reraise(st, msg, det, hnt);
+END
+$$;
+COMMENT ON FUNCTION api.yookassa_webhook(json) IS
+$$YooKassa notification endpoint
+
+For YooKassa only: {type: "notification", event, object}.  The body is not trusted: the payment or refund it names is read back from the YooKassa API and applied as the poller would; a notification that names nothing of ours, or that the API contradicts, changes nothing.  Answers 200 once the result is committed; 502/503 when YooKassa cannot be reached (YooKassa delivers again).  With billing.yookassa_notify_from set, other senders (X-Forwarded-For) get 403.$$;
 
 ---------------------------------------------------------------------------
 -- A signed-in user's endpoints.  SECURITY DEFINER: billing's functions take
@@ -308,7 +330,7 @@ $$;
 COMMENT ON FUNCTION api.checkout(uuid, text, text) IS
 $$Pay an invoice: the redirect to the payment page
 
-Arguments: payment_id — the invoice (one of the user's own); success_url — optional, where the payment page sends the customer after paying (default billing.stripe_success_url); cancel_url — optional, where it sends a customer who gives up (default billing.stripe_cancel_url).  Opens a Stripe Checkout Session and returns its URL, also as the Location header; the payment becomes "pending".  Calling it again returns the same URL.  404 not the user's payment, 409 not payable, 502/503 Stripe unavailable (the payment stays payable).$$;
+Arguments: payment_id — the invoice (one of the user's own); success_url — optional, where the payment page sends the customer after paying (default billing.stripe_success_url or billing.yookassa_return_url); cancel_url — optional, where it sends a customer who gives up (default billing.stripe_cancel_url; YooKassa's page has one return address).  Opens the payment page at the provider billing.providers chooses for the currency (YooKassa for roubles, Stripe Checkout) and returns its URL, also as the Location header; the payment becomes "pending".  Calling it again returns the same URL.  404 not the user's payment, 409 not payable, 502/503 the provider unavailable (the payment stays payable).$$;
 
 CREATE FUNCTION api.confirm_payment(payment_id uuid) RETURNS text
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -325,7 +347,7 @@ $$;
 COMMENT ON FUNCTION api.confirm_payment(uuid) IS
 $$Back from the payment page
 
-Arguments: payment_id — the user's payment.  Asks Stripe about the checkout now (no need to wait for the webhook) and settles it; returns the payment's status: "paid", "pending" (not finished yet), "expired", "failed".$$;
+Arguments: payment_id — the user's payment.  Asks the payment's provider about it now (no need to wait for the notification) and settles it; returns the payment's status: "paid", "pending" (not finished yet), "expired", "failed".$$;
 
 CREATE FUNCTION api.cancel_payment(payment_id uuid) RETURNS text
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -342,7 +364,7 @@ $$;
 COMMENT ON FUNCTION api.cancel_payment(uuid) IS
 $$Cancel an unpaid payment, or refund a paid one within the refund window
 
-Arguments: payment_id — the user's payment.  An unpaid payment becomes "canceled" (its checkout is closed at Stripe); a paid one within billing.refund_window (1 hour) of payment is refunded ("refund_pending" or "refunded") and its months are taken off the subscription.  Returns the status.  404 not the user's payment, 409 too late or wrong status.$$;
+Arguments: payment_id — the user's payment.  An unpaid payment becomes "canceled" (its checkout is closed at the provider); a paid one within billing.refund_window of its payment is refunded ("refund_pending" or "refunded") and its months are taken off the subscription.  Returns the status.  404 not the user's payment, 409 too late or wrong status.$$;
 
 CREATE FUNCTION api.has_access(tariff text) RETURNS boolean
     LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -446,7 +468,7 @@ WHERE s.user_id = api_private.current_user_id();
 COMMENT ON VIEW api.my_subscriptions IS
 $$The signed-in user's subscriptions
 
-One per tariff bought.  Access continues until grace_ends_at; status is updated by the hourly expiry sweep (GET /rpc/has_access judges the present moment).$$;
+One per tariff bought.  Access continues until grace_ends_at; status is updated by the expiry sweep, on billing.expiry_schedule (GET /rpc/has_access judges the present moment).$$;
 COMMENT ON COLUMN api.my_subscriptions.id IS 'Subscription id.';
 COMMENT ON COLUMN api.my_subscriptions.user_id IS 'The subscriber: always the caller.';
 COMMENT ON COLUMN api.my_subscriptions.tariff_code IS 'The tariff.';
@@ -668,7 +690,7 @@ $$;
 COMMENT ON FUNCTION api.run_expiry() IS
 $$Run the expiry and grace sweep now (admin)
 
-No arguments.  What pg_cron runs hourly: active subscriptions past their end go to grace, grace past its end to blocked, reminders before the end.  Recorded in the admin audit with the counts.  Returns the counts.$$;
+No arguments.  What pg_cron runs on billing.expiry_schedule: active subscriptions past their end go to grace, grace past its end to blocked, reminders before the end.  Recorded in the admin audit with the counts.  Returns the counts.$$;
 
 -- What admins read: run as the admin (security_invoker), so billing_admin's
 -- grants decide.
@@ -677,7 +699,7 @@ SELECT * FROM billing.admin_payments;
 COMMENT ON VIEW api.admin_payments IS
 $$Every payment (admin)
 
-Buyer (user id, e-mail when known), tariff, months, amounts and discounts, status, times, and the Stripe references.  Filter with PostgREST's operators, e.g. ?status=eq.paid&created_at=gte.2026-01-01.$$;
+Buyer (user id, e-mail when known), tariff, months, amounts and discounts, status, times, and the provider and its references.  Filter with PostgREST's operators, e.g. ?status=eq.paid&created_at=gte.2026-01-01.$$;
 
 CREATE VIEW api.admin_tariffs WITH (security_invoker) AS
 SELECT id, code, title, description, monthly_price, currency, active, auth_role_id, created_at, updated_at
@@ -692,6 +714,7 @@ SELECT pc.id, pc.code, pc.percent, pc.valid_from, pc.valid_until, t.code AS tari
        pc.max_redemptions, pc.redemptions, pc.created_by, pc.created_at, pc.deleted_at
 FROM marketing.promo_codes pc
 LEFT JOIN marketing.tariffs t ON t.id = pc.tariff_id;
+COMMENT ON COLUMN api.admin_promo_codes.tariff_code IS 'Only for this tariff (its code); null: any tariff.';
 COMMENT ON VIEW api.admin_promo_codes IS
 $$Every promo code, deleted ones included (admin)
 
@@ -750,7 +773,8 @@ GRANT EXECUTE ON FUNCTION api_private.current_user_id(), api_private.pre_request
     api_private.reraise(text, text, text, text)
     TO billing_anon, billing_user, billing_admin;
 
-GRANT EXECUTE ON FUNCTION api.ping(), api.stripe_webhook(json) TO billing_anon, billing_user, billing_admin;
+GRANT EXECUTE ON FUNCTION api.ping(), api.stripe_webhook(json), api.yookassa_webhook(json)
+    TO billing_anon, billing_user, billing_admin;
 GRANT SELECT ON api.tariffs, api.months_discounts TO billing_anon, billing_user, billing_admin;
 
 GRANT EXECUTE ON FUNCTION api.quote(text, int, text), api.create_invoice(text, int, text),

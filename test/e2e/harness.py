@@ -167,13 +167,29 @@ class Cluster:
         return rows[0][0] if rows else None
 
     def set_conf(self, **settings):
-        """ALTER SYSTEM name = value for each setting, then reload."""
+        """ALTER SYSTEM name = value for each setting, reload, and return once
+        every backend will see them at its next statement.
+
+        pg_reload_conf() only signals the postmaster, which re-reads the files
+        and signals its children later; an idle backend (PostgREST's pool) that
+        is sent a statement before that runs it with the old values.  A new
+        session inherits the postmaster's load time, so once a new session's
+        pg_conf_load_time() has moved, the postmaster has re-read the files and
+        signalled every child, and each applies them before its next statement.
+        """
         conn = self.connect()
         with conn.cursor() as cur:
+            cur.execute("SELECT pg_conf_load_time()")
+            loaded = cur.fetchone()[0]
             for key, value in settings.items():
                 cur.execute("ALTER SYSTEM SET %s = %%s" % key.replace("__", "."), (str(value),))
             cur.execute("SELECT pg_reload_conf()")
         conn.close()
+        deadline = time.time() + 30
+        while not self.scalar("SELECT pg_conf_load_time() > %s", (loaded,)):
+            if time.time() > deadline:
+                raise AssertionError("the server did not reload its configuration in 30 s")
+            time.sleep(0.02)
 
     def log(self):
         with open(os.path.join(self.dir, "server.log"), errors="replace") as f:

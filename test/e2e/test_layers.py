@@ -3,7 +3,7 @@
 Read from the built objects (nm): a file "calls" another when it uses a
 symbol the other defines.  billing.c (the module's entry) is the top and
 calls each capability's init; common.c (the shared helpers) is the bottom
-and calls nothing of ours.
+and calls nothing of ours, nor does http_client.c (the providers' libcurl).
 """
 import glob
 import os
@@ -73,6 +73,8 @@ class Layers(unittest.TestCase):
 
     def test_the_entry_point_on_top_and_the_helpers_at_the_bottom(self):
         self.assertEqual(self.edges["common"], set())
+        # The providers' HTTP client is theirs to call, never the other way.
+        self.assertEqual(self.edges["http_client"], set())
         callers_of_billing = {f for f, e in self.edges.items() if "billing" in e}
         self.assertEqual(callers_of_billing, set())
 

@@ -2,7 +2,7 @@
 on throwaway folders and free ports, with the extension from scripts/test's
 private install (BILLING_PGBIN): started twice, then checked as a new user
 would meet it: the walk-through once, secrets 0600 and never in a process's
-arguments, tokens for any user, the README's HTTP examples as printed.  And
+arguments, tokens for any user, the README's walk-through as printed.  And
 scripts/lib.sh's install step failing loudly."""
 
 import base64
@@ -21,7 +21,8 @@ import urllib.error
 import urllib.request
 import uuid
 
-from harness import PGBIN, SRC, WORK, free_port
+import walkthrough
+from harness import PGBIN, SRC, WORK, free_port, wait_for
 
 README = os.path.join(SRC, "README.md")
 
@@ -84,6 +85,7 @@ class LocalStack(unittest.TestCase):
         cls.env = dict(os.environ, BILLING_PGBIN=PGBIN, BILLING_STACK_DIR=cls.stack,
                        BILLING_LOG_DIR=cls.logs, BILLING_PG_PORT=str(free_port()),
                        BILLING_HTTP_PORT=str(cls.http_port), BILLING_STRIPE_PORT=str(free_port()),
+                       BILLING_YOOKASSA_PORT=str(free_port()),
                        BILLING_AUTH_PORT=str(free_port()), BILLING_NOTIFY_PORT=str(free_port()),
                        BILLING_GRPC_CONTROL_PORT=str(free_port()), BILLING_ADMIN_PORT=str(cls.admin_port))
         cls.stop_stack(purge=True)
@@ -156,9 +158,34 @@ class LocalStack(unittest.TestCase):
                 self.assertIn("-H 'Content-Type: application/json'", line)
                 self.assertIn('-H "Authorization: Bearer $USER_TOKEN"', line)
 
+    def test_the_walk_through_bought_the_rouble_tariff_through_yookassa(self):
+        self.assertEqual(self.psql("SELECT provider || ' ' || status FROM billing.payments WHERE user_id = '%s'"
+                                   % self.secrets["DEMO_USER"]), "yookassa paid")
+        self.assertIn("/confirm/", self.first)
+
+    def test_a_person_buys_the_rouble_tariff_and_refunds_it_inside_the_hour(self):
+        token = self.token(str(uuid.uuid4())).stdout.strip()
+        status, pid = self.http("POST", "/rpc/create_invoice", token, {"tariff": "priority", "months": 1})
+        self.assertEqual(status, 200, pid)
+        status, url = self.http("POST", "/rpc/checkout", token, {"payment_id": pid})
+        self.assertEqual(status, 200, url)
+        self.assertTrue(url.startswith("http://127.0.0.1:%s/confirm/" % self.env["BILLING_YOOKASSA_PORT"]), url)
+        # "Pay" on the stand-in's page; its notification reaches PostgREST.
+        req = urllib.request.Request(url, data=b"action=pay", method="POST")
+        try:
+            urllib.request.urlopen(req, timeout=10)
+        except urllib.error.HTTPError as e:
+            self.assertEqual(e.code, 303)
+        wait_for(lambda: self.http("GET", "/rpc/has_access?tariff=priority", token) == (200, True), 10,
+                 what="access after paying")
+        status, result = self.http("POST", "/rpc/cancel_payment", token, {"payment_id": pid})
+        self.assertEqual((status, result), (200, "refunded"))
+        self.assertEqual(self.http("GET", "/rpc/has_access?tariff=priority", token), (200, False))
+
     # ---- secrets -------------------------------------------------------------
     def secret_values(self):
-        values = [self.secrets[k] for k in ("JWT_SECRET", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "ADMIN_PASSWORD")]
+        values = [self.secrets[k] for k in ("JWT_SECRET", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET",
+                                           "YOOKASSA_SECRET_KEY", "ADMIN_PASSWORD")]
         for name in ("user.jwt", "admin.jwt"):
             with open(os.path.join(self.stack, name)) as f:
                 values.append(f.read().strip())
@@ -248,34 +275,50 @@ class LocalStack(unittest.TestCase):
         self.assertEqual(self.http("GET", "/rpc/has_access?tariff=priority", recent)[0], 200)
         self.assertEqual(self.http("GET", "/rpc/has_access?tariff=priority", old)[0], 401)
 
-    # ---- the README's examples ----------------------------------------------
-    def readme_http_examples(self):
-        with open(README) as f:
-            text = f.read()
-        section = text.split("#### HTTP by example", 1)[1]
-        section = re.split(r"\n#{2,4} ", section, 1)[0]
-        return re.findall(r"```sh\n(.*?)```", section, re.S)
+    # ---- the README's walk-through -------------------------------------------
+    def run_blocks(self, found):
+        script = walkthrough.script(found, os.path.join(PGBIN, "psql"),
+                                    int(self.env["BILLING_PG_PORT"]), self.http_port)
+        home = walkthrough.curl_home(os.path.join(WORK, "e2e-curlhome"))
+        return subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], cwd=SRC,
+                              env=dict(self.env, CURL_HOME=home), capture_output=True, text=True,
+                              timeout=300)
 
-    def test_readme_http_examples_run_as_printed(self):
-        blocks = self.readme_http_examples()
-        self.assertGreaterEqual(len(blocks), 3)
-        script = "\n".join(blocks)
-        for needed in ("scripts/token", "--admin", "Content-Type: application/json"):
-            self.assertIn(needed, script)
+    def test_readme_walk_through_runs_as_printed(self):
+        with open(README) as f:
+            found = walkthrough.blocks(f.read())
+        langs = [lang for lang, _ in found]
+        self.assertGreaterEqual(langs.count("sql"), 4, langs)
+        self.assertGreaterEqual(langs.count("sh"), 4, langs)
+        text = "".join(t for _, t in found)
+        # the catalog, a purchase, a refund, expiry with the test clock, an admin change
+        for needed in ("/tariffs", "scripts/token", "/rpc/create_invoice", "/rpc/checkout",
+                       "/rpc/confirm_payment", "/rpc/cancel_payment", "billing.test_clock",
+                       "billing.run_expiry()", "--admin", "billing_admin"):
+            self.assertIn(needed, text)
         # every POST with a body says it is JSON
-        for cmd in re.split(r"(?<!\\)\n", script):
-            if "curl" in cmd and " -d " in cmd:
+        for cmd in re.split(r"(?<!\\)\n", text):
+            if "curl" in cmd and " -d " in cmd and "/rpc/" in cmd:
                 self.assertIn("Content-Type: application/json", cmd)
-        # as printed, but on this stack's port; curl fails on an HTTP error
-        script = script.replace("127.0.0.1:13000", "127.0.0.1:%d" % self.http_port)
-        home = os.path.join(WORK, "e2e-curlhome")
-        os.makedirs(home, exist_ok=True)
-        with open(os.path.join(home, ".curlrc"), "w") as f:
-            f.write("fail-with-body\nsilent\nshow-error\n")
-        r = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], cwd=SRC,
-                           env=dict(self.env, CURL_HOME=home), capture_output=True, text=True, timeout=120)
-        self.assertEqual(r.returncode, 0, "README examples failed:\n%s\n%s" % (r.stdout, r.stderr))
-        self.assertIn('"canceled"', r.stdout)
+        r = self.run_blocks(found)
+        self.assertEqual(r.returncode, 0, "the README's walk-through failed:\n%s\n%s"
+                         % (r.stdout[-6000:], r.stderr[-3000:]))
+        # what the README says happens, happens
+        out = r.stdout
+        self.assertIn('"paid"true', out)            # confirm_payment, then has_access
+        self.assertIn('"refunded"false', out)       # cancel_payment in the window, access gone
+        self.assertRegex(out, r"grace +\| t\n")      # past the end: grace, access goes on
+        self.assertRegex(out, r"blocked +\| f\n")    # past the grace: blocked
+        self.assertIn('"personal_percent": 10', out)  # the admin's discount in the next quote
+
+    def test_a_failing_walk_through_block_fails_the_run(self):
+        # the walk-through test can fail: a block that fails stops the run
+        for bad in (("sh", "curl http://127.0.0.1:13000/no_such_view\n"),
+                    ("sql", "SELECT billing.no_such_function();\n")):
+            with self.subTest(block=bad):
+                r = self.run_blocks([bad, ("sh", "echo after\n")])
+                self.assertNotEqual(r.returncode, 0, r.stdout)
+                self.assertNotIn("after", r.stdout)
 
 
 class InstallStep(unittest.TestCase):

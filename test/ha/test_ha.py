@@ -503,7 +503,7 @@ class HighAvailability(unittest.TestCase):
             return self.one("SELECT count(*) FROM cron.job_run_details r JOIN cron.job j USING (jobid) "
                             "WHERE j.jobname = %s AND r.start_time > %s AND r.status = 'succeeded'",
                             (job, killed), node=node)
-        wait_for(lambda: ran("billing-stripe-poll") and ran("billing-run-expiry"), 150, interval=1,
+        wait_for(lambda: ran("billing-poll-payments") and ran("billing-run-expiry"), 150, interval=1,
                  what="the poller and the expiry sweep on the new primary")
         # and they caught up with what was due: the lost webhooks, the expired grace
         wait_for(lambda: self.one("SELECT count(*) FROM billing.payments WHERE status = 'paid' "
