@@ -165,3 +165,19 @@ GRANT EXECUTE ON FUNCTION api.admin_whoami() TO billing_admin;
 -- The audit with the person's name.
 CREATE OR REPLACE VIEW api.admin_audit WITH (security_invoker) AS
 SELECT id, actor, actor_subject, action, target, before, after, at, actor_name FROM billing.admin_audit;
+
+COMMENT ON COLUMN billing.admin_accounts.id IS 'The account id: the user claim of its tokens (may be the person''s user id in the auth service).';
+COMMENT ON COLUMN billing.admin_accounts.email IS 'Sign-in e-mail, unique without case.';
+COMMENT ON COLUMN billing.admin_accounts.display_name IS 'The name the audit shows for the account''s changes.';
+COMMENT ON COLUMN billing.admin_accounts.password_hash IS 'bcrypt hash (pgcrypto crypt(), cost billing.admin_password_cost, at least 10); never shown.';
+COMMENT ON COLUMN billing.admin_accounts.created_at IS 'Created (billing.now()).';
+COMMENT ON COLUMN billing.admin_accounts.disabled_at IS 'Disabled since; null while enabled.  A disabled account''s tokens are refused at their next request.';
+COMMENT ON COLUMN billing.admin_account_list.id IS 'The account id.';
+COMMENT ON COLUMN billing.admin_account_list.email IS 'Sign-in e-mail.';
+COMMENT ON COLUMN billing.admin_account_list.display_name IS 'The name the audit shows.';
+COMMENT ON COLUMN billing.admin_account_list.created_at IS 'Created.';
+COMMENT ON COLUMN billing.admin_account_list.disabled_at IS 'Disabled since; null while enabled.';
+COMMENT ON COLUMN billing.admin_login_throttle.email IS 'The e-mail tried, lower-cased (known or not).';
+COMMENT ON COLUMN billing.admin_login_throttle.failures IS 'Failures since window_start.';
+COMMENT ON COLUMN billing.admin_login_throttle.window_start IS 'First failure of the current billing.admin_login_window.';
+COMMENT ON COLUMN billing.admin_login_throttle.locked_until IS 'Sign-in with the e-mail is refused (429) until then; null when not locked.';

@@ -298,3 +298,41 @@ REVOKE ALL ON api.admin_users, api.admin_payment_events, api.admin_price_history
 GRANT EXECUTE ON FUNCTION api.admin_dashboard(int), api.mark_payment_paid(uuid, text),
     api.outbox_discard_dead(bigint[]) TO billing_admin;
 GRANT SELECT ON api.admin_users, api.admin_payment_events, api.admin_price_history TO billing_admin;
+
+---------------------------------------------------------------------------
+-- Contracts of the objects above (docs/sql.md and docs/http.md are made
+-- from these).
+---------------------------------------------------------------------------
+COMMENT ON FUNCTION billing.admin_dashboard_since(int) IS 'The start of the dashboard''s period: billing.now() minus 30 or 90 days.  Errors: any other number of days 22023.';
+COMMENT ON FUNCTION billing.admin_dashboard_revenue(int) IS 'The dashboard''s money for 30 or 90 days (whole days in billing.time_zone): {revenue: per day, tariff and currency (paid, refunded, payments), totals: per currency with the refund rate, purchases: {new, renewing}}.  Closed days from billing.revenue_days, the rest live.';
+COMMENT ON FUNCTION billing.admin_dashboard_subscriptions() IS 'The dashboard''s subscriptions by status now: {active, grace, blocked}.';
+COMMENT ON FUNCTION billing.admin_dashboard_promo_codes() IS 'The dashboard''s ten most used promo codes: [{code, percent, redemptions, max_redemptions, deleted}].';
+COMMENT ON FUNCTION billing.admin_dashboard_delivery() IS 'The dashboard''s backlogs: {delivery: {pending, dead, oldest_pending_seconds}, stripe_poll: {due, waiting, oldest_due_seconds}}.';
+COMMENT ON TABLE billing.revenue_days_state IS 'One row: the time zone billing.revenue_days was computed in and the first day it does not hold (complete_before).';
+COMMENT ON COLUMN billing.revenue_days_state.only_row IS 'Always true: the table has one row.';
+COMMENT ON COLUMN billing.revenue_days_state.time_zone IS 'billing.time_zone when the days were computed; another zone makes the dashboard ignore them until the next rollup rebuilds them.';
+COMMENT ON COLUMN billing.revenue_days_state.complete_before IS 'billing.revenue_days holds the days before this one.';
+COMMENT ON COLUMN billing.revenue_days.day IS 'The day, in billing.time_zone, of the payments'' paid_at.';
+COMMENT ON COLUMN billing.revenue_days.tariff_code IS 'The tariff bought.';
+COMMENT ON COLUMN billing.revenue_days.currency IS 'ISO 4217 currency code.';
+COMMENT ON COLUMN billing.revenue_days.paid IS 'Total (minor units) of the day''s payments that are still paid.';
+COMMENT ON COLUMN billing.revenue_days.refunded IS 'Total (minor units) of the day''s payments refunded since (or with a refund pending).';
+COMMENT ON COLUMN billing.revenue_days.payments IS 'How many payments were paid that day.';
+COMMENT ON COLUMN billing.revenue_days.refunds IS 'How many of them were refunded since.';
+COMMENT ON COLUMN api.admin_users.id IS 'The user id (the auth service''s).';
+COMMENT ON COLUMN api.admin_users.email IS 'The e-mail the auth service gave; null until fetched.';
+COMMENT ON COLUMN api.admin_users.created_at IS 'First purchase (when billing first heard of the user).';
+COMMENT ON COLUMN api.admin_payment_events.id IS 'Order of the events.';
+COMMENT ON COLUMN api.admin_payment_events.payment_id IS 'The payment.';
+COMMENT ON COLUMN api.admin_payment_events.from_status IS 'Status before; null for the creation.';
+COMMENT ON COLUMN api.admin_payment_events.to_status IS 'Status after.';
+COMMENT ON COLUMN api.admin_payment_events.source IS 'Who moved it: api, webhook, poll, admin or system.';
+COMMENT ON COLUMN api.admin_payment_events.at IS 'When (billing.now()).';
+COMMENT ON COLUMN api.admin_payment_events.detail IS 'What came with it (the provider''s references, a refund''s kind), or null.';
+COMMENT ON COLUMN api.admin_price_history.id IS 'Order of the changes.';
+COMMENT ON COLUMN api.admin_price_history.tariff_id IS 'The tariff (marketing.tariffs.id).';
+COMMENT ON COLUMN api.admin_price_history.tariff_code IS 'The tariff''s code.';
+COMMENT ON COLUMN api.admin_price_history.old_price IS 'Monthly price before, minor units; null for the first price.';
+COMMENT ON COLUMN api.admin_price_history.new_price IS 'Monthly price set, minor units.';
+COMMENT ON COLUMN api.admin_price_history.changed_by IS 'The database role (over HTTP billing_admin; the audit names the person).';
+COMMENT ON COLUMN api.admin_price_history.changed_at IS 'When (billing.now()).';
