@@ -326,7 +326,7 @@ class HighAvailability(unittest.TestCase):
                        "GROUP BY 1 HAVING count(*) > 1", node=node)
         self.assertEqual(twice, [], "payments applied twice")
 
-    def run_through(self, event, load_kw=None, expect_write_within=180):
+    def run_through(self, event, load_kw=None, expect_write_within=300):
         """Load before, during and after `event` (a callable that returns
         once the old primary takes no more writes); returns the load, the
         time from the end of the event to the first write after it, and the
@@ -518,7 +518,9 @@ class HighAvailability(unittest.TestCase):
         f = self.formation
         t0 = time.monotonic()
         f.run("run", "node1")
-        f.wait(180, node1="secondary", node2="primary")
+        # Generous bounds (a wait returns as soon as the state is reached): a
+        # loaded 2-core machine has taken minutes to replay a rejoin.
+        f.wait(420, node1="secondary", node2="primary")
         report("rejoin: old primary back as a standby (s)", round(time.monotonic() - t0, 1))
         # it has everything, and is read-only
         self.assertEqual(self.one("SELECT count(*) FROM billing.payments", node="node1"),
@@ -530,7 +532,7 @@ class HighAvailability(unittest.TestCase):
     def test_5_switchover_under_load_fails_back(self):
         f = self.formation
         load, first_write, gap = self.run_through(lambda: f.run("switchover"))
-        f.wait(120, node1="primary", node2="secondary")
+        f.wait(300, node1="primary", node2="secondary")
         report("switchover: longest time without an acknowledged write (s)", round(gap, 1))
         report("switchover: failed requests", len(load.failures))
         self.assert_nothing_lost(load, "node1")
