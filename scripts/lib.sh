@@ -77,6 +77,14 @@ free_port() {
 # build when a source changed since the last build.  Prints the built folder.
 build_admin_panel() {
 	local dir=$BILLING_SRC/admin stamp
+	# vite 8 needs Node.js 20.19 or later; Debian 12's own nodejs is 18.  Say
+	# so plainly rather than let the build fail somewhere inside vite.
+	if ! node -e 'const [a, b] = process.versions.node.split(".").map(Number);
+	              process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)'; then
+		echo "the admin panel needs Node.js 20.19 or later (this is $(node --version));" \
+			"install a newer nodejs (e.g. from NodeSource) and run again" >&2
+		return 1
+	fi
 	if [ ! -d "$dir/node_modules" ] ||
 	   [ "$(cat "$dir/node_modules/.billing-lock" 2>/dev/null)" != "$(md5sum <"$dir/package-lock.json")" ]; then
 		log "installing the admin panel's npm packages (npm ci)"
