@@ -37,6 +37,7 @@ _PG_init(void)
 	expiry_define_gucs();
 	pricing_define_gucs();
 	payments_define_gucs();
+	autorenew_define_gucs();
 	stripe_define_gucs();
 	provider_define_gucs();
 	yookassa_define_gucs();

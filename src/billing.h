@@ -14,6 +14,7 @@ extern void subscriptions_define_gucs(void);
 extern void expiry_define_gucs(void);
 extern void pricing_define_gucs(void);
 extern void payments_define_gucs(void);
+extern void autorenew_define_gucs(void);
 extern void stripe_define_gucs(void);
 extern void provider_define_gucs(void);
 extern void yookassa_define_gucs(void);

@@ -146,6 +146,7 @@ billing_checkout(PG_FUNCTION_ARGS)
 	ProviderCheckout c;
 	char	   *session_id;
 	char	   *url = NULL;
+	bool		save_method;
 
 	BILLING_REQUIRE_PRIMARY(fcinfo);
 	BILLING_REQUIRE_ARG(fcinfo, 0, "user_id");
@@ -155,6 +156,7 @@ billing_checkout(PG_FUNCTION_ARGS)
 	return_url = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
 	cancel_url = PG_ARGISNULL(3) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(3));
 	requested = (PG_NARGS() < 5 || PG_ARGISNULL(4)) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(4));
+	save_method = PG_NARGS() > 5 && !PG_ARGISNULL(5) && PG_GETARG_BOOL(5);
 	if (return_url)
 		check_url_arg(return_url, "success_url");
 	if (cancel_url && cancel_url[0])
@@ -213,6 +215,10 @@ billing_checkout(PG_FUNCTION_ARGS)
 	c.return_url = return_url;
 	c.cancel_url = cancel_url;
 
+	/* Auto-renewal: the method is saved under the buyer's customer there. */
+	if (save_method)
+		c.customer = provider_customer(prov, &row.user_id, row.email);
+
 	/* No lock is held here: a concurrent webhook or cancel is not kept waiting. */
 	session_id = prov->checkout(&c, &url);
 	if (session_id == NULL || url == NULL ||
@@ -230,13 +236,17 @@ billing_checkout(PG_FUNCTION_ARGS)
 	 */
 	{
 		static SPIPlanPtr plan = NULL;
-		Oid			types[2] = {UUIDOID, TEXTOID};
-		Datum		values[2] = {UUIDPGetDatum(payment_id), CStringGetTextDatum(prov->name)};
+		Oid			types[4] = {UUIDOID, TEXTOID, BOOLOID, TEXTOID};
+		Datum		values[4] = {UUIDPGetDatum(payment_id), CStringGetTextDatum(prov->name),
+								 BoolGetDatum(save_method),
+								 c.customer ? CStringGetTextDatum(c.customer) : (Datum) 0};
+		char		nulls[4] = {' ', ' ', ' ', c.customer ? ' ' : 'n'};
 
 		billing_spi_exec(&plan,
-						 "UPDATE billing.payments SET provider = $2 "
+						 "UPDATE billing.payments SET provider = $2, save_method = $3,"
+						 "  provider_customer = $4 "
 						 "WHERE id = $1 AND status = 'invoiced'",
-						 2, types, values, NULL, false, 0);
+						 4, types, values, nulls, false, 0);
 	}
 	payment_settle(payment_id, PAYMENT_PENDING, session_id, NULL, "api", NULL);
 	{

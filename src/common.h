@@ -92,4 +92,15 @@ extern char *billing_json_str(JsonbContainer *c, const char *key);
 extern bool billing_json_int(JsonbContainer *c, const char *key, int64 *out);
 extern JsonbContainer *billing_json_obj(JsonbContainer *c, const char *key);
 
+/*
+ * Run fn(arg) in a subtransaction so that one bad row does not end a batch:
+ * an error rolls back only what fn did and becomes a WARNING "what: message"
+ * (a query cancel or shutdown is raised on).  Returns false after an error.
+ * The caller's memory context is current again on return.
+ */
+extern bool billing_guarded(void (*fn) (void *arg), void *arg, const char *what);
+
+/* A nested object as a Jsonb of its own (palloc'd). */
+extern Jsonb *billing_json_copy(JsonbContainer *c);
+
 #endif							/* BILLING_COMMON_H */

@@ -16,11 +16,13 @@
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
+#include "autorenew.h"
 #include "billing.h"
 #include "common.h"
 #include "clock.h"
 #include "notifications.h"
 #include "outbox.h"
+#include "pricing.h"
 #include "subscriptions.h"
 
 static char *expiry_schedule = NULL;
@@ -59,7 +61,8 @@ typedef enum ExpiryAction
 /* The due rows of one batch, locked by the statement that reads them. */
 #define DUE_SQL \
 	"SELECT s.id, s.status, s.ends_at, s.grace_ends_at, s.next_check_at, " \
-	"       s.user_id, s.tariff_id, t.title " \
+	"       s.user_id, s.tariff_id, t.title, s.auto_renew AND t.active, s.renew_months, " \
+	"       s.renew_at, t.code " \
 	"FROM billing.subscriptions s " \
 	"JOIN marketing.tariffs t ON t.id = s.tariff_id " \
 	"WHERE s.next_check_at <= $1 " \
@@ -88,7 +91,10 @@ static const char *const store_sql[NUM_TARGETS] = {
 	"WHERE id = ANY ($1) AND status = 'active'",
 	"UPDATE billing.subscriptions SET status = 'grace', next_check_at = grace_ends_at, updated_at = $2 "
 	"WHERE id = ANY ($1) AND status IN ('active', 'grace')",
-	"UPDATE billing.subscriptions SET status = 'blocked', next_check_at = NULL, updated_at = $2 "
+	"UPDATE billing.subscriptions SET status = 'blocked', next_check_at = NULL, updated_at = $2, "
+	"  auto_renew = false, renew_at = NULL, "
+	"  auto_renew_reason = CASE WHEN auto_renew THEN 'lapsed' ELSE auto_renew_reason END, "
+	"  auto_renew_changed_at = CASE WHEN auto_renew THEN $2 ELSE auto_renew_changed_at END "
 	"WHERE id = ANY ($1)"
 };
 
@@ -126,6 +132,30 @@ term_key(int64 id, const char *event, TimestampTz ends_at)
 {
 	return psprintf("sub:" INT64_FORMAT ":%s:" INT64_FORMAT,
 					id, event, subscription_epoch(ends_at));
+}
+
+/*
+ * The reminder of a term: to a buyer whose subscription renews by itself, the
+ * amount (priced by today's rules, as the charge will be) and the time of
+ * the coming charge; to any other, the end of the term.
+ */
+static char *
+reminder_payload(pg_uuid_t *user_id, int64 tariff_id, const char *title, TimestampTz ends_at,
+				 bool renews, int32 renew_months, bool renew_at_null, TimestampTz renew_at,
+				 const char *tariff_code)
+{
+	BillingQuote q;
+	NotificationCharge c = {0};
+
+	if (!renews || renew_months > pricing_max_months)
+		return notification_payload(TEMPLATE_REMINDER, user_id, tariff_id, title, ends_at);
+	pricing_quote(&q, user_id, tariff_code, renew_months, NULL);
+	c.amount = q.total;
+	c.currency = q.currency;
+	c.has_charge_at = true;
+	c.charge_at = renew_at_null ? autorenew_first_charge(ends_at) : renew_at;
+	return notification_charge_payload(TEMPLATE_RENEWAL_REMINDER, user_id, tariff_id, title,
+									   ends_at, &c);
 }
 
 /* Queue one message of a subscription's term in the sweep's batch. */
@@ -200,6 +230,10 @@ billing_run_expiry(PG_FUNCTION_ARGS)
 			pg_uuid_t  *user_id = DatumGetUUIDP(SPI_getbinval(tup, desc, 6, &isnull));
 			int64		tariff_id = DatumGetInt64(SPI_getbinval(tup, desc, 7, &isnull));
 			char	   *title = TextDatumGetCString(SPI_getbinval(tup, desc, 8, &isnull));
+			bool		renews = DatumGetBool(SPI_getbinval(tup, desc, 9, &isnull));
+			Datum		renew_months = SPI_getbinval(tup, desc, 10, &isnull);
+			bool		renew_at_null;
+			TimestampTz renew_at = DatumGetTimestampTz(SPI_getbinval(tup, desc, 11, &renew_at_null));
 			ExpiryTarget target;
 
 			/*
@@ -211,8 +245,10 @@ billing_run_expiry(PG_FUNCTION_ARGS)
 			{
 				case EXPIRY_REMINDER:
 					queue(&msgs, "notify",
-						  notification_payload(TEMPLATE_REMINDER, user_id, tariff_id,
-											   title, ends_at),
+						  reminder_payload(user_id, tariff_id, title, ends_at, renews,
+										   renews ? DatumGetInt32(renew_months) : 0,
+										   renew_at_null, renew_at,
+										   TextDatumGetCString(SPI_getbinval(tup, desc, 12, &isnull))),
 						  term_key(id, "reminder", ends_at), user_id, tariff_id, true);
 					break;
 				case EXPIRY_GRACE:

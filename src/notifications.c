@@ -28,7 +28,16 @@ static const NotificationInfo templates[] = {
 		"a payment was refunded",
 	"the end of access: the shortened term's end, or the moment access ended"},
 	{TEMPLATE_REMINDER, "reminder",
-		"billing.reminder_before ahead of the end of a term, once per term (the expiry sweep)",
+		"billing.reminder_before ahead of the end of a term, once per term (the expiry sweep); to a buyer without auto-renewal",
+	"the end of the term"},
+	{TEMPLATE_RENEWAL_REMINDER, "renewal_reminder",
+		"the reminder to a buyer with auto-renewal: amount, currency and charge_at of the coming automatic charge",
+	"the end of the term"},
+	{TEMPLATE_RENEWAL_FAILED, "renewal_failed",
+		"an automatic charge was declined: payment failed, update your card; amount and currency, charge_at of the next retry (empty when none is left)",
+	"the end of the term (access lasts until its grace ends)"},
+	{TEMPLATE_RENEWAL_ACTION, "renewal_action_required",
+		"the bank asked the buyer to authenticate an automatic charge: action_url is the page that completes it; amount and currency",
 	"the end of the term"},
 };
 
@@ -65,6 +74,14 @@ char *
 notification_payload(NotificationTemplate t, const pg_uuid_t *user_id, int64 tariff_id,
 					 const char *tariff_title, TimestampTz end_payment)
 {
+	return notification_charge_payload(t, user_id, tariff_id, tariff_title, end_payment, NULL);
+}
+
+char *
+notification_charge_payload(NotificationTemplate t, const pg_uuid_t *user_id, int64 tariff_id,
+							const char *tariff_title, TimestampTz end_payment,
+							const NotificationCharge *charge)
+{
 	StringInfoData buf;
 
 	Assert(notification_template(t) != NULL);
@@ -75,7 +92,24 @@ notification_payload(NotificationTemplate t, const pg_uuid_t *user_id, int64 tar
 	escape_json(&buf, tariff_title);
 	appendStringInfoString(&buf, ", \"end_payment\": \"");
 	append_iso8601(&buf, end_payment);
-	appendStringInfoString(&buf, "\"}");
+	appendStringInfoChar(&buf, '"');
+	if (charge)
+	{
+		appendStringInfo(&buf, ", \"amount\": " INT64_FORMAT ", \"currency\": ", charge->amount);
+		escape_json(&buf, charge->currency);
+		if (charge->has_charge_at)
+		{
+			appendStringInfoString(&buf, ", \"charge_at\": \"");
+			append_iso8601(&buf, charge->charge_at);
+			appendStringInfoChar(&buf, '"');
+		}
+		if (charge->action_url)
+		{
+			appendStringInfoString(&buf, ", \"action_url\": ");
+			escape_json(&buf, charge->action_url);
+		}
+	}
+	appendStringInfoChar(&buf, '}');
 	return buf.data;
 }
 

@@ -69,6 +69,10 @@ struct OutboxMsg
 	char	   *template_num;
 	char	   *role_description;
 	char	   *end_payment;
+	char	   *amount;			/* a charge's (auto-renewal templates), or NULL */
+	char	   *currency;
+	char	   *charge_at;
+	char	   *action_url;
 	char	   *role_id;
 	/* delivery */
 	int			call;			/* index into the calls array, or -1 */
@@ -117,7 +121,8 @@ static const char *const claim_sql =
 "RETURNING o.id, o.kind, o.idempotency_key, o.attempts,"
 "  o.payload->>'tariff_id', o.payload->>'user_id', o.payload->>'name',"
 "  o.payload->>'template', o.payload->>'role_description', o.payload->>'end_payment',"
-"  (SELECT t.auth_role_id FROM marketing.tariffs t WHERE t.id = " TARIFF_ID_EXPR ")";
+"  (SELECT t.auth_role_id FROM marketing.tariffs t WHERE t.id = " TARIFF_ID_EXPR "),"
+"  o.payload->>'amount', o.payload->>'currency', o.payload->>'charge_at', o.payload->>'action_url'";
 
 static const char *const outcome_sql =
 "UPDATE billing.outbox o"
@@ -271,6 +276,10 @@ outbox_claim_batch(const OutboxSettings *s, MemoryContext cxt, bool *reclaimed,
 			m->role_description = billing_spi_text(r, 9);
 			m->end_payment = billing_spi_text(r, 10);
 			m->role_id = billing_spi_text(r, 11);
+			m->amount = billing_spi_text(r, 12);
+			m->currency = billing_spi_text(r, 13);
+			m->charge_at = billing_spi_text(r, 14);
+			m->action_url = billing_spi_text(r, 15);
 			m->call = -1;
 		}
 		MemoryContextSwitchTo(old);
@@ -422,6 +431,15 @@ build_call(OutboxMsg *m, GrpcCall *call)
 				req.user_id = m->user_id;
 				req.role_description = m->role_description ? m->role_description : "";
 				req.end_payment = m->end_payment ? m->end_payment : "";
+				if (m->amount)
+				{
+					if (strlen(m->amount) > 19 || strspn(m->amount, "0123456789") != strlen(m->amount))
+						PARK(m, "malformed payload: notify's amount must be whole minor units%s", NULL);
+					req.amount = strtoll(m->amount, NULL, 10);
+				}
+				req.currency = m->currency ? m->currency : "";
+				req.charge_at = m->charge_at ? m->charge_at : "";
+				req.action_url = m->action_url ? m->action_url : "";
 				req.idempotency_key = m->key;
 				grpc_prepare(call, target, "/messagesender.MessageSender/SendBillingMessage",
 							 &req.base, m->key);

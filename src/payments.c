@@ -17,6 +17,7 @@
 #include "billing.h"
 #include "common.h"
 #include "clock.h"
+#include "autorenew.h"
 #include "outbox.h"
 #include "payments.h"
 #include "pricing.h"
@@ -256,7 +257,8 @@ payment_lock(PaymentInfo *p, const pg_uuid_t *payment_id, const pg_uuid_t *user_
 						 "SELECT status, user_id, tariff_id, tariff_code, tariff_title, months, "
 						 "       total, currency::text, promo_code_id, subscription_id, "
 						 "       created_at, expires_at, paid_at, provider_session_id, "
-						 "       provider_url, provider_payment_intent, provider_refund_id, provider "
+						 "       provider_url, provider_payment_intent, provider_refund_id, provider, "
+						 "       save_method, provider_customer, provider_method, renewal_of, renewal_attempt "
 						 "FROM billing.payments "
 						 "WHERE id = $1 AND ($2::uuid IS NULL OR user_id = $2) "
 						 "FOR UPDATE",
@@ -292,6 +294,14 @@ payment_lock(PaymentInfo *p, const pg_uuid_t *payment_id, const pg_uuid_t *user_
 	p->provider_payment_intent = spi_text_upper(16);
 	p->provider_refund_id = spi_text_upper(17);
 	p->provider = spi_text_upper(18);
+	p->save_method = DatumGetBool(billing_spi_get(0, 19, &isnull));
+	p->provider_customer = spi_text_upper(20);
+	p->provider_method = spi_text_upper(21);
+	d = billing_spi_get(0, 22, &isnull);
+	p->is_renewal = !isnull;
+	p->renewal_of = isnull ? 0 : DatumGetTimestampTz(d);
+	d = billing_spi_get(0, 23, &isnull);
+	p->renewal_attempt = isnull ? 0 : DatumGetInt32(d);
 }
 
 /*
@@ -350,6 +360,15 @@ apply_transition(PaymentInfo *p, PaymentStatus outcome, const char *provider_ref
 			elog(ERROR, "paid payment %s has no subscription", billing_uuid_str(&p->id));
 		subscription_refund_payment(&p->id, p->subscription_id, p->months);
 	}
+
+	/*
+	 * Auto-renewal: a paid checkout that saved the method switches it on; a
+	 * closed automatic charge is retried later or ends it (autorenew.c).
+	 */
+	if (outcome == PAYMENT_PAID && p->save_method)
+		autorenew_enable_from_payment(p, subscription_id);
+	else if (p->is_renewal && is_closed_unpaid(outcome))
+		autorenew_charge_closed(p, outcome);
 
 	/* paid keeps the promo code; every other way out of a reservation frees it */
 	if (p->promo_code_id != 0 &&
@@ -491,6 +510,72 @@ payment_remember_session(PaymentInfo *p, const char *session_id, const char *pro
 		p->provider = SPI_palloc(strlen(provider) + 1);
 		strcpy(p->provider, provider);
 	}
+}
+
+/* A copy in the context the caller connected to SPI from (see PaymentInfo). */
+static char *
+spi_strdup(const char *s)
+{
+	char	   *copy = SPI_palloc(strlen(s) + 1);
+
+	strcpy(copy, s);
+	return copy;
+}
+
+void
+payment_remember_method(PaymentInfo *p, const char *customer, const char *method,
+						const char *card_brand, const char *card_last4)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[5] = {UUIDOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	const char *given[4] = {customer, method, card_brand, card_last4};
+
+	if (customer == NULL && method == NULL)
+		return;
+	values[0] = UUIDPGetDatum(&p->id);
+	for (int i = 0; i < 4; i++)
+	{
+		if (given[i])
+			values[i + 1] = CStringGetTextDatum(given[i]);
+		else
+			nulls[i + 1] = 'n';
+	}
+	if (billing_spi_exec(&plan,
+						 "UPDATE billing.payments SET"
+						 "  provider_customer = COALESCE($2, provider_customer),"
+						 "  provider_method = COALESCE($3, provider_method),"
+						 "  card_brand = COALESCE($4, card_brand),"
+						 "  card_last4 = COALESCE($5, card_last4) "
+						 "WHERE id = $1 AND (provider_customer IS DISTINCT FROM COALESCE($2, provider_customer)"
+						 "  OR provider_method IS DISTINCT FROM COALESCE($3, provider_method)"
+						 "  OR card_last4 IS DISTINCT FROM COALESCE($5, card_last4))",
+						 5, types, values, nulls, false, 0) == 0)
+		return;					/* nothing new */
+	if (customer)
+		p->provider_customer = spi_strdup(customer);
+	if (method)
+		p->provider_method = spi_strdup(method);
+	autorenew_method_reported(p);
+}
+
+void
+payment_needs_buyer(PaymentInfo *p, const char *url)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[2] = {UUIDOID, TEXTOID};
+	Datum		values[2] = {UUIDPGetDatum(&p->id), CStringGetTextDatum(url)};
+
+	if (p->status != PAYMENT_PENDING || !p->is_renewal ||
+		(p->provider_url && strcmp(p->provider_url, url) == 0))
+		return;
+	billing_spi_exec(&plan,
+					 "UPDATE billing.payments SET provider_url = $2, updated_at = billing.now() "
+					 "WHERE id = $1 AND status = 'pending'",
+					 2, types, values, NULL, false, 0);
+	p->provider_url = spi_strdup(url);
+	autorenew_needs_buyer(p, url);
 }
 
 /* A stale outcome asked for by a caller who must know: 55000. */
@@ -664,6 +749,86 @@ payment_insert(pg_uuid_t *user_id, const BillingQuote *q)
 					   NULL);
 	}
 	return id;
+}
+
+bool
+payment_create_renewal(pg_uuid_t *payment_id, const pg_uuid_t *user_id,
+					   const BillingQuote *q, const RenewalInvoice *r)
+{
+	static SPIPlanPtr plan = NULL;
+	Oid			types[19] = {UUIDOID, INT8OID, TEXTOID, TEXTOID, INT4OID,
+							 INT8OID, INT8OID, INT4OID, INT4OID, TEXTOID,
+							 INT8OID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID,
+							 TEXTOID, TEXTOID, TIMESTAMPTZOID, INT4OID};
+	Datum		values[19];
+	char		nulls[19];
+	bool		isnull;
+
+	memset(nulls, ' ', sizeof(nulls));
+	values[0] = UUIDPGetDatum(user_id);
+	values[1] = Int64GetDatum(q->tariff_id);
+	values[2] = CStringGetTextDatum(q->tariff_code);
+	values[3] = CStringGetTextDatum(q->tariff_title);
+	values[4] = Int32GetDatum(q->months);
+	values[5] = Int64GetDatum(q->monthly_price);
+	values[6] = Int64GetDatum(q->list_price);
+	values[7] = Int32GetDatum(q->personal_bp);
+	values[8] = Int32GetDatum(q->months_bp);
+	values[9] = CStringGetTextDatum(q->applied);
+	values[10] = Int64GetDatum(q->total);
+	values[11] = CStringGetTextDatum(q->currency);
+	values[12] = TimestampTzGetDatum(billing_now());
+	values[13] = TimestampTzGetDatum(r->expires_at);
+	values[14] = CStringGetTextDatum(r->provider);
+	values[15] = CStringGetTextDatum(r->customer);
+	if (r->method)
+		values[16] = CStringGetTextDatum(r->method);
+	else
+		nulls[16] = 'n';
+	values[17] = TimestampTzGetDatum(r->renewal_of);
+	values[18] = Int32GetDatum(r->attempt);
+
+	SPI_connect();
+	if (billing_spi_exec(&plan,
+						 "WITH p AS ("
+						 " INSERT INTO billing.payments (user_id, tariff_id, tariff_code, tariff_title, months,"
+						 "   monthly_price, list_price, personal_percent, months_percent, applied, total,"
+						 "   currency, created_at, updated_at, expires_at, provider, provider_customer,"
+						 "   provider_method, renewal_of, renewal_attempt)"
+						 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8 / 100.0, $9 / 100.0, $10, $11,"
+						 "   $12, $13, $13, $14, $15, $16, $17, $18, $19)"
+						 " ON CONFLICT (user_id, tariff_id, renewal_of) WHERE renewal_of IS NOT NULL"
+						 "   AND status IN ('invoiced', 'pending', 'paid', 'refund_pending') DO NOTHING"
+						 " RETURNING id, created_at) "
+						 "INSERT INTO billing.payment_events (payment_id, from_status, to_status, source, at, detail) "
+						 "SELECT id, NULL, 'invoiced', 'system', created_at,"
+						 "       jsonb_build_object('renewal_of', $18, 'attempt', $19) FROM p "
+						 "RETURNING payment_id",
+						 19, types, values, nulls, false, 0) == 0)
+	{
+		SPI_finish();
+		return false;
+	}
+	memcpy(payment_id, DatumGetUUIDP(billing_spi_get(0, 1, &isnull)), sizeof(pg_uuid_t));
+	SPI_finish();
+
+	if (q->total == 0)
+		payment_settle(payment_id, PAYMENT_PAID, NULL, NULL, "system", NULL);
+	else
+	{
+		static SPIPlanPtr poll_plan = NULL;
+		Oid			poll_types[2] = {UUIDOID, TIMESTAMPTZOID};
+		Datum		poll_values[2] = {UUIDPGetDatum(payment_id),
+									  TimestampTzGetDatum(r->next_poll_at)};
+
+		payment_settle(payment_id, PAYMENT_PENDING, NULL, NULL, "system", NULL);
+		SPI_connect();
+		billing_spi_exec(&poll_plan,
+						 "UPDATE billing.payments SET next_poll_at = $2, poll_attempts = 0 WHERE id = $1",
+						 2, poll_types, poll_values, NULL, false, 0);
+		SPI_finish();
+	}
+	return true;
 }
 
 PG_FUNCTION_INFO_V1(billing_create_invoice);

@@ -72,6 +72,20 @@ typedef struct PaymentInfo
 	char	   *provider_url;
 	char	   *provider_payment_intent;
 	char	   *provider_refund_id;
+	/* auto-renewal */
+	bool		save_method;	/* the checkout asked to save the method */
+	char	   *provider_customer;
+	char	   *provider_method;
+	bool		is_renewal;		/* an automatic charge (renewal_of below) */
+	TimestampTz renewal_of;
+	int32		renewal_attempt;
+
+	/*
+	 * Set by a provider before it settles an automatic charge as failed when
+	 * retrying cannot help (the buyer failed the bank's check): auto-renewal
+	 * then stops instead of retrying (autorenew.h).
+	 */
+	bool		no_retry;
 } PaymentInfo;
 
 /*
@@ -139,6 +153,46 @@ extern const char *payment_settle_result_name(PaymentSettleResult r);
  */
 extern void payment_remember_session(PaymentInfo *p, const char *session_id,
 									 const char *provider);
+
+/*
+ * The provider reported the method a payment was made with (customer and
+ * method ids, the card's brand and last four digits; any may be NULL): keep
+ * what is new on the payment, and let a subscription renewing under that
+ * customer learn it (autorenew.h).  For a payment locked with payment_lock.
+ */
+extern void payment_remember_method(PaymentInfo *p, const char *customer, const char *method,
+									const char *card_brand, const char *card_last4);
+
+/*
+ * An automatic charge needs its buyer (the bank asked for authentication):
+ * keep the page that completes it as provider_url and tell the buyer
+ * (autorenew.h).  For a pending payment locked with payment_lock; once per
+ * payment.
+ */
+extern void payment_needs_buyer(PaymentInfo *p, const char *url);
+
+/*
+ * An automatic charge's invoice (renewal_job.c): priced by the quote, for
+ * the subscription's end of term renewal_of and that end's attempt; pending
+ * at once with its provider (the charge follows at once, there is no page to
+ * open), payable until expires_at (the end of the grace period), asked about
+ * by the poller from next_poll_at.  A zero total is paid at once.  Returns
+ * false, writing nothing, when a live or paid charge of that end exists.
+ */
+typedef struct RenewalInvoice
+{
+	TimestampTz renewal_of;
+	int32		attempt;
+	const char *provider;
+	const char *customer;
+	const char *method;			/* or NULL */
+	TimestampTz expires_at;
+	TimestampTz next_poll_at;
+} RenewalInvoice;
+
+struct BillingQuote;
+extern bool payment_create_renewal(pg_uuid_t *payment_id, const pg_uuid_t *user_id,
+								   const struct BillingQuote *q, const RenewalInvoice *r);
 
 /*
  * Lock the payment and settle it (above); a stale outcome raises 55000 with

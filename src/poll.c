@@ -38,6 +38,7 @@
 #include "common.h"
 #include "clock.h"
 #include "provider.h"
+#include "renewal_job.h"
 #include "stripe.h"
 
 typedef struct PollItem
@@ -96,7 +97,7 @@ claim_due_payments(const BillingProvider *prov, TimestampTz now, uint64 *n)
 						  "                           ELSE $1 + b.wait END"
 						  "  FROM backoff b WHERE p.id = b.id "
 						  "RETURNING p.id, p.status::text, p.provider_session_id,"
-						  "          p.provider_refund_id, p.expires_at",
+						  "          p.provider_refund_id, p.expires_at, p.renewal_of IS NOT NULL",
 						  5, types, values, NULL, false, 0);
 
 	items = palloc0(sizeof(PollItem) * Max(*n, 1));
@@ -112,6 +113,7 @@ claim_due_payments(const BillingProvider *prov, TimestampTz now, uint64 *n)
 		it->session_id = billing_spi_text(i, 3);
 		it->refund_id = billing_spi_text(i, 4);
 		it->expires_at = DatumGetTimestampTz(billing_spi_get(i, 5, &isnull));
+		it->is_renewal = DatumGetBool(billing_spi_get(i, 6, &isnull));
 	}
 	return items;
 }
@@ -242,6 +244,26 @@ fetch_item(const PollItem *item, TimestampTz now, MemoryContext itercxt, bool *u
 	return obj;
 }
 
+typedef struct ResolveArgs
+{
+	pg_uuid_t	id;
+	PollCounts *counts;
+} ResolveArgs;
+
+static void
+resolve_charge(void *arg)
+{
+	ResolveArgs *a = (ResolveArgs *) arg;
+	const char *word = renewal_charge(&a->id, true, "poll");
+
+	if (strcmp(word, "applied") == 0)
+		a->counts->settled++;
+	else if (strcmp(word, "unreachable") == 0)
+		a->counts->errors++;
+	else
+		a->counts->unchanged++;
+}
+
 /*
  * Ask the provider about each claimed payment and settle it, one at a time:
  * the call runs with no transaction state held, and each settle commits on
@@ -276,6 +298,26 @@ poll_items(PollItem *items, uint64 n, TimestampTz now, bool nonatomic, PollCount
 		}
 		MemoryContextReset(itercxt);
 		old = MemoryContextSwitchTo(itercxt);
+
+		/*
+		 * An automatic charge whose provider object we never recorded (a
+		 * crash cut the job short): ask whether it was made, and make it
+		 * when it was not and is still wanted (renewal_job.c).
+		 */
+		if (item->item.is_renewal && item->item.session_id == NULL &&
+			item->item.status == PAYMENT_PENDING)
+		{
+			ResolveArgs r = {item->item.id, counts};
+
+			if (!billing_guarded(resolve_charge, &r,
+								 psprintf("could not finish automatic charge %s",
+										  billing_uuid_str(&item->item.id))))
+				counts->errors++;
+			MemoryContextSwitchTo(old);
+			if (nonatomic)
+				SPI_commit();
+			continue;
+		}
 
 		obj = fetch_item(item, now, itercxt, &unreachable);
 		if (obj == NULL)

@@ -5,6 +5,8 @@
  */
 #include "postgres.h"
 
+#include "catalog/pg_type.h"
+#include "utils/builtins.h"
 #include "utils/guc.h"
 
 #include "billing.h"
@@ -194,4 +196,40 @@ provider_of(const char *stored_name)
 				 errmsg("payment went to an unknown provider \"%s\"", billing_echo(stored_name)),
 				 errhint("A build that knows that provider must handle it.")));
 	return prov;
+}
+
+#define FIND_CUSTOMER \
+	"SELECT customer FROM billing.provider_customers WHERE user_id = $1 AND provider = $2"
+
+char *
+provider_customer(const BillingProvider *prov, const pg_uuid_t *user_id, const char *email)
+{
+	static SPIPlanPtr find_plan = NULL;
+	static SPIPlanPtr insert_plan = NULL;
+	Oid			types[3] = {UUIDOID, TEXTOID, TEXTOID};
+	Datum		values[3] = {UUIDPGetDatum(user_id), CStringGetTextDatum(prov->name), 0};
+	char	   *customer;
+
+	if (prov->customer == NULL || prov->charge == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("payment provider %s does not renew automatically", prov->name),
+				 errhint("Check out without auto_renew, or with a provider that renews.")));
+	if (billing_spi_exec(&find_plan, FIND_CUSTOMER, 2, types, values, NULL, false, 0) == 1)
+		return billing_spi_text(0, 1);
+
+	/*
+	 * Made at the provider under a key derived from the user id, so two
+	 * first checkouts at once get the same customer there; the row here is
+	 * written once (the second insert does nothing, both use the one id).
+	 */
+	customer = prov->customer(user_id, email);
+	values[2] = CStringGetTextDatum(customer);
+	billing_spi_exec(&insert_plan,
+					 "INSERT INTO billing.provider_customers (user_id, provider, customer) "
+					 "VALUES ($1, $2, $3) ON CONFLICT (user_id, provider) DO NOTHING",
+					 3, types, values, NULL, false, 0);
+	if (billing_spi_exec(&find_plan, FIND_CUSTOMER, 2, types, values, NULL, false, 0) == 1)
+		return billing_spi_text(0, 1);
+	return customer;
 }

@@ -31,7 +31,24 @@ typedef struct ProviderCheckout
 	TimestampTz now;
 	const char *return_url;		/* NULL: the provider's setting */
 	const char *cancel_url;		/* NULL: the provider's setting */
+	/* auto-renewal: save the method under this customer (NULL: do not save) */
+	const char *customer;
 } ProviderCheckout;
+
+/* An automatic charge of a saved method (renewal_job.c). */
+typedef struct ProviderCharge
+{
+	pg_uuid_t	payment_id;
+	pg_uuid_t	user_id;
+	const char *tariff_title;
+	int32		months;
+	int64		total;			/* minor units, > 0 */
+	const char *currency;
+	const char *customer;
+	const char *method;			/* NULL: the customer's newest saved card */
+	const char *idempotency_key;	/* from the subscription, its end, the attempt */
+	TimestampTz created_at;		/* the payment's */
+} ProviderCharge;
 
 /* A payment the poller claimed (payments with a checkout open, a refund
  * under way, or closed while the provider could still take the money). */
@@ -42,6 +59,7 @@ typedef struct ProviderPollItem
 	char	   *session_id;		/* provider_session_id */
 	char	   *refund_id;		/* provider_refund_id */
 	TimestampTz expires_at;
+	bool		is_renewal;		/* an automatic charge: session_id is its charge */
 } ProviderPollItem;
 
 typedef struct BillingProvider
@@ -89,6 +107,33 @@ typedef struct BillingProvider
 							   bool *unreachable);
 	const char *(*poll_apply) (const ProviderPollItem *item, void *object,
 							   const char **status);
+
+	/*
+	 * Auto-renewal (NULL members: this provider does not renew).
+	 *
+	 * customer: the buyer's customer at the provider, made under an
+	 * idempotency key derived from the user id; returns its id.  Raises as
+	 * checkout does.
+	 *
+	 * charge: charge the saved method off-session under c->idempotency_key
+	 * (the same call again gets the same charge, never a second one).
+	 * Returns the provider's object for apply_charge, or NULL with
+	 * *unreachable set when no answer came (the payment stays pending and is
+	 * asked about again under the same key).  A refusal that is no answer
+	 * about the charge (bad parameters) raises.
+	 *
+	 * find_charge: the charge made under the payment, looked up without
+	 * making one (after a crash: was it sent?); NULL when there is none, or
+	 * with *unreachable set when the provider could not be asked.
+	 *
+	 * apply_charge: apply such an object to the payment (source as for
+	 * payment_settle), locking it; returns a word as poll_apply does.
+	 */
+	char	   *(*customer) (const pg_uuid_t *user_id, const char *email);
+	void	   *(*charge) (const ProviderCharge *c, bool *unreachable);
+	void	   *(*find_charge) (const ProviderCharge *c, bool *unreachable);
+	const char *(*apply_charge) (const pg_uuid_t *payment_id, void *object,
+								 const char *source, const char **status);
 } BillingProvider;
 
 /* Every provider this build knows, NULL-terminated (provider.c). */
@@ -112,6 +157,14 @@ extern const BillingProvider *provider_choose(const char *currency, const char *
  * Stripe's, the only provider before billing.payments.provider existed.
  */
 extern const BillingProvider *provider_of(const char *stored_name);
+
+/*
+ * The buyer's customer at the provider (billing.provider_customers), made
+ * there on first use.  Raises 0A000 for a provider that does not renew.
+ * The caller must be connected to SPI.
+ */
+extern char *provider_customer(const BillingProvider *prov, const pg_uuid_t *user_id,
+							   const char *email);
 
 /* The providers' own tables (one file each). */
 extern const BillingProvider stripe_provider;

@@ -101,6 +101,17 @@ extern const char *stripe_apply_session(const pg_uuid_t *payment_id, JsonbContai
 										const char *event_type, const TimestampTz *at,
 										const char *source, const char *event_id,
 										const char **status);
+/*
+ * A PaymentIntent: an automatic charge's outcome (succeeded: paid; declined:
+ * failed, retried or not by autorenew.c; waiting for the buyer: the page is
+ * kept and sent; canceled: expired), or, for a checkout payment that saves
+ * its method, only the method it was paid with.  Words as above, plus
+ * "method" (a method learnt, nothing settled) and "ignored".
+ */
+extern const char *stripe_apply_intent(const pg_uuid_t *payment_id, JsonbContainer *intent,
+									   const char *event_type, const TimestampTz *at,
+									   const char *source, const char *event_id,
+									   const char **status);
 extern const char *stripe_apply_refund(const pg_uuid_t *payment_id, JsonbContainer *refund,
 									   const TimestampTz *at, const char *source,
 									   const char *event_id, const char **status);

@@ -9,6 +9,7 @@
 #include "utils/builtins.h"
 #include "utils/json.h"
 
+#include "clock.h"
 #include "common.h"
 #include "payments.h"
 #include "stripe.h"
@@ -66,6 +67,160 @@ expandable_id(JsonbContainer *c, const char *key, JsonbContainer **expanded)
 		return s;
 	*expanded = billing_json_obj(c, key);
 	return *expanded ? billing_json_str(*expanded, "id") : NULL;
+}
+
+/*
+ * The method a successful intent was paid with, as Stripe reports it: the
+ * customer and payment method ids, and the card when the charge is expanded.
+ */
+static void
+remember_method(PaymentInfo *p, JsonbContainer *pi, const char *customer)
+{
+	JsonbContainer *expanded;
+	char	   *method = expandable_id(pi, "payment_method", &expanded);
+	JsonbContainer *charge = billing_json_obj(pi, "latest_charge");
+	JsonbContainer *details = charge ? billing_json_obj(charge, "payment_method_details") : NULL;
+	JsonbContainer *card = details ? billing_json_obj(details, "card") : NULL;
+	char	   *last4 = card ? billing_json_str(card, "last4") : NULL;
+
+	if (customer == NULL)
+		customer = expandable_id(pi, "customer", &expanded);
+	/* Ids only, never card data: the brand and the last four digits are what people see. */
+	if (last4 && (strlen(last4) != 4 || strspn(last4, "0123456789") != 4))
+		last4 = NULL;
+	payment_remember_method(p, customer, method,
+							card ? billing_json_str(card, "brand") : NULL, last4);
+}
+
+/* The time of the intent's charge, when Stripe tells it. */
+static bool
+charge_time(JsonbContainer *pi, TimestampTz *out)
+{
+	JsonbContainer *charge = pi ? billing_json_obj(pi, "latest_charge") : NULL;
+	int64		created;
+
+	if (charge && billing_json_int(charge, "created", &created) &&
+		created > 0 && created < ((int64) 1) << 40)
+	{
+		*out = time_t_to_timestamptz((pg_time_t) created);
+		return true;
+	}
+	return false;
+}
+
+const char *
+stripe_apply_intent(const pg_uuid_t *payment_id, JsonbContainer *pi, const char *event_type,
+					const TimestampTz *at, const char *source, const char *event_id,
+					const char **status)
+{
+	PaymentInfo p;
+	char	   *id = billing_json_str(pi, "id");
+	char	   *st = billing_json_str(pi, "status");
+	char	   *currency = billing_json_str(pi, "currency");
+	JsonbContainer *md = billing_json_obj(pi, "metadata");
+	char	   *ours = md ? billing_json_str(md, "payment_id") : NULL;
+	int64		amount;
+	TimestampTz paid_at;
+	const char *result;
+
+	SPI_connect();
+	payment_lock(&p, payment_id, NULL);
+	*status = payment_status_name(p.status);
+
+	/* The intent must be this payment's: our id in its metadata, the exact amount. */
+	if (id == NULL || st == NULL || ours == NULL ||
+		strcmp(ours, billing_uuid_str(payment_id)) != 0 ||
+		!billing_json_int(pi, "amount", &amount) ||
+		amount != stripe_amount(p.total, p.currency) ||
+		currency == NULL || pg_strcasecmp(currency, p.currency) != 0 ||
+		(p.is_renewal && p.provider_session_id && strcmp(p.provider_session_id, id) != 0))
+	{
+		ereport(WARNING,
+				(errmsg("stripe payment intent %s does not match payment %s",
+						id ? id : "?", billing_uuid_str(payment_id)),
+				 errdetail("The intent's id, metadata, amount or currency differs from the payment's; nothing was changed.")));
+		SPI_finish();
+		return "mismatch";
+	}
+
+	if (!p.is_renewal)
+	{
+		/* A checkout's intent: the session settles the payment; here only its method. */
+		result = "ignored";
+		if (p.save_method && strcmp(st, "succeeded") == 0)
+		{
+			remember_method(&p, pi, NULL);
+			result = "method";
+		}
+		SPI_finish();
+		return result;
+	}
+
+	/* An intent made while we did not record its id (a crash after the call). */
+	if (p.provider_session_id == NULL)
+		payment_remember_session(&p, id, "stripe");
+
+	if (strcmp(st, "succeeded") == 0)
+	{
+		remember_method(&p, pi, NULL);
+		if (at == NULL && charge_time(pi, &paid_at))
+			at = &paid_at;
+		result = settle(&p, PAYMENT_PAID, id, at, source, event_id, id, status);
+	}
+	else if (strcmp(st, "requires_action") == 0)
+	{
+		JsonbContainer *next = billing_json_obj(pi, "next_action");
+		JsonbContainer *redirect = next ? billing_json_obj(next, "redirect_to_url") : NULL;
+		char	   *url = redirect ? billing_json_str(redirect, "url") : NULL;
+
+		if (url && (strncmp(url, "https://", 8) == 0 || strncmp(url, "http://", 7) == 0))
+			payment_needs_buyer(&p, url);
+		result = "waiting";
+	}
+	else if (strcmp(st, "requires_payment_method") == 0)
+	{
+		JsonbContainer *err = billing_json_obj(pi, "last_payment_error");
+		char	   *code = err ? billing_json_str(err, "code") : NULL;
+		char	   *decline = err ? billing_json_str(err, "decline_code") : NULL;
+		StringInfoData detail;
+
+		if (code && strcmp(code, "authentication_required") == 0)
+		{
+			/* The fetching side asks for the buyer's page (stripe_provider.c). */
+			SPI_finish();
+			return "waiting";
+		}
+		/* A buyer who failed the bank's check: retrying without them cannot help. */
+		p.no_retry = code && strcmp(code, "payment_intent_authentication_failure") == 0;
+		initStringInfo(&detail);
+		appendStringInfoString(&detail, "{\"stripe_object\": ");
+		escape_json(&detail, id);
+		if (event_id)
+		{
+			appendStringInfoString(&detail, ", \"stripe_event\": ");
+			escape_json(&detail, event_id);
+		}
+		appendStringInfoString(&detail, ", \"failure_code\": ");
+		escape_json(&detail, code ? code : "unknown");
+		if (decline)
+		{
+			appendStringInfoString(&detail, ", \"decline_code\": ");
+			escape_json(&detail, decline);
+		}
+		appendStringInfoString(&detail, ", \"attempt\": ");
+		appendStringInfo(&detail, "%d}", p.renewal_attempt);
+		result = payment_settle_result_name(payment_settle_locked(&p, PAYMENT_FAILED, NULL, at, source,
+																  detail.data));
+		*status = payment_status_name(p.status);
+	}
+	else if (strcmp(st, "canceled") == 0)
+		result = settle(&p, p.expires_at <= billing_now() ? PAYMENT_EXPIRED : PAYMENT_CANCELED,
+						NULL, at, source, event_id, id, status);
+	else
+		result = "waiting";		/* processing, requires_confirmation, requires_capture */
+
+	SPI_finish();
+	return result;
 }
 
 const char *
@@ -142,17 +297,19 @@ stripe_apply_session(const pg_uuid_t *payment_id, JsonbContainer *session,
 		payment_remember_session(&p, sid, "stripe");
 
 	/* Paid when the charge succeeded, when Stripe tells us; else the event's time. */
-	if (outcome == PAYMENT_PAID && at == NULL && pi_obj)
-	{
-		JsonbContainer *charge = billing_json_obj(pi_obj, "latest_charge");
-		int64		created;
+	if (outcome == PAYMENT_PAID && at == NULL && charge_time(pi_obj, &paid_at))
+		at = &paid_at;
 
-		if (charge && billing_json_int(charge, "created", &created) &&
-			created > 0 && created < ((int64) 1) << 40)
-		{
-			paid_at = time_t_to_timestamptz((pg_time_t) created);
-			at = &paid_at;
-		}
+	/* Auto-renewal: the customer and, when Stripe tells it, the saved method. */
+	if (outcome == PAYMENT_PAID && p.save_method)
+	{
+		JsonbContainer *cust_obj;
+		char	   *customer = expandable_id(session, "customer", &cust_obj);
+
+		if (pi_obj)
+			remember_method(&p, pi_obj, customer);
+		else
+			payment_remember_method(&p, customer, NULL, NULL, NULL);
 	}
 
 	result = settle(&p, outcome, outcome == PAYMENT_PAID ? pi : NULL,

@@ -93,6 +93,12 @@ stripe_checkout(const ProviderCheckout *c, char **url_out)
 	if (cancel_url && cancel_url[0])
 		stripe_form_add(&form, "cancel_url", cancel_url);
 	stripe_form_add(&form, "expires_at", psprintf(INT64_FORMAT, session_end));
+	if (c->customer)
+	{
+		/* Auto-renewal: Stripe keeps the card under the customer for off-session charges. */
+		stripe_form_add(&form, "customer", c->customer);
+		stripe_form_add(&form, "payment_intent_data[setup_future_usage]", "off_session");
+	}
 
 	session = stripe_call("POST", "/v1/checkout/sessions", form.data,
 						  idempotency_key("checkout", &c->payment_id),
@@ -219,6 +225,225 @@ stripe_refund(const PaymentInfo *p, PaymentStatus proposed, char **provider_ref)
 }
 
 /* ---------------------------------------------------------------------
+ * Auto-renewal: the customer, off-session charges
+ * --------------------------------------------------------------------- */
+
+static char *
+stripe_customer(const pg_uuid_t *user_id, const char *email)
+{
+	StringInfoData form;
+	Jsonb	   *customer;
+	char	   *id;
+
+	initStringInfo(&form);
+	if (email)
+		stripe_form_add(&form, "email", email);
+	stripe_form_add(&form, "metadata[user_id]", billing_uuid_str(user_id));
+	customer = stripe_call("POST", "/v1/customers", form.data,
+						   psprintf("billing-customer-%s", billing_uuid_str(user_id)),
+						   "create the customer");
+	id = billing_json_str(&customer->root, "id");
+	if (id == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROTOCOL_VIOLATION),
+				 errmsg("stripe returned a customer without id")));
+	stripe_check_id(id, "customer");
+	return id;
+}
+
+static void
+log_charge_failure(const pg_uuid_t *payment_id, const char *what, const StripeResult *r)
+{
+	ereport(WARNING,
+			(errmsg("stripe could not %s for payment %s; it is asked again later",
+					what, billing_uuid_str(payment_id)),
+			 r->http_status ?
+			 errdetail("Stripe answered HTTP %ld (%s): %s", r->http_status,
+					   r->error_code ? r->error_code : "no code",
+					   r->error_message ? r->error_message : "(no message)") :
+			 errdetail("%s.", r->transport_error ? r->transport_error : "No response")));
+}
+
+/*
+ * The payment intent a call answered with: the body, or for a card error
+ * (402) the intent Stripe puts in the error object (it exists, declined).
+ * NULL with *unreachable for no answer; a refusal without an intent raises.
+ */
+static Jsonb *
+intent_of(StripeResult *r, const pg_uuid_t *payment_id, const char *what, bool *unreachable)
+{
+	JsonbContainer *err;
+	JsonbContainer *pi;
+
+	*unreachable = false;
+	if (r->outcome == STRIPE_OK)
+		return r->body;
+	if (r->outcome == STRIPE_UNAVAILABLE || r->outcome == STRIPE_BAD_RESPONSE)
+	{
+		*unreachable = true;
+		log_charge_failure(payment_id, what, r);
+		return NULL;
+	}
+	err = r->body ? billing_json_obj(&r->body->root, "error") : NULL;
+	pi = err ? billing_json_obj(err, "payment_intent") : NULL;
+	if (pi == NULL)
+		stripe_raise(r, what);
+	return billing_json_copy(pi);
+}
+
+/* The customer's newest saved card, when the payment does not name one. */
+static char *
+newest_card(const ProviderCharge *c)
+{
+	StringInfoData q;
+	Jsonb	   *list;
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbValue *data;
+
+	initStringInfo(&q);
+	stripe_form_add(&q, "customer", c->customer);
+	stripe_form_add(&q, "type", "card");
+	stripe_form_add(&q, "limit", "1");
+	list = stripe_call("GET", "/v1/payment_methods", q.data, NULL, "list the saved cards");
+	data = getKeyJsonValueFromContainer(&list->root, "data", 4, NULL);
+	if (data == NULL || data->type != jbvBinary)
+		return NULL;
+	it = JsonbIteratorInit(data->val.binary.data);
+	while (JsonbIteratorNext(&it, &v, true) != WJB_DONE)
+		if (v.type == jbvBinary)
+			return billing_json_str(v.val.binary.data, "id");
+	return NULL;
+}
+
+/*
+ * An off-session charge the bank refused without the buyer (3-D Secure:
+ * authentication_required) is confirmed again on-session with a return URL:
+ * Stripe answers with the page where the buyer completes this very payment
+ * (next_action.redirect_to_url).  Any other intent is returned as it is.
+ */
+static Jsonb *
+needs_buyer(Jsonb *pi, const pg_uuid_t *payment_id, bool *unreachable)
+{
+	JsonbContainer *err = billing_json_obj(&pi->root, "last_payment_error");
+	char	   *code = err ? billing_json_str(err, "code") : NULL;
+	char	   *st = billing_json_str(&pi->root, "status");
+	char	   *id = billing_json_str(&pi->root, "id");
+	JsonbContainer *pm_obj;
+	char	   *pm = billing_json_str(&pi->root, "payment_method");
+	StringInfoData form;
+	StripeResult r;
+
+	if (code == NULL || strcmp(code, "authentication_required") != 0 || id == NULL ||
+		st == NULL || strcmp(st, "requires_payment_method") != 0)
+		return pi;
+	if (pm == NULL && (pm_obj = billing_json_obj(err, "payment_method")) != NULL)
+		pm = billing_json_str(pm_obj, "id");
+	stripe_check_id(id, "payment intent");
+	initStringInfo(&form);
+	if (pm)
+		stripe_form_add(&form, "payment_method", pm);
+	stripe_form_add(&form, "return_url",
+					stripe_success_url && stripe_success_url[0] ? stripe_success_url :
+					"https://example.invalid/");
+	stripe_form_add(&form, "expand[]", "latest_charge");
+	stripe_request(&r, "POST", psprintf("/v1/payment_intents/%s/confirm", id), form.data,
+				   psprintf("billing-authenticate-%s", billing_uuid_str(payment_id)));
+	return intent_of(&r, payment_id, "ask for the buyer's authentication", unreachable);
+}
+
+static void *
+stripe_charge(const ProviderCharge *c, bool *unreachable)
+{
+	StringInfoData form;
+	StripeResult r;
+	Jsonb	   *pi;
+	const char *method = c->method;
+
+	if (method == NULL)
+		method = newest_card(c);
+	if (method == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("stripe customer %s has no saved card", c->customer),
+				 errhint("The buyer can check out again with auto_renew.")));
+	stripe_check_id(method, "payment method");
+
+	initStringInfo(&form);
+	stripe_form_add(&form, "amount", psprintf(INT64_FORMAT, stripe_amount(c->total, c->currency)));
+	stripe_form_add(&form, "currency", lower_str(c->currency));
+	stripe_form_add(&form, "customer", c->customer);
+	stripe_form_add(&form, "payment_method", method);
+	stripe_form_add(&form, "off_session", "true");
+	stripe_form_add(&form, "confirm", "true");
+	stripe_form_add(&form, "description",
+					psprintf("%s, %d month%s (renewal)", c->tariff_title, c->months,
+							 c->months == 1 ? "" : "s"));
+	stripe_form_add(&form, "metadata[payment_id]", billing_uuid_str(&c->payment_id));
+	stripe_form_add(&form, "metadata[user_id]", billing_uuid_str(&c->user_id));
+	stripe_form_add(&form, "expand[]", "latest_charge");
+	stripe_request(&r, "POST", "/v1/payment_intents", form.data, c->idempotency_key);
+	pi = intent_of(&r, &c->payment_id, "charge the saved card", unreachable);
+	if (pi == NULL)
+		return NULL;
+
+	return needs_buyer(pi, &c->payment_id, unreachable);
+}
+
+/* The payment's intent among the customer's, by our payment id in its metadata. */
+static void *
+stripe_find_charge(const ProviderCharge *c, bool *unreachable)
+{
+	StringInfoData q;
+	StripeResult r;
+	JsonbValue *data;
+	JsonbIterator *it;
+	JsonbValue	v;
+	char	   *ours = billing_uuid_str(&c->payment_id);
+
+	*unreachable = false;
+	initStringInfo(&q);
+	stripe_form_add(&q, "customer", c->customer);
+	/* Stripe's list is strongly consistent (its search is not). */
+	stripe_form_add(&q, "created[gte]",
+					psprintf(INT64_FORMAT, (int64) timestamptz_to_time_t(c->created_at) - 3600));
+	stripe_form_add(&q, "limit", "100");
+	stripe_form_add(&q, "expand[]", "data.latest_charge");
+	stripe_request(&r, "GET", "/v1/payment_intents", q.data, NULL);
+	if (r.outcome != STRIPE_OK)
+	{
+		*unreachable = true;
+		log_charge_failure(&c->payment_id, "list the customer's charges", &r);
+		return NULL;
+	}
+	data = getKeyJsonValueFromContainer(&r.body->root, "data", 4, NULL);
+	if (data == NULL || data->type != jbvBinary)
+		return NULL;
+	it = JsonbIteratorInit(data->val.binary.data);
+	while (JsonbIteratorNext(&it, &v, true) != WJB_DONE)
+	{
+		JsonbContainer *md;
+		char	   *pid;
+
+		if (v.type != jbvBinary)
+			continue;
+		md = billing_json_obj(v.val.binary.data, "metadata");
+		pid = md ? billing_json_str(md, "payment_id") : NULL;
+		if (pid && strcmp(pid, ours) == 0)
+			return billing_json_copy(v.val.binary.data);
+	}
+	return NULL;
+}
+
+static const char *
+stripe_apply_charge(const pg_uuid_t *payment_id, void *object, const char *source,
+					const char **status)
+{
+	return stripe_apply_intent(payment_id, &((Jsonb *) object)->root, NULL, NULL, source,
+							   NULL, status);
+}
+
+/* ---------------------------------------------------------------------
  * The poller's half
  * --------------------------------------------------------------------- */
 
@@ -244,6 +469,48 @@ unreachable(const StripeResult *r)
  * Ask Stripe about one payment.  Returns the object to apply, or NULL after
  * logging why not.
  */
+/*
+ * A pending automatic charge: fetch its intent; one that waits for the
+ * buyer's authentication gets its page (needs_buyer); one still unpaid when
+ * the payment expires (the end of the grace period) is canceled at Stripe,
+ * so it can no longer take the money.
+ */
+static void *
+poll_intent(const ProviderPollItem *item, TimestampTz now, bool *down)
+{
+	StripeResult r;
+	StringInfoData q;
+	Jsonb	   *pi;
+	char	   *st;
+
+	stripe_check_id(item->session_id, "payment intent");
+	initStringInfo(&q);
+	stripe_form_add(&q, "expand[]", "latest_charge");
+	stripe_request(&r, "GET", psprintf("/v1/payment_intents/%s", item->session_id), q.data, NULL);
+	if (r.outcome != STRIPE_OK)
+	{
+		*down = unreachable(&r);
+		log_failure(item, &r);
+		return NULL;
+	}
+	pi = r.body;
+	st = billing_json_str(&pi->root, "status");
+	if (st && item->expires_at <= now &&
+		(strcmp(st, "requires_payment_method") == 0 || strcmp(st, "requires_action") == 0 ||
+		 strcmp(st, "requires_confirmation") == 0))
+	{
+		stripe_request(&r, "POST", psprintf("/v1/payment_intents/%s/cancel", item->session_id),
+					   NULL, psprintf("billing-cancel-%s", billing_uuid_str(&item->id)));
+		if (r.outcome == STRIPE_OK)
+			return r.body;
+		*down = unreachable(&r);
+		log_failure(item, &r);
+		return NULL;
+	}
+	pi = needs_buyer(pi, &item->id, down);
+	return pi;
+}
+
 static void *
 stripe_poll_fetch(const ProviderPollItem *item, TimestampTz now, bool *down)
 {
@@ -275,6 +542,8 @@ stripe_poll_fetch(const ProviderPollItem *item, TimestampTz now, bool *down)
 
 	if (item->session_id == NULL || item->status != PAYMENT_PENDING)
 		return NULL;
+	if (item->is_renewal)
+		return poll_intent(item, now, down);
 	stripe_check_id(item->session_id, "checkout session");
 	path = psprintf("/v1/checkout/sessions/%s", item->session_id);
 	stripe_form_add(&q, "expand[]", "payment_intent.latest_charge");
@@ -318,6 +587,8 @@ stripe_poll_apply(const ProviderPollItem *item, void *object, const char **statu
 
 	if (item->status == PAYMENT_REFUND_PENDING)
 		return stripe_apply_refund(&item->id, &obj->root, NULL, "poll", NULL, status);
+	if (item->is_renewal)
+		return stripe_apply_intent(&item->id, &obj->root, NULL, NULL, "poll", NULL, status);
 	return stripe_apply_session(&item->id, &obj->root, NULL, NULL, "poll", NULL, status);
 }
 
@@ -329,4 +600,8 @@ const BillingProvider stripe_provider = {
 	.refund = stripe_refund,
 	.poll_fetch = stripe_poll_fetch,
 	.poll_apply = stripe_poll_apply,
+	.customer = stripe_customer,
+	.charge = stripe_charge,
+	.find_charge = stripe_find_charge,
+	.apply_charge = stripe_apply_charge,
 };

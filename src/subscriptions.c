@@ -16,6 +16,7 @@
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
+#include "autorenew.h"
 #include "billing.h"
 #include "common.h"
 #include "clock.h"
@@ -260,13 +261,15 @@ renew_subscription(int64 id, int32 term, TimestampTz anchor_at, int32 months,
 				   bool with_grant)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			argtypes[14];
-	Datum		values[14];
+	Oid			argtypes[15];
+	Datum		values[15];
 	bool		isnull;
 
 	memcpy(argtypes, paid_argtypes, sizeof(paid_argtypes));
 	argtypes[13] = INT4OID;
 	values[13] = Int32GetDatum(term);
+	argtypes[14] = TIMESTAMPTZOID;
+	values[14] = TimestampTzGetDatum(autorenew_first_charge(ends_at));
 	values[0] = Int64GetDatum(id);
 	paid_values(values, anchor_at, months, ends_at, grace_ends_at, next_check_at,
 				payment_id, user_id, tariff_id, title, with_grant);
@@ -275,13 +278,14 @@ renew_subscription(int64 id, int32 term, TimestampTz anchor_at, int32 months,
 						 "WITH s AS ("
 						 " UPDATE billing.subscriptions"
 						 " SET status = 'active', anchor_at = $2, months = $3, ends_at = $4,"
-						 "     grace_ends_at = $5, next_check_at = $6, updated_at = $7, term = $14"
+						 "     grace_ends_at = $5, next_check_at = $6, updated_at = $7, term = $14,"
+						 "     renew_at = CASE WHEN auto_renew THEN $15 END, renew_failures = 0"
 						 " WHERE id = $1 RETURNING id), "
 						 "o AS ("
 						 OUTBOX_INSERT_SELECT("SELECT m.kind, m.payload::jsonb, m.key, $8 FROM s, " PAID_MESSAGES)
 						 " RETURNING 1) "
 						 "SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM o)",
-						 14, argtypes, values, NULL, false, 0) != 1 ||
+						 15, argtypes, values, NULL, false, 0) != 1 ||
 		DatumGetInt64(billing_spi_get(0, 1, &isnull)) != 1)
 		elog(ERROR, "subscription " INT64_FORMAT " vanished under its row lock", id);
 	if (DatumGetInt64(billing_spi_get(0, 2, &isnull)) > 0)
@@ -551,6 +555,12 @@ subscription_refund_payment(pg_uuid_t *payment_id, int64 subscription_id, int32 
 		}
 	}
 
+	/*
+	 * A buyer who takes money back is not charged again by himself: any
+	 * refund of the subscription switches its auto-renewal off.
+	 */
+	autorenew_switch_off(r.id, "refunded");
+
 	notification_enqueue(TEMPLATE_REFUNDED, &r.user_id, r.tariff_id, r.title,
 						 end_payment, psprintf("payment:%s:refunded", pid));
 	SPI_finish();
@@ -637,7 +647,17 @@ billing_payment_info(PG_FUNCTION_ARGS)
 					 "    'term_started_at', s.anchor_at,"
 					 "    'months', s.months,"
 					 "    'ends_at', s.ends_at,"
-					 "    'grace_ends_at', s.grace_ends_at) ORDER BY t.code)"
+					 "    'grace_ends_at', s.grace_ends_at,"
+					 "    'auto_renew', s.auto_renew,"
+					 "    'auto_renew_reason', s.auto_renew_reason,"
+					 "    'renew_months', s.renew_months,"
+					 "    'next_charge_at', s.renew_at,"
+					 "    'next_charge_total', CASE WHEN s.auto_renew AND t.active"
+					 "         AND s.renew_months <= current_setting('billing.max_months')::int"
+					 "         THEN billing.quote(s.user_id, t.code, s.renew_months)->'total' END,"
+					 "    'currency', t.currency,"
+					 "    'card_brand', s.card_brand,"
+					 "    'card_last4', s.card_last4) ORDER BY t.code)"
 					 "   FROM billing.subscriptions s"
 					 "   JOIN marketing.tariffs t ON t.id = s.tariff_id"
 					 "   WHERE s.user_id = $1), '[]'::jsonb),"
@@ -655,7 +675,11 @@ billing_payment_info(PG_FUNCTION_ARGS)
 					 "    'created_at', p.created_at,"
 					 "    'paid_at', p.paid_at,"
 					 "    'closed_at', p.closed_at,"
-					 "    'subscription_id', p.subscription_id) ORDER BY p.created_at DESC, p.id)"
+					 "    'subscription_id', p.subscription_id,"
+					 "    'renewal', p.renewal_of IS NOT NULL,"
+					 "    'renewal_attempt', p.renewal_attempt,"
+					 "    'action_url', CASE WHEN p.renewal_of IS NOT NULL AND p.status = 'pending'"
+					 "                       THEN p.provider_url END) ORDER BY p.created_at DESC, p.id)"
 					 "   FROM billing.payments p WHERE p.user_id = $1), '[]'::jsonb))",
 					 2, argtypes, values, NULL, true, 0);
 	/* into the caller's context: SPI_finish frees the SPI one */

@@ -267,6 +267,15 @@ is_session_event(const char *type)
 		strcmp(type, "checkout.session.expired") == 0;
 }
 
+static bool
+is_intent_event(const char *type)
+{
+	return strcmp(type, "payment_intent.succeeded") == 0 ||
+		strcmp(type, "payment_intent.payment_failed") == 0 ||
+		strcmp(type, "payment_intent.requires_action") == 0 ||
+		strcmp(type, "payment_intent.canceled") == 0;
+}
+
 /* An event as read from a verified body: what the steps below need of it. */
 typedef struct StripeEvent
 {
@@ -408,6 +417,48 @@ refund_payment(const StripeEvent *ev, pg_uuid_t *payment_id)
 }
 
 /*
+ * The payment a payment intent event is about: an automatic charge that
+ * recorded this intent as its own, or a paid checkout whose charge it is.
+ * Failing that, an intent we made but did not record (a crash after the
+ * call): it carries our payment id and user id, and must be for a pending
+ * automatic charge with no intent yet, or for a checkout that saves its
+ * method.  stripe_apply_intent then checks the amount.
+ */
+static bool
+intent_payment(const StripeEvent *ev, pg_uuid_t *payment_id)
+{
+	static SPIPlanPtr by_intent = NULL;
+	static SPIPlanPtr by_metadata = NULL;
+	Oid			t1[1] = {TEXTOID};
+	Datum		v1[1] = {CStringGetTextDatum(ev->object_id)};
+	JsonbContainer *md;
+	pg_uuid_t	pid,
+				uid;
+
+	if (find_payment(&by_intent,
+					 "SELECT id FROM billing.payments "
+					 "WHERE provider_session_id = $1 AND renewal_of IS NOT NULL "
+					 "UNION ALL "
+					 "SELECT id FROM billing.payments WHERE provider_payment_intent = $1",
+					 1, t1, v1, payment_id))
+		return true;
+	md = billing_json_obj(ev->object, "metadata");
+	if (md && billing_parse_uuid(billing_json_str(md, "payment_id"), -1, &pid) &&
+		billing_parse_uuid(billing_json_str(md, "user_id"), -1, &uid))
+	{
+		Oid			t2[2] = {UUIDOID, UUIDOID};
+		Datum		v2[2] = {UUIDPGetDatum(&pid), UUIDPGetDatum(&uid)};
+
+		return find_payment(&by_metadata,
+							"SELECT id FROM billing.payments WHERE id = $1 AND user_id = $2 "
+							"AND ((renewal_of IS NOT NULL AND status = 'pending'"
+							"      AND provider_session_id IS NULL) OR save_method)",
+							2, t2, v2, payment_id);
+	}
+	return false;
+}
+
+/*
  * Apply the event to the payment it concerns.  Which payment is decided
  * only by the ids Stripe gave us for our own objects (session, refund,
  * payment intent): what the body claims in metadata never picks a payment
@@ -436,6 +487,15 @@ apply_event(const StripeEvent *ev, EventOutcome *out)
 											  "webhook", ev->id, &out->status);
 		else
 			out->result = "unknown_payment";
+	}
+	else if (is_intent_event(ev->type) && ev->object_id)
+	{
+		out->have_payment = intent_payment(ev, &out->payment_id);
+		if (out->have_payment)
+			out->result = stripe_apply_intent(&out->payment_id, ev->object, ev->type,
+											  &ev->created, "webhook", ev->id, &out->status);
+		else
+			out->result = "ignored";	/* a checkout's own intent, or not ours */
 	}
 	else
 		out->result = "ignored";

@@ -169,6 +169,10 @@ CREATE DOMAIN billing.payment_status AS text CHECK (VALUE IN
 COMMENT ON DOMAIN billing.payment_status IS 'invoiced -> pending (checkout opened) -> paid | canceled | expired | failed; paid -> refund_pending -> refunded.';
 CREATE DOMAIN billing.event_source AS text CHECK (VALUE IN ('api', 'webhook', 'poll', 'admin', 'system'));
 COMMENT ON DOMAIN billing.event_source IS 'Who reported a payment transition: api (the buyer), webhook and poll (Stripe), admin, system (zero totals, invoice expiry).';
+CREATE DOMAIN billing.auto_renew_reason AS text CHECK (VALUE IN
+    ('checkout', 'buyer', 'admin', 'charge_failed', 'authentication_failed', 'not_completed',
+     'refunded', 'lapsed', 'tariff_unavailable'));
+COMMENT ON DOMAIN billing.auto_renew_reason IS 'Why auto-renewal was switched on or off: checkout (a paid checkout with auto_renew), buyer or admin (billing.set_auto_renew), charge_failed (the last retry was declined), authentication_failed (the buyer did not pass the bank''s check), not_completed (the charge that needed the buyer was never completed), refunded (a payment of the subscription was refunded), lapsed (the subscription was blocked), tariff_unavailable (the tariff is off sale or its months no longer sold).';
 CREATE DOMAIN billing.subscription_status AS text CHECK (VALUE IN ('active', 'grace', 'blocked'));
 COMMENT ON DOMAIN billing.subscription_status IS 'active until ends_at, grace (access continues) until grace_ends_at, then blocked (role revoked).';
 CREATE DOMAIN billing.outbox_kind AS text CHECK (VALUE IN ('create_role', 'update_role', 'grant_role',
@@ -186,6 +190,21 @@ COMMENT ON TABLE billing.customers IS 'Every user who made an invoice: created b
 COMMENT ON COLUMN billing.customers.user_id IS 'The cinema''s user id (from the auth service).';
 COMMENT ON COLUMN billing.customers.email IS 'The e-mail the auth service gave (outbox fetch_email, GetUserInfo); null until it answered.';
 COMMENT ON COLUMN billing.customers.created_at IS 'First invoice (billing.now()).';
+
+-- The buyer's customer at a provider, made the first time a checkout asks to
+-- save a payment method (auto-renewal): one per user and provider.
+CREATE TABLE billing.provider_customers (
+    user_id         uuid NOT NULL REFERENCES billing.customers,
+    provider        text NOT NULL CHECK (provider ~ '^[a-z][a-z0-9_]{0,31}$'),
+    customer        text NOT NULL,
+    created_at      timestamptz NOT NULL DEFAULT billing.now(),
+    PRIMARY KEY (user_id, provider)
+);
+COMMENT ON TABLE billing.provider_customers IS 'The buyer''s customer object at each provider (a Stripe Customer), made by the first checkout with auto_renew; saved payment methods live under it at the provider.  Readable by billing_admin.';
+COMMENT ON COLUMN billing.provider_customers.user_id IS 'The buyer.';
+COMMENT ON COLUMN billing.provider_customers.provider IS 'The provider (stripe).';
+COMMENT ON COLUMN billing.provider_customers.customer IS 'The provider''s customer id (cus_…).';
+COMMENT ON COLUMN billing.provider_customers.created_at IS 'When it was made (billing.now()).';
 
 CREATE TABLE billing.subscriptions (
     id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -209,10 +228,29 @@ CREATE TABLE billing.subscriptions (
     next_check_at   timestamptz,
     created_at      timestamptz NOT NULL DEFAULT billing.now(),
     updated_at      timestamptz NOT NULL DEFAULT billing.now(),
+    -- auto-renewal (autorenew.c): the buyer's choice, the saved payment
+    -- method (the provider's ids only, never card data) and the dunning
+    -- state.  renew_at is when billing.run_renewals charges next; the job
+    -- reads only the subscriptions_renew index.
+    auto_renew      boolean NOT NULL DEFAULT false,
+    renew_months    billing.purchase_months,
+    renew_provider  text,
+    renew_customer  text,
+    renew_method    text,
+    card_brand      text,
+    card_last4      text,
+    renew_at        timestamptz,
+    renew_failures  int NOT NULL DEFAULT 0 CHECK (renew_failures >= 0),
+    auto_renew_reason billing.auto_renew_reason,
+    auto_renew_changed_at timestamptz,
     UNIQUE (user_id, tariff_id),
-    CHECK (grace_ends_at >= ends_at)
+    CHECK (grace_ends_at >= ends_at),
+    CHECK (NOT auto_renew OR (renew_months IS NOT NULL AND renew_provider IS NOT NULL
+                              AND renew_customer IS NOT NULL)),
+    CHECK (auto_renew OR renew_at IS NULL)
 );
 CREATE INDEX subscriptions_due ON billing.subscriptions (next_check_at) WHERE next_check_at IS NOT NULL;
+CREATE INDEX subscriptions_renew ON billing.subscriptions (renew_at) WHERE renew_at IS NOT NULL;
 COMMENT ON TABLE billing.subscriptions IS
 $$One subscription per user and tariff: active until `ends_at`, in grace (access continues) until `grace_ends_at`, then blocked and the role revoked; billing.run_expiry moves it on.  Its term is `anchor_at` plus `months` calendar months in billing.time_zone, like Stripe's billing-cycle anchor (a term begun on Jan 31 ends Feb 28, then Mar 31 after a renewal, never drifting); `grace_ends_at = ends_at + billing.grace_period`, fixed when the term is set.  Row-level security: a billing_user sees its own rows only.
 
@@ -231,6 +269,17 @@ COMMENT ON COLUMN billing.subscriptions.grace_ends_at IS 'End of access: ends_at
 COMMENT ON COLUMN billing.subscriptions.next_check_at IS 'When billing.run_expiry looks at the row next: the reminder time (ends_at minus billing.reminder_before) while the reminder is still to be sent, else ends_at while active, grace_ends_at in grace; null when blocked.';
 COMMENT ON COLUMN billing.subscriptions.created_at IS 'First purchase (billing.now()).';
 COMMENT ON COLUMN billing.subscriptions.updated_at IS 'Last change (billing.now()).';
+COMMENT ON COLUMN billing.subscriptions.auto_renew IS 'The buyer renews automatically: billing.run_renewals charges the saved method billing.renewal_lead before ends_at.  Switched on by a checkout with auto_renew that was paid, on and off by billing.set_auto_renew; switched off by the system with a reason in auto_renew_reason.';
+COMMENT ON COLUMN billing.subscriptions.renew_months IS 'Months each automatic charge buys: those of the purchase that switched auto-renewal on.';
+COMMENT ON COLUMN billing.subscriptions.renew_provider IS 'The provider holding the saved method (stripe).';
+COMMENT ON COLUMN billing.subscriptions.renew_customer IS 'The provider''s customer id the method is saved under.';
+COMMENT ON COLUMN billing.subscriptions.renew_method IS 'The provider''s id of the saved payment method; null until the provider reported it (the charge then asks the provider for the customer''s newest card).';
+COMMENT ON COLUMN billing.subscriptions.card_brand IS 'The saved card''s brand, when the provider reported it (visa, mastercard, ...).';
+COMMENT ON COLUMN billing.subscriptions.card_last4 IS 'The saved card''s last four digits, when the provider reported them.';
+COMMENT ON COLUMN billing.subscriptions.renew_at IS 'When billing.run_renewals charges next: ends_at minus billing.renewal_lead, or the next retry after a declined charge (billing.renewal_retry_delays); null when nothing is due (auto-renewal off, a charge in flight, the buyer asked to authenticate).';
+COMMENT ON COLUMN billing.subscriptions.renew_failures IS 'Declined automatic charges of the present end of term; 0 again once a payment extends the term.';
+COMMENT ON COLUMN billing.subscriptions.auto_renew_reason IS 'Why auto-renewal was last switched on or off (billing.auto_renew_reason).';
+COMMENT ON COLUMN billing.subscriptions.auto_renew_changed_at IS 'When auto_renew last changed.';
 
 CREATE FUNCTION billing.payment_status_paid(status text) RETURNS boolean
     IMMUTABLE STRICT PARALLEL SAFE LANGUAGE C AS 'MODULE_PATHNAME', 'billing_payment_status_paid';
@@ -276,6 +325,16 @@ CREATE TABLE billing.payments (
     -- confirmation cannot be cancelled): the poller keeps asking, and money
     -- that arrives anyway is refunded
     provider_watch      boolean NOT NULL DEFAULT false,
+    -- auto-renewal: a checkout that asked the provider to save the method,
+    -- the method the provider reported, and what an automatic charge renews
+    save_method         boolean NOT NULL DEFAULT false,
+    provider_customer   text,
+    provider_method     text,
+    card_brand          text,
+    card_last4          text,
+    renewal_of          timestamptz,                 -- the end of term an automatic charge continues
+    renewal_attempt     int CHECK (renewal_attempt >= 1),
+    CHECK ((renewal_of IS NULL) = (renewal_attempt IS NULL)),
     CHECK ((promo_code_id IS NULL) = (promo_code IS NULL)),
     -- a paid (or since refunded) payment says when it was paid; the statuses
     -- are named in C: a call is far cheaper to load per statement than a list
@@ -289,6 +348,10 @@ CREATE INDEX payments_poll ON billing.payments (next_poll_at)
 -- (NULLs never conflict anyway), on insert or on any later update.
 CREATE UNIQUE INDEX payments_provider_session ON billing.payments (provider_session_id)
     WHERE provider_session_id IS NOT NULL;
+-- One live or paid automatic charge per end of term: a second job, a retry
+-- or a crash can never charge the same term twice.
+CREATE UNIQUE INDEX payments_renewal_once ON billing.payments (user_id, tariff_id, renewal_of)
+    WHERE renewal_of IS NOT NULL AND status IN ('invoiced', 'pending', 'paid', 'refund_pending');
 -- One live use of a promo code per user: a reservation or a paid use.
 CREATE UNIQUE INDEX payments_promo_once ON billing.payments (promo_code_id, user_id)
     WHERE promo_code_id IS NOT NULL AND status IN ('invoiced', 'pending', 'paid', 'refund_pending');
@@ -332,6 +395,13 @@ COMMENT ON COLUMN billing.payments.provider_payment_intent IS 'The provider''s i
 COMMENT ON COLUMN billing.payments.provider_refund_id IS 'The provider''s refund id, once a refund was created.';
 COMMENT ON COLUMN billing.payments.next_poll_at IS 'When the Stripe poller asks about this pending or refund_pending payment next: billing.stripe_poll_interval doubling per poll, at most billing.stripe_poll_max_interval.';
 COMMENT ON COLUMN billing.payments.poll_attempts IS 'Polls so far (the backoff''s exponent).';
+COMMENT ON COLUMN billing.payments.save_method IS 'The checkout asked the provider to save the payment method for automatic renewal (billing.checkout(…, auto_renew => true)); once paid, the subscription renews with it.';
+COMMENT ON COLUMN billing.payments.provider_customer IS 'The provider''s customer id the payment was made under (a checkout with auto_renew, an automatic charge).';
+COMMENT ON COLUMN billing.payments.provider_method IS 'The provider''s id of the payment method used, when the provider reported it.';
+COMMENT ON COLUMN billing.payments.card_brand IS 'The card''s brand, when the provider reported it.';
+COMMENT ON COLUMN billing.payments.card_last4 IS 'The card''s last four digits, when the provider reported them.';
+COMMENT ON COLUMN billing.payments.renewal_of IS 'An automatic charge (billing.run_renewals): the end of term it continues; null for a purchase.  At most one live or paid charge per end of term.';
+COMMENT ON COLUMN billing.payments.renewal_attempt IS 'Which attempt of that automatic charge: 1, then one more per retry after a decline.';
 COMMENT ON COLUMN billing.payments.provider_watch IS 'Closed here while the provider may still take the money (a YooKassa confirmation cannot be cancelled): the poller keeps asking until the provider closes it, and money that arrives anyway is refunded.';
 
 CREATE TABLE billing.payment_events (

@@ -5,12 +5,14 @@
 
 CREATE FUNCTION billing.checkout(user_id uuid, payment_id uuid,
                                  success_url text DEFAULT NULL, cancel_url text DEFAULT NULL,
-                                 provider text DEFAULT NULL)
+                                 provider text DEFAULT NULL, auto_renew boolean DEFAULT false)
     RETURNS text
     VOLATILE LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp
     AS 'MODULE_PATHNAME', 'billing_checkout';
-COMMENT ON FUNCTION billing.checkout(uuid, uuid, text, text, text) IS
-$$Opens the payment page of the user's invoiced payment at its provider and returns its URL (the redirect); the payment becomes pending, with the provider, its payment's id and the URL stored, and stays with that provider (confirm, cancel, refund and the poller ask it).  The provider is `provider` when given, else the one billing.providers maps the invoice's currency to; only providers billing.providers names can be chosen.  Called again for the pending payment it returns the same URL without calling the provider (unless the invoice has expired).  Every creating call carries an idempotency key derived from our payment id (billing-checkout-<id>), so a retry gets the very same page.  No row lock is held while the provider answers.
+COMMENT ON FUNCTION billing.checkout(uuid, uuid, text, text, text, boolean) IS
+$$Opens the payment page of the user's invoiced payment at its provider and returns its URL (the redirect); the payment becomes pending, with the provider, its payment's id and the URL stored, and stays with that provider (confirm, cancel, refund and the poller ask it).  The provider is `provider` when given, else the one billing.providers maps the invoice's currency to; only providers billing.providers names can be chosen.  Called again for the pending payment it returns the same URL without calling the provider (unless the invoice has expired).
+
+`auto_renew => true` opts in to automatic renewal: the provider saves the payment method under the buyer's customer there (made on first use, billing.provider_customers; Stripe: a Customer and payment_intent_data[setup_future_usage]=off_session), and once the payment is paid the subscription renews by itself for the same months (billing.run_renewals; billing.set_auto_renew turns it off).  Only the provider's ids are stored, never card data.  A provider that cannot renew (YooKassa for now) refuses it with 0A000.  Every creating call carries an idempotency key derived from our payment id (billing-checkout-<id>), so a retry gets the very same page.  No row lock is held while the provider answers.
 
 Stripe: a Checkout Session (mode payment, one line item "<tariff title>, N months" with the total and currency, our ids in client_reference_id and metadata, expires_at = the invoice's expiry, at most 23 h 55 min after the invoice and at least Stripe's 30 minutes ahead); `success_url` and `cancel_url` default to billing.stripe_success_url and billing.stripe_cancel_url (Stripe replaces {CHECKOUT_SESSION_ID}).  YooKassa: POST /v3/payments (amount as a decimal string, capture, a redirect confirmation to `success_url`, default billing.yookassa_return_url; with billing.yookassa_receipts a 54-FZ receipt with the customer's e-mail).
 
@@ -25,10 +27,10 @@ $$"I'm back from checkout": fetches the payment from its provider now and settle
 
 Errors: no such payment or someone else's P0002.  Provider failures leave the payment as it was: unreachable 08001; timeout, dropped connection, 5xx or 429 (Stripe's 409, YooKassa's 202 "still processing") 08006, retry with the same idempotency key; the key refused 08004; an answer that is not JSON 08P01; a refused request 22023 (the detail has the provider's status, code and message; YooKassa's reused Idempotence-Key with another body too); the object's state 55000 (Stripe's reused idempotency key with other parameters too); unknown object P0002; interrupted by a cancel or statement_timeout 57014.  End users call api.confirm_payment.$$;
 
-REVOKE ALL ON FUNCTION billing.checkout(uuid, uuid, text, text, text),
+REVOKE ALL ON FUNCTION billing.checkout(uuid, uuid, text, text, text, boolean),
                        billing.confirm_payment(uuid, uuid) FROM PUBLIC;
 -- Users reach checkout and confirm through the api schema with their own id.
-GRANT EXECUTE ON FUNCTION billing.checkout(uuid, uuid, text, text, text),
+GRANT EXECUTE ON FUNCTION billing.checkout(uuid, uuid, text, text, text, boolean),
                           billing.confirm_payment(uuid, uuid) TO billing_admin;
 
 -- Not SECURITY DEFINER and no SET clause: either would make the CALL atomic

@@ -310,7 +310,8 @@ $$Invoice a purchase, for the signed-in user
 
 Arguments: tariff — the tariff's code; months — how many months; promo_code — optional.  Stores the quote as a payment in status "invoiced" and returns its id (see my_payments); a promo code is reserved until the invoice is paid, canceled or expires.  A zero total is paid at once.  Errors as for quote.$$;
 
-CREATE FUNCTION api.checkout(payment_id uuid, success_url text DEFAULT NULL, cancel_url text DEFAULT NULL)
+CREATE FUNCTION api.checkout(payment_id uuid, success_url text DEFAULT NULL, cancel_url text DEFAULT NULL,
+                             auto_renew boolean DEFAULT false)
     RETURNS text
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -318,7 +319,7 @@ DECLARE
     url text;
     st text; msg text; det text; hnt text;
 BEGIN
-    url := billing.checkout(uid, payment_id, success_url, cancel_url);
+    url := billing.checkout(uid, payment_id, success_url, cancel_url, NULL, auto_renew);
     PERFORM pg_catalog.set_config('response.headers',
         pg_catalog.json_build_array(pg_catalog.json_build_object('Location', url))::text, true);
     RETURN url;
@@ -327,10 +328,10 @@ EXCEPTION WHEN OTHERS THEN
     PERFORM api_private.reraise(st, msg, det, hnt);
 END
 $$;
-COMMENT ON FUNCTION api.checkout(uuid, text, text) IS
+COMMENT ON FUNCTION api.checkout(uuid, text, text, boolean) IS
 $$Pay an invoice: the redirect to the payment page
 
-Arguments: payment_id — the invoice (one of the user's own); success_url — optional, where the payment page sends the customer after paying (default billing.stripe_success_url or billing.yookassa_return_url); cancel_url — optional, where it sends a customer who gives up (default billing.stripe_cancel_url; YooKassa's page has one return address).  Opens the payment page at the provider billing.providers chooses for the currency (YooKassa for roubles, Stripe Checkout) and returns its URL, also as the Location header; the payment becomes "pending".  Calling it again returns the same URL.  404 not the user's payment, 409 not payable, 502/503 the provider unavailable (the payment stays payable).$$;
+Arguments: payment_id — the invoice (one of the user's own); success_url — optional, where the payment page sends the customer after paying (default billing.stripe_success_url or billing.yookassa_return_url); cancel_url — optional, where it sends a customer who gives up (default billing.stripe_cancel_url; YooKassa's page has one return address); auto_renew — optional, true to renew by itself with the card paid with (see set_auto_renew).  Opens the payment page at the provider billing.providers chooses for the currency (YooKassa for roubles, Stripe Checkout) and returns its URL, also as the Location header; the payment becomes "pending".  Calling it again returns the same URL.  404 not the user's payment, 409 not payable, 502/503 the provider unavailable (the payment stays payable).$$;
 
 CREATE FUNCTION api.confirm_payment(payment_id uuid) RETURNS text
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -365,6 +366,23 @@ COMMENT ON FUNCTION api.cancel_payment(uuid) IS
 $$Cancel an unpaid payment, or refund a paid one within the refund window
 
 Arguments: payment_id — the user's payment.  An unpaid payment becomes "canceled" (its checkout is closed at the provider); a paid one within billing.refund_window of its payment is refunded ("refund_pending" or "refunded") and its months are taken off the subscription.  Returns the status.  404 not the user's payment, 409 too late or wrong status.$$;
+
+CREATE FUNCTION api.set_auto_renew(tariff text, enabled boolean) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    uid uuid := api_private.current_user_id();
+    st text; msg text; det text; hnt text;
+BEGIN
+    RETURN billing.set_auto_renew(uid, tariff, enabled);
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
+    PERFORM api_private.reraise(st, msg, det, hnt);
+END
+$$;
+COMMENT ON FUNCTION api.set_auto_renew(text, boolean) IS
+$$Turn automatic renewal of a subscription on or off
+
+Arguments: tariff — the tariff's code; enabled — true or false.  Off keeps the paid term and stops the next charge; on needs a card saved by a checkout with auto_renew.  Returns the subscription's renewal state (auto_renew, next_charge_at, card_brand, card_last4, ...).  404 no subscription to that tariff, 409 ended, no saved card, or the tariff is off sale.$$;
 
 CREATE FUNCTION api.has_access(tariff text) RETURNS boolean
     LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -778,8 +796,8 @@ GRANT EXECUTE ON FUNCTION api.ping(), api.stripe_webhook(json), api.yookassa_web
 GRANT SELECT ON api.tariffs, api.months_discounts TO billing_anon, billing_user, billing_admin;
 
 GRANT EXECUTE ON FUNCTION api.quote(text, int, text), api.create_invoice(text, int, text),
-    api.checkout(uuid, text, text), api.confirm_payment(uuid), api.cancel_payment(uuid),
-    api.has_access(text), api.payment_info()
+    api.checkout(uuid, text, text, boolean), api.confirm_payment(uuid), api.cancel_payment(uuid),
+    api.has_access(text), api.payment_info(), api.set_auto_renew(text, boolean)
     TO billing_user;
 GRANT SELECT ON api.my_payments, api.my_subscriptions TO billing_user;
 

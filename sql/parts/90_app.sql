@@ -19,7 +19,8 @@ GRANT USAGE ON SCHEMA billing TO billing_app;
 GRANT EXECUTE ON FUNCTION
     billing.quote(uuid, text, int, text),
     billing.create_invoice(uuid, text, int, text),
-    billing.checkout(uuid, uuid, text, text, text),
+    billing.checkout(uuid, uuid, text, text, text, boolean),
+    billing.set_auto_renew(uuid, text, boolean, text),
     billing.confirm_payment(uuid, uuid),
     billing.cancel_payment(uuid, uuid),
     billing.has_access(uuid, text),

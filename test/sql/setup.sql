@@ -7,6 +7,7 @@
 CREATE OR REPLACE FUNCTION public.test_reset() RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     TRUNCATE billing.stripe_events, billing.payment_events, billing.payments, billing.subscriptions,
+             billing.provider_customers,
              billing.customers, billing.outbox, billing.admin_audit,
              marketing.promo_codes, marketing.months_discounts,
              marketing.personal_discounts, marketing.tariff_price_history,
