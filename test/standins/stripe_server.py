@@ -571,10 +571,7 @@ class State:
         s["url"] = None
         pi = self._pay(s, False, pm)
         pi["customer"] = s["customer"]
-        if sfu:
-            self.attach(pm, s["customer"])
-        else:
-            self.spent_methods.add(pm["id"])
+        # The method is saved to the customer (or spent) when the payment succeeds.
         if payment_status == "paid":
             self._succeed(pi, None, pm)
         s["payment_status"] = "paid" if payment_status == "paid" else "unpaid"
