@@ -219,6 +219,19 @@ COMMENT ON COLUMN api.tariffs.description IS 'What the tariff gives.';
 COMMENT ON COLUMN api.tariffs.monthly_price IS 'Price of one month in minor units of the currency.';
 COMMENT ON COLUMN api.tariffs.currency IS 'ISO 4217 currency code.';
 
+-- The decimals of each currency, for clients that show amounts to people
+-- (the admin panel formats every amount by these, and converts the major
+-- units a person types back to minor units by them).
+CREATE VIEW api.currencies AS
+SELECT code, exponent
+FROM billing.currencies();
+COMMENT ON VIEW api.currencies IS
+$$Currencies and their decimals
+
+Every currency a tariff may be priced in, with the decimals of its minor unit: amounts in the api (prices, totals, discounts) are integers in minor units, so 42330 in RUB (exponent 2) is 423.30 roubles and 500 in JPY (exponent 0) is 500 yen.  Anyone may read it.$$;
+COMMENT ON COLUMN api.currencies.code IS 'ISO 4217 code, upper case.';
+COMMENT ON COLUMN api.currencies.exponent IS 'Decimal places of the minor unit: an amount of N minor units is N / 10^exponent in the currency.';
+
 CREATE VIEW api.months_discounts AS
 SELECT months, percent
 FROM marketing.months_discounts;
@@ -775,7 +788,9 @@ GRANT EXECUTE ON FUNCTION api_private.current_user_id(), api_private.pre_request
 
 GRANT EXECUTE ON FUNCTION api.ping(), api.stripe_webhook(json), api.yookassa_webhook(json)
     TO billing_anon, billing_user, billing_admin;
-GRANT SELECT ON api.tariffs, api.months_discounts TO billing_anon, billing_user, billing_admin;
+GRANT SELECT ON api.tariffs, api.months_discounts, api.currencies TO billing_anon, billing_user, billing_admin;
+-- (api.currencies calls it in the reader's role)
+GRANT EXECUTE ON FUNCTION billing.currencies() TO billing_anon, billing_user;
 
 GRANT EXECUTE ON FUNCTION api.quote(text, int, text), api.create_invoice(text, int, text),
     api.checkout(uuid, text, text), api.confirm_payment(uuid), api.cancel_payment(uuid),
