@@ -6,7 +6,7 @@
 // language, not the browser's, and switch with it.
 import React, { useCallback, useMemo } from 'react';
 import {
-    AutocompleteInput, FormDataConsumer, TextInput, required, useGetList, useLocaleState, useRecordContext,
+    FormDataConsumer, SelectInput, TextInput, required, useGetList, useLocaleState, useRecordContext,
     useTranslate,
 } from 'react-admin';
 import { Typography } from '@mui/material';
@@ -211,11 +211,12 @@ export const JsonField = ({ source }) => {
 
 // ---- inputs (forms) ----
 
-// The currency of a new price: one of the server's currencies.
+// The currency of a new price: one of the server's currencies (a plain select:
+// its menu finds a code as it is typed, and MUI's Autocomplete would add 16 kB).
 export const CurrencyInput = props => {
     const fmt = useFormat();
     const choices = useMemo(() => (fmt.currencies || []).map(c => ({ id: c.code, name: c.code })), [fmt.currencies]);
-    return <AutocompleteInput choices={choices} isLoading={!fmt.currencies} validate={required()} {...props} />;
+    return <SelectInput choices={choices} isPending={!fmt.currencies} validate={required()} {...props} />;
 };
 
 // An amount typed in major units of the currency in the form's currencySource
