@@ -219,16 +219,17 @@ COMMENT ON COLUMN api.tariffs.description IS 'What the tariff gives.';
 COMMENT ON COLUMN api.tariffs.monthly_price IS 'Price of one month in minor units of the currency.';
 COMMENT ON COLUMN api.tariffs.currency IS 'ISO 4217 currency code.';
 
--- The decimals of each currency, for clients that show amounts to people
--- (the admin panel formats every amount by these, and converts the major
--- units a person types back to minor units by them).
+-- The decimals of each currency, for the admin panel: it formats every amount
+-- by these, and converts the major units a person types back to minor units
+-- by them.  (It calls billing.currencies() in the reader's role, and the user
+-- roles reach no billing function.)
 CREATE VIEW api.currencies AS
 SELECT code, exponent
 FROM billing.currencies();
 COMMENT ON VIEW api.currencies IS
-$$Currencies and their decimals
+$$Currencies and their decimals (admin)
 
-Every currency a tariff may be priced in, with the decimals of its minor unit: amounts in the api (prices, totals, discounts) are integers in minor units, so 42330 in RUB (exponent 2) is 423.30 roubles and 500 in JPY (exponent 0) is 500 yen.  Anyone may read it.$$;
+Every currency a tariff may be priced in, with the decimals of its minor unit: amounts in the api (prices, totals, discounts) are integers in minor units, so 42330 in RUB (exponent 2) is 423.30 roubles and 500 in JPY (exponent 0) is 500 yen.$$;
 COMMENT ON COLUMN api.currencies.code IS 'ISO 4217 code, upper case.';
 COMMENT ON COLUMN api.currencies.exponent IS 'Decimal places of the minor unit: an amount of N minor units is N / 10^exponent in the currency.';
 
@@ -788,9 +789,7 @@ GRANT EXECUTE ON FUNCTION api_private.current_user_id(), api_private.pre_request
 
 GRANT EXECUTE ON FUNCTION api.ping(), api.stripe_webhook(json), api.yookassa_webhook(json)
     TO billing_anon, billing_user, billing_admin;
-GRANT SELECT ON api.tariffs, api.months_discounts, api.currencies TO billing_anon, billing_user, billing_admin;
--- (api.currencies calls it in the reader's role)
-GRANT EXECUTE ON FUNCTION billing.currencies() TO billing_anon, billing_user;
+GRANT SELECT ON api.tariffs, api.months_discounts TO billing_anon, billing_user, billing_admin;
 
 GRANT EXECUTE ON FUNCTION api.quote(text, int, text), api.create_invoice(text, int, text),
     api.checkout(uuid, text, text), api.confirm_payment(uuid), api.cancel_payment(uuid),
@@ -815,5 +814,6 @@ GRANT EXECUTE ON FUNCTION
     api.outbox_retry_dead(bigint[])
     TO billing_admin;
 GRANT SELECT ON api.admin_payments, api.admin_tariffs, api.admin_promo_codes,
-    api.admin_personal_discounts, api.admin_audit, api.outbox_status, api.outbox_dead
+    api.admin_personal_discounts, api.admin_audit, api.outbox_status, api.outbox_dead,
+    api.currencies
     TO billing_admin;

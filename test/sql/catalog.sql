@@ -15,7 +15,8 @@ FROM marketing.tariffs ORDER BY id;
 -- The currencies a tariff may be priced in, with the decimals their amounts
 -- are shown with (clients format by these): in code order (the C table is
 -- searched by bisection, so its order matters), the three-decimal dinars left
--- out, every tariff's currency among them, and anyone may read them.
+-- out, every tariff's currency among them; the admin reads them (the panel),
+-- a user role does not (it reaches no billing function).
 SELECT code, exponent FROM api.currencies WHERE code IN ('RUB', 'USD', 'JPY', 'ISK', 'UGX', 'KWD', 'BHD')
 ORDER BY code;
 SELECT count(*) > 100 AS many, array_agg(code) = array_agg(code ORDER BY code COLLATE "C") AS in_order,
@@ -23,8 +24,10 @@ SELECT count(*) > 100 AS many, array_agg(code) = array_agg(code ORDER BY code CO
 FROM billing.currencies();
 SELECT t.code, t.currency, c.exponent FROM marketing.tariffs t LEFT JOIN api.currencies c ON c.code = t.currency
 ORDER BY t.id;
-SET ROLE billing_anon;
+SET ROLE billing_admin;
 SELECT exponent FROM api.currencies WHERE code = 'JPY';
+SET ROLE billing_anon;
+SELECT err($$SELECT exponent FROM api.currencies WHERE code = 'JPY'$$);
 RESET ROLE;
 
 -- The first price is history too, with who and when.
