@@ -1,11 +1,18 @@
 /*
  * currency.c — the currencies Stripe can charge in (its presentment
  * currencies) and the decimals of their minor units.  The table is Stripe's
- * published list; keep it sorted, it is searched with bsearch.
+ * published list; keep it sorted, it is searched with bsearch.  The same
+ * table is what billing.currencies() lists, so that people's clients (the
+ * admin panel) format amounts by the server's exponents, never their own.
  */
 #include "postgres.h"
 
 #include <stdlib.h>
+
+#include "fmgr.h"
+#include "funcapi.h"
+#include "utils/builtins.h"
+#include "utils/tuplestore.h"
 
 #include "currency.h"
 
@@ -77,4 +84,27 @@ currency_exponent(const char *code)
 	const CurrencyInfo *c = currency_find(code);
 
 	return c ? c->exponent : -1;
+}
+
+/*
+ * billing.currencies(): every supported currency with its exponent, in code
+ * order.
+ */
+PG_FUNCTION_INFO_V1(billing_currencies);
+Datum
+billing_currencies(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+
+	InitMaterializedSRF(fcinfo, 0);
+	for (size_t i = 0; i < lengthof(currencies); i++)
+	{
+		Datum		values[2];
+		bool		nulls[2] = {false, false};
+
+		values[0] = CStringGetTextDatum(currencies[i].code);
+		values[1] = Int32GetDatum(currencies[i].exponent);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
 }

@@ -23,6 +23,16 @@ CREATE TRIGGER tariffs_code_immutable BEFORE UPDATE OF code ON marketing.tariffs
 
 REVOKE ALL ON FUNCTION billing.forbid_change(), billing.tariff_code_immutable() FROM PUBLIC;
 
+-- The currencies a tariff may be priced in, with the decimals of their minor
+-- units (the table is currency.c's): what a client needs to show a stored
+-- amount to a person, so that no client keeps a table of its own.
+CREATE FUNCTION billing.currencies(OUT code text, OUT exponent int) RETURNS SETOF record
+    STABLE PARALLEL SAFE LANGUAGE C AS 'MODULE_PATHNAME', 'billing_currencies';
+COMMENT ON FUNCTION billing.currencies() IS
+$$Every currency a tariff may be priced in (Stripe's presentment currencies, without the three-decimal dinars), in code order, with the exponent of its minor unit: N minor units are N / 10^exponent of the currency, so 42330 RUB (exponent 2) is 423.30 roubles and 500 JPY (exponent 0) is 500 yen.  Read over HTTP as api.currencies (the admin panel formats amounts by it).$$;
+REVOKE ALL ON FUNCTION billing.currencies() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION billing.currencies() TO billing_admin;
+
 CREATE FUNCTION billing.create_tariff(code text, title text, monthly_price bigint,
                                       currency text DEFAULT 'RUB', description text DEFAULT NULL)
     RETURNS jsonb VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp

@@ -219,6 +219,20 @@ COMMENT ON COLUMN api.tariffs.description IS 'What the tariff gives.';
 COMMENT ON COLUMN api.tariffs.monthly_price IS 'Price of one month in minor units of the currency.';
 COMMENT ON COLUMN api.tariffs.currency IS 'ISO 4217 currency code.';
 
+-- The decimals of each currency, for the admin panel: it formats every amount
+-- by these, and converts the major units a person types back to minor units
+-- by them.  (It calls billing.currencies() in the reader's role, and the user
+-- roles reach no billing function.)
+CREATE VIEW api.currencies AS
+SELECT code, exponent
+FROM billing.currencies();
+COMMENT ON VIEW api.currencies IS
+$$Currencies and their decimals (admin)
+
+Every currency a tariff may be priced in, with the decimals of its minor unit: amounts in the api (prices, totals, discounts) are integers in minor units, so 42330 in RUB (exponent 2) is 423.30 roubles and 500 in JPY (exponent 0) is 500 yen.$$;
+COMMENT ON COLUMN api.currencies.code IS 'ISO 4217 code, upper case.';
+COMMENT ON COLUMN api.currencies.exponent IS 'Decimal places of the minor unit: an amount of N minor units is N / 10^exponent in the currency.';
+
 CREATE VIEW api.months_discounts AS
 SELECT months, percent
 FROM marketing.months_discounts;
@@ -818,5 +832,6 @@ GRANT EXECUTE ON FUNCTION
     api.outbox_retry_dead(bigint[])
     TO billing_admin;
 GRANT SELECT ON api.admin_payments, api.admin_tariffs, api.admin_promo_codes,
-    api.admin_personal_discounts, api.admin_audit, api.outbox_status, api.outbox_dead
+    api.admin_personal_discounts, api.admin_audit, api.outbox_status, api.outbox_dead,
+    api.currencies
     TO billing_admin;

@@ -124,12 +124,24 @@ async function createNew(p) {
     await p.waitForURL(/\/create$/);
 }
 
+// How a person of that language reads a timestamp of the database, as
+// PostgreSQL itself writes it (an oracle independent of the panel's code).
+const DATE_FORMATS = { en: 'MM/DD/YYYY, HH12:MI AM', ru: 'DD.MM.YYYY, HH24:MI' };
+function shownTime(sqlExpr, lang) {
+    return psql(`SELECT to_char((${sqlExpr}) AT TIME ZONE '${ZONE}', '${DATE_FORMATS[lang]}')`);
+}
+// Raw timestamps as the api writes them (2026-12-02T01:40:37.123456+00:00).
+const ISO = /\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}|\d{2}:\d{2}:\d{2}\.\d{3,6}/;
+
 async function confirmDialog(p) {
     await p.getByRole('dialog').getByRole('button', { name: 'Confirm' }).click();
 }
 
 const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: ['--no-sandbox'] });
-const context = await browser.newContext({ viewport: { width: 1400, height: 1000 }, locale: 'en-US' });
+// A person in Moscow whose browser speaks American English: the panel shows
+// times in the browser's zone, in the format of the panel's language.
+const ZONE = 'Europe/Moscow';
+const context = await browser.newContext({ viewport: { width: 1400, height: 1000 }, locale: 'en-US', timezoneId: ZONE });
 context.setDefaultTimeout(8000);
 page = await context.newPage();
 const stamp = Date.now().toString(36);
@@ -162,7 +174,15 @@ await test('create a tariff', async () => {
     await createNew(page);
     await field(page, 'Code').fill(tariffCode);
     await field(page, 'Title').fill('Browser test films');
-    await field(page, 'Monthly price').fill('19900');
+    // The price is typed in roubles; more decimals than the rouble has are
+    // refused before anything is sent.
+    await field(page, 'Monthly price').fill('199.001');
+    await page.getByRole('button', { name: 'Save' }).click();
+    await visible(page.getByText('RUB has 2 digits after the decimal point, no more'));
+    if (psql(`SELECT count(*) FROM marketing.tariffs WHERE code = '${tariffCode}'`) !== '0') {
+        throw new Error('a price with three decimals was sent');
+    }
+    await field(page, 'Monthly price').fill('199.00');
     await page.getByRole('button', { name: 'Save' }).click();
     await visible(page.getByText('Price history'));
     if (psql(`SELECT monthly_price FROM marketing.tariffs WHERE code = '${tariffCode}'`) !== '19900') {
@@ -171,11 +191,19 @@ await test('create a tariff', async () => {
 });
 
 await test('change its price and see the history', async () => {
-    await field(page, 'New monthly price').fill('24900');
+    await field(page, 'New monthly price').fill('249.999');
+    await visible(page.getByText('RUB has 2 digits after the decimal point, no more'));
+    if (!await page.getByRole('button', { name: 'Change price' }).isDisabled()) throw new Error('Change price enabled');
+    await field(page, 'New monthly price').fill('249');
     await page.getByRole('button', { name: 'Change price' }).click();
     await confirmDialog(page);
-    await visible(page.getByText('Monthly price: 24900 RUB'));
-    await visible(page.getByRole('cell', { name: '24,900' }).or(page.getByRole('cell', { name: '24900' })));
+    await visible(page.getByText('Monthly price: RUB 249.00'));
+    // The history in roubles too, the old and the new price.
+    await visible(page.getByRole('cell', { name: 'RUB 249.00', exact: true }));
+    await visible(page.getByRole('cell', { name: 'RUB 199.00', exact: true }));
+    if (psql(`SELECT monthly_price FROM marketing.tariffs WHERE code = '${tariffCode}'`) !== '24900') {
+        throw new Error('the server did not receive 24900 kopecks');
+    }
     await docShot('tariff');
 });
 
@@ -240,14 +268,29 @@ await test('buy as a user through the Stripe stand-in, find the payment by e-mai
     // What the auth service's GetUserInfo would have filled in.
     psql(`UPDATE billing.customers SET email = '${buyerEmail}' WHERE user_id = '${buyer}'`);
 
+    // 249.00 less the personal 15 %: 21165 kopecks, which a person reads as
+    // 211.65 roubles on every page.
+    if (psql(`SELECT total FROM billing.payments WHERE id = '${paymentId}'`) !== '21165') {
+        throw new Error('unexpected total');
+    }
     step('finding the payment in the list');
     await menu(page, 'Payments');
     await filterBy(page, 'E-mail', buyerEmail);
     const row = page.getByRole('row').filter({ hasText: buyerEmail });
     await visible(row);
+    await visible(row.getByRole('cell', { name: 'RUB 211.65', exact: true }));
+    await visible(row.getByRole('cell', { name: shownTime(`SELECT created_at FROM billing.payments WHERE id = '${paymentId}'`, 'en'), exact: true }));
     await docShot('payments');
     await row.click();
     await visible(page.getByText('History'));
+    step('reading the amounts of the payment');
+    for (const [label, amount] of [['Monthly price', 'RUB 249.00'], ['List price', 'RUB 249.00'],
+                                   ['Discount', 'RUB 37.35'], ['Total', 'RUB 211.65']]) {
+        const shown = (await page.locator('.RaLabeled-label').filter({ hasText: new RegExp(`^${label}$`) })
+            .locator('xpath=..').first().innerText()).replace(/\s+/g, ' ');
+        if (shown !== `${label} ${amount}`) throw new Error(`${label}: ${shown}`);
+    }
+    if (/\b21,?165\b/.test(await page.locator('main').innerText())) throw new Error('minor units on the page');
     step('refunding');
     await page.getByRole('button', { name: 'Refund' }).click();
     await confirmDialog(page);
@@ -318,9 +361,23 @@ await test('discard a dead message', async () => {
 await test('the dashboard shows the revenue, the refunds and the delivery', async () => {
     await menu(page, 'Dashboard');
     const totals = page.locator('.MuiCard-root').filter({ hasText: 'Paid and refunded' });
-    await visible(totals.getByText('RUB'));
+    await visible(totals.getByText('RUB', { exact: true }));
     await visible(totals.getByText('Refund rate'));
+    // Paid: the 2 months marked paid (2 × 249.00 less 15 %); refunded: the first.
+    await visible(totals.getByText('RUB 423.30', { exact: true }));
+    await visible(totals.getByText('RUB 211.65', { exact: true }));
     await visible(page.locator('.recharts-legend-item').filter({ hasText: tariffCode }));   // the chart, loaded lazily
+    // The chart: its scale in roubles, its days as dates, its tooltip the exact amount.
+    await visible(page.locator('.recharts-yAxis-tick-labels text'));
+    const marks = await page.locator('.recharts-yAxis-tick-labels text').allTextContents();
+    if (!marks.length || !marks.every(m => /^RUB\s[\d,]+(\.\d{1,2})?$/.test(m.trim()))) throw new Error(`the scale: ${marks}`);
+    if (!marks.some(m => /[1-9]/.test(m))) throw new Error(`the scale: ${marks}`);
+    const days = await page.locator('.recharts-xAxis-tick-labels text').allTextContents();
+    if (!days.length || !days.every(d => /^\d{2}\/\d{2}$/.test(d.trim()))) throw new Error(`the days: ${days}`);
+    const dot = page.locator('.recharts-line-dots circle, .recharts-line-dot').first();
+    const box = await dot.boundingBox();
+    await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+    await visible(page.locator('.recharts-tooltip-wrapper').filter({ hasText: 'RUB 423.30' }));
     await page.getByRole('button', { name: 'Last 90 days' }).click();
     await visible(totals.getByText('RUB'));
     await docShot('dashboard');
@@ -352,18 +409,52 @@ await test('a user page shows what billing knows about the user', async () => {
     await page.getByRole('row').filter({ hasText: buyer }).click();
     await visible(page.getByText('Subscriptions and access'));
     await visible(page.getByRole('cell', { name: tariffCode }).first());
+    // Paid until and grace until as dates and times of the admin's zone.
+    const sub = page.getByRole('row').filter({ has: page.getByRole('cell', { name: tariffCode, exact: true }) }).first();
+    const until = `(SELECT s.ends_at FROM billing.subscriptions s JOIN marketing.tariffs t ON t.id = s.tariff_id
+                    WHERE s.user_id = '${buyer}' AND t.code = '${tariffCode}')`;
+    await visible(sub.getByRole('cell', { name: shownTime(until, 'en'), exact: true }));
+    await visible(sub.getByRole('cell', { name: shownTime(until.replace('s.ends_at', 's.grace_ends_at'), 'en'), exact: true }));
+    await visible(page.getByRole('cell', { name: 'RUB 423.30', exact: true }));
+    const text = await page.locator('main').innerText();
+    if (ISO.test(text)) throw new Error(`a raw timestamp on the page: ${text.match(ISO)[0]}`);
     await docShot('user');
 });
 
-await test('switching to Russian shows Russian labels', async () => {
+await test('switching to Russian shows Russian labels, dates and amounts, and takes a price typed with a comma', async () => {
     await page.getByRole('button', { name: 'English' }).click();
     await page.getByRole('menuitem', { name: 'Русский' }).click();
     await visible(page.getByText('Платежи'));
     await visible(page.getByText('Журнал действий'));
+    // Still on the user's page: its dates and amounts as a Russian reads them.
+    const until = `(SELECT s.ends_at FROM billing.subscriptions s JOIN marketing.tariffs t ON t.id = s.tariff_id
+                    WHERE s.user_id = '${buyer}' AND t.code = '${tariffCode}')`;
+    const ru = shownTime(until, 'ru');
+    await visible(page.getByRole('cell', { name: ru, exact: true }));
+    await visible(page.getByRole('cell', { name: '423,30 ₽', exact: true }));
+    const text = await page.locator('main').innerText();
+    if (/\d{2}\/\d{2}\/\d{4}|AM|PM/.test(text)) throw new Error(`a US date under Russian: ${text}`);
+    if (ISO.test(text)) throw new Error(`a raw timestamp on the page: ${text.match(ISO)[0]}`);
     await docShot('russian');
+    // A price typed the Russian way, with a decimal comma.
+    await menu(page, 'Тарифы');
+    await page.waitForURL(/#\/admin_tariffs([?]|$)/);
+    await page.getByRole('row').filter({ hasText: tariffCode }).filter({ hasText: 'Browser test films' }).click();
+    await field(page, 'Новая цена в месяц').fill('259,90');
+    await page.getByRole('button', { name: 'Изменить цену' }).click();
+    await page.getByRole('dialog').getByRole('button', { name: 'Подтвердить' }).click();
+    await visible(page.getByText('Цена в месяц: 259,90 ₽'));
+    if (psql(`SELECT monthly_price FROM marketing.tariffs WHERE code = '${tariffCode}'`) !== '25990') {
+        throw new Error('the server did not receive 25990 kopecks');
+    }
     await page.getByRole('button', { name: 'Русский' }).click();
     await page.getByRole('menuitem', { name: 'English' }).click();
     await visible(page.getByText('Payments'));
+    // and back: the same page as an American reads it.
+    await visible(page.getByText('Monthly price: RUB 259.90'));
+    const changed = shownTime(`SELECT max(h.changed_at) FROM marketing.tariff_price_history h
+                               JOIN marketing.tariffs t ON t.id = h.tariff_id WHERE t.code = '${tariffCode}'`, 'en');
+    await visible(page.getByRole('cell', { name: changed, exact: true }));
 });
 
 await test('a disabled account is signed out on its next request', async () => {

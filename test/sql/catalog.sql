@@ -12,6 +12,24 @@ SELECT billing.create_tariff('intl', 'International', 999, 'usd')->>'currency' A
 SELECT id, code, title, description, monthly_price, currency, active, auth_role_id
 FROM marketing.tariffs ORDER BY id;
 
+-- The currencies a tariff may be priced in, with the decimals their amounts
+-- are shown with (clients format by these): in code order (the C table is
+-- searched by bisection, so its order matters), the three-decimal dinars left
+-- out, every tariff's currency among them; the admin reads them (the panel),
+-- a user role does not (it reaches no billing function).
+SELECT code, exponent FROM api.currencies WHERE code IN ('RUB', 'USD', 'JPY', 'ISK', 'UGX', 'KWD', 'BHD')
+ORDER BY code;
+SELECT count(*) > 100 AS many, array_agg(code) = array_agg(code ORDER BY code COLLATE "C") AS in_order,
+       bool_and(code ~ '^[A-Z]{3}$') AS codes, array_agg(DISTINCT exponent ORDER BY exponent) AS exponents
+FROM billing.currencies();
+SELECT t.code, t.currency, c.exponent FROM marketing.tariffs t LEFT JOIN api.currencies c ON c.code = t.currency
+ORDER BY t.id;
+SET ROLE billing_admin;
+SELECT exponent FROM api.currencies WHERE code = 'JPY';
+SET ROLE billing_anon;
+SELECT err($$SELECT exponent FROM api.currencies WHERE code = 'JPY'$$);
+RESET ROLE;
+
 -- The first price is history too, with who and when.
 SELECT tariff_id, old_price, new_price, changed_by, changed_at
 FROM marketing.tariff_price_history ORDER BY id;

@@ -1,8 +1,9 @@
 // The audit log: filters by admin, action, target and date; each row opens to
 // show the row before and after side by side, with the changed fields marked.
 import React from 'react';
-import { List, Datagrid, TextField, DateField, TextInput, DateTimeInput, useRecordContext, useTranslate } from 'react-admin';
+import { List, Datagrid, TextField, TextInput, DateTimeInput, useRecordContext, useTranslate } from 'react-admin';
 import { Table, TableBody, TableCell, TableHead, TableRow } from '@mui/material';
+import { DateTimeField, useFormat } from '../common/format';
 
 const filters = [
     <TextInput key="actor_name" source="actor_name" alwaysOn />,
@@ -12,11 +13,13 @@ const filters = [
     <DateTimeInput key="to" source="at@lt" label="billing.audit.to" />,
 ];
 
-const show = v => (v === undefined ? '' : JSON.stringify(v));
+// (compares the values as the server wrote them; shows them formatted)
+const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
 
 const BeforeAfter = () => {
     const record = useRecordContext();
     const t = useTranslate();
+    const fmt = useFormat();
     if (!record) return null;
     const before = record.before || {};
     const after = record.after || {};
@@ -32,13 +35,13 @@ const BeforeAfter = () => {
             </TableHead>
             <TableBody>
                 {keys.map(k => {
-                    const changed = show(before[k]) !== show(after[k]);
+                    const changed = !same(before[k], after[k]);
                     const sx = changed ? { backgroundColor: 'rgba(255, 193, 7, 0.25)', fontWeight: 'bold' } : {};
                     return (
                         <TableRow key={k} data-changed={changed ? 'yes' : 'no'}>
                             <TableCell sx={sx}>{k}{changed ? ` (${t('billing.audit.changed')})` : ''}</TableCell>
-                            <TableCell sx={sx}>{record.before ? show(before[k]) : ''}</TableCell>
-                            <TableCell sx={sx}>{record.after ? show(after[k]) : ''}</TableCell>
+                            <TableCell sx={sx}>{record.before ? fmt.value(before[k], k, before) : ''}</TableCell>
+                            <TableCell sx={sx}>{record.after ? fmt.value(after[k], k, after) : ''}</TableCell>
                         </TableRow>
                     );
                 })}
@@ -50,7 +53,7 @@ const BeforeAfter = () => {
 export const AuditList = () => (
     <List filters={filters} sort={{ field: 'id', order: 'DESC' }} perPage={25}>
         <Datagrid expand={<BeforeAfter />} bulkActionButtons={false} rowClick="expand">
-            <DateField source="at" showTime />
+            <DateTimeField source="at" />
             <TextField source="actor_name" />
             <TextField source="action" />
             <TextField source="target" />

@@ -4,6 +4,7 @@ import React, { lazy, Suspense, useEffect, useState } from 'react';
 import { Card, CardContent, CardHeader, Grid, ToggleButton, ToggleButtonGroup, Typography, Table, TableBody, TableCell, TableHead, TableRow } from '@mui/material';
 import { Title, useTranslate, useNotify, Loading } from 'react-admin';
 import { rpc } from '../providers/httpClient';
+import { useFormat } from '../common/format';
 
 const RevenueChart = lazy(() => import('./RevenueChart'));
 
@@ -17,6 +18,7 @@ const Stat = ({ label, value }) => (
 export default function Dashboard() {
     const t = useTranslate();
     const notify = useNotify();
+    const fmt = useFormat();
     const [days, setDays] = useState(30);
     const [data, setData] = useState(null);
 
@@ -39,7 +41,7 @@ export default function Dashboard() {
                 <Grid container spacing={2} sx={{ mt: 1 }}>
                     <Grid size={12}>
                         <Card>
-                            <CardHeader title={t('billing.dashboard.revenue')} subheader={t('billing.dashboard.minor_units', { tz: data.time_zone })} />
+                            <CardHeader title={t('billing.dashboard.revenue')} subheader={t('billing.dashboard.revenue_help', { tz: data.time_zone })} />
                             <CardContent>
                                 <Suspense fallback={<Loading />}>
                                     <RevenueChart rows={data.revenue} />
@@ -53,11 +55,11 @@ export default function Dashboard() {
                             <CardContent>
                                 {data.totals.length === 0 && <Typography>{t('billing.dashboard.no_data')}</Typography>}
                                 {data.totals.map(row => (
-                                    <div key={row.currency}>
+                                    <div key={row.currency} data-currency={row.currency}>
                                         <Stat label={t('billing.dashboard.currency')} value={row.currency} />
-                                        <Stat label={t('billing.dashboard.paid')} value={row.paid} />
-                                        <Stat label={t('billing.dashboard.refunded')} value={row.refunded} />
-                                        <Stat label={t('billing.dashboard.refund_rate')} value={`${row.refund_rate} %`} />
+                                        <Stat label={t('billing.dashboard.paid')} value={fmt.money(row.paid, row.currency)} />
+                                        <Stat label={t('billing.dashboard.refunded')} value={fmt.money(row.refunded, row.currency)} />
+                                        <Stat label={t('billing.dashboard.refund_rate')} value={`${fmt.number(row.refund_rate)} %`} />
                                     </div>
                                 ))}
                             </CardContent>

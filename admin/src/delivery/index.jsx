@@ -1,8 +1,9 @@
 // Delivery: dead outbox messages with their last error; retry (requeue) or
 // discard, each behind a confirmation.
 import React from 'react';
-import { List, Datagrid, TextField, NumberField, DateField, FunctionField, useRecordContext } from 'react-admin';
+import { List, Datagrid, TextField, NumberField, useRecordContext } from 'react-admin';
 import ActionButton from '../common/ActionButton';
+import { DateTimeField, JsonField } from '../common/format';
 import { rpc } from '../providers/httpClient';
 
 const RowActions = () => {
@@ -25,10 +26,10 @@ export const DeadList = () => (
         <Datagrid bulkActionButtons={false}>
             <NumberField source="id" />
             <TextField source="kind" />
-            <FunctionField source="payload" render={r => JSON.stringify(r.payload)} />
+            <JsonField source="payload" />
             <NumberField source="attempts" />
             <TextField source="last_error" />
-            <DateField source="created_at" showTime />
+            <DateTimeField source="created_at" />
             <RowActions />
         </Datagrid>
     </List>

@@ -6,7 +6,18 @@ export default {
     billing: {
         app: { title: 'Billing admin' },
         auth: { signed_out: 'You were signed out. Sign in again.' },
-        common: { done: 'Done', confirm: 'Confirm', yes: 'yes', no: 'no', minor_units: 'In minor units (kopecks, cents)' },
+        common: { done: 'Done', confirm: 'Confirm', yes: 'yes', no: 'no' },
+        money: {
+            input_help: 'In %{currency}, e.g. %{example}',
+            input_no_currency: 'Choose the currency first',
+            invalid: 'Enter an amount in %{currency}, e.g. %{example}',
+            decimals: '%{currency} has %{decimals} digits after the decimal point, no more',
+            whole: '%{currency} has no fractions: enter a whole amount, e.g. %{example}',
+            no_currency: 'Choose the currency first',
+            no_such_currency: 'Billing cannot charge in %{currency}',
+            loading: 'The currencies are still loading; try again in a moment',
+            unknown: '%{amount} minor units of %{currency}',
+        },
         status: {
             invoiced: 'invoiced', pending: 'pending', paid: 'paid', canceled: 'canceled', expired: 'expired',
             failed: 'failed', refund_pending: 'refund pending', refunded: 'refunded',
@@ -14,7 +25,7 @@ export default {
         subscription: { active: 'active', grace: 'in grace', blocked: 'blocked' },
         dashboard: {
             title: 'Dashboard', days: 'Last %{days} days', revenue: 'Revenue per day',
-            minor_units: 'Paid amounts in minor units, by tariff and currency; days in %{tz}',
+            revenue_help: 'Paid amounts by tariff and currency; days in %{tz}',
             totals: 'Paid and refunded', no_data: 'No payments in this period', currency: 'Currency',
             paid: 'Paid', refunded: 'Refunded', refund_rate: 'Refund rate', subscriptions: 'Subscriptions now',
             active: 'Active', grace: 'In grace', blocked: 'Blocked', new: 'New purchases', renewing: 'Renewals',
@@ -38,7 +49,7 @@ export default {
         },
         tariffs: {
             code_help: 'Permanent: lower-case letters, digits, _ and -', price: 'Monthly price',
-            new_price: 'New monthly price (minor units)', change_price: 'Change price',
+            new_price: 'New monthly price', change_price: 'Change price',
             change_price_content: 'New invoices use the new price; existing ones keep theirs.',
             price_history: 'Price history',
         },

@@ -15,7 +15,18 @@ export default merge(merge(englishMessages, russianMessages), {
     billing: {
         app: { title: 'Биллинг: администрирование' },
         auth: { signed_out: 'Сеанс завершён. Войдите снова.' },
-        common: { done: 'Готово', confirm: 'Подтвердить', yes: 'да', no: 'нет', minor_units: 'В копейках (центах)' },
+        common: { done: 'Готово', confirm: 'Подтвердить', yes: 'да', no: 'нет' },
+        money: {
+            input_help: 'В %{currency}, например %{example}',
+            input_no_currency: 'Сначала выберите валюту',
+            invalid: 'Введите сумму в %{currency}, например %{example}',
+            decimals: 'В %{currency} после запятой не больше %{decimals} знаков',
+            whole: 'В %{currency} нет дробных долей: введите целую сумму, например %{example}',
+            no_currency: 'Сначала выберите валюту',
+            no_such_currency: 'Биллинг не принимает оплату в %{currency}',
+            loading: 'Список валют ещё загружается; повторите через мгновение',
+            unknown: '%{amount} в минимальных единицах %{currency}',
+        },
         status: {
             invoiced: 'счёт выставлен', pending: 'ожидает оплаты', paid: 'оплачен', canceled: 'отменён',
             expired: 'просрочен', failed: 'не прошёл', refund_pending: 'возврат в обработке', refunded: 'возвращён',
@@ -23,7 +34,7 @@ export default merge(merge(englishMessages, russianMessages), {
         subscription: { active: 'активна', grace: 'льготный период', blocked: 'заблокирована' },
         dashboard: {
             title: 'Сводка', days: 'Последние %{days} дней', revenue: 'Выручка по дням',
-            minor_units: 'Оплаченные суммы в копейках (центах) по тарифам и валютам; дни по поясу %{tz}',
+            revenue_help: 'Оплаченные суммы по тарифам и валютам; дни по поясу %{tz}',
             totals: 'Оплачено и возвращено', no_data: 'За период платежей нет', currency: 'Валюта',
             paid: 'Оплачено', refunded: 'Возвращено', refund_rate: 'Доля возвратов', subscriptions: 'Подписки сейчас',
             active: 'Активные', grace: 'В льготном периоде', blocked: 'Заблокированные', new: 'Новые покупки',
@@ -47,7 +58,7 @@ export default merge(merge(englishMessages, russianMessages), {
         },
         tariffs: {
             code_help: 'Постоянный: строчные латинские буквы, цифры, _ и -', price: 'Цена в месяц',
-            new_price: 'Новая цена в месяц (в копейках)', change_price: 'Изменить цену',
+            new_price: 'Новая цена в месяц', change_price: 'Изменить цену',
             change_price_content: 'Новые счета пойдут по новой цене; выставленные сохранят свою.',
             price_history: 'История цен',
         },

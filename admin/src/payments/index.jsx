@@ -3,11 +3,12 @@
 // the refund window and the state machine).
 import React, { useState } from 'react';
 import {
-    List, Datagrid, TextField, NumberField, DateField, Show, SimpleShowLayout, TextInput, SelectInput,
+    List, Datagrid, TextField, NumberField, Show, SimpleShowLayout, TextInput, SelectInput,
     DateTimeInput, ReferenceManyField, useRecordContext, TopToolbar, useTranslate, Labeled, FunctionField,
 } from 'react-admin';
 import { TextField as MuiTextField, Grid } from '@mui/material';
 import ActionButton from '../common/ActionButton';
+import { DateTimeField, MoneyField } from '../common/format';
 import { rpc } from '../providers/httpClient';
 
 const STATUSES = ['invoiced', 'pending', 'paid', 'canceled', 'expired', 'failed', 'refund_pending', 'refunded']
@@ -26,12 +27,11 @@ const filters = [
 export const PaymentList = () => (
     <List filters={filters} sort={{ field: 'created_at', order: 'DESC' }} perPage={25}>
         <Datagrid rowClick="show" bulkActionButtons={false}>
-            <DateField source="created_at" showTime />
+            <DateTimeField source="created_at" />
             <TextField source="email" />
             <TextField source="tariff_code" />
             <NumberField source="months" />
-            <NumberField source="total" />
-            <TextField source="currency" />
+            <MoneyField source="total" />
             <FunctionField source="status" render={r => <StatusText status={r.status} />} />
             <TextField source="promo_code" />
         </Datagrid>
@@ -85,29 +85,29 @@ export const PaymentShow = () => (
                 <Grid><Labeled><NumberField source="months" /></Labeled></Grid>
             </Grid>
             <Grid container spacing={2}>
-                <Grid><Labeled><NumberField source="monthly_price" /></Labeled></Grid>
-                <Grid><Labeled><NumberField source="list_price" /></Labeled></Grid>
+                <Grid><Labeled><MoneyField source="monthly_price" /></Labeled></Grid>
+                <Grid><Labeled><MoneyField source="list_price" /></Labeled></Grid>
                 <Grid><Labeled><NumberField source="personal_percent" /></Labeled></Grid>
                 <Grid><Labeled><NumberField source="months_percent" /></Labeled></Grid>
                 <Grid><Labeled><NumberField source="promo_percent" /></Labeled></Grid>
                 <Grid><Labeled><TextField source="promo_code" /></Labeled></Grid>
                 <Grid><Labeled><TextField source="applied" /></Labeled></Grid>
-                <Grid><Labeled><NumberField source="discount" /></Labeled></Grid>
-                <Grid><Labeled><NumberField source="total" /></Labeled></Grid>
+                <Grid><Labeled><MoneyField source="discount" /></Labeled></Grid>
+                <Grid><Labeled><MoneyField source="total" /></Labeled></Grid>
                 <Grid><Labeled><TextField source="currency" /></Labeled></Grid>
             </Grid>
             <Grid container spacing={2}>
-                <Grid><Labeled><DateField source="created_at" showTime /></Labeled></Grid>
-                <Grid><Labeled><DateField source="paid_at" showTime /></Labeled></Grid>
-                <Grid><Labeled><DateField source="closed_at" showTime /></Labeled></Grid>
-                <Grid><Labeled><DateField source="expires_at" showTime /></Labeled></Grid>
+                <Grid><Labeled><DateTimeField source="created_at" /></Labeled></Grid>
+                <Grid><Labeled><DateTimeField source="paid_at" /></Labeled></Grid>
+                <Grid><Labeled><DateTimeField source="closed_at" /></Labeled></Grid>
+                <Grid><Labeled><DateTimeField source="expires_at" /></Labeled></Grid>
                 <Grid><Labeled><TextField source="provider_payment_intent" /></Labeled></Grid>
                 <Grid><Labeled><TextField source="provider_refund_id" /></Labeled></Grid>
             </Grid>
             <ReferenceManyField label="billing.payments.history" reference="admin_payment_events" target="payment_id"
                 sort={{ field: 'id', order: 'ASC' }}>
                 <Datagrid bulkActionButtons={false}>
-                    <DateField source="at" showTime />
+                    <DateTimeField source="at" />
                     <TextField source="from_status" />
                     <TextField source="to_status" />
                     <TextField source="source" />

@@ -1,17 +1,18 @@
 // Personal discounts: one per user; set (create or replace) and remove.
 import React from 'react';
 import {
-    List, Datagrid, TextField, NumberField, DateField, Create, SimpleForm, TextInput, NumberInput,
+    List, Datagrid, TextField, NumberField, Create, SimpleForm, TextInput, NumberInput,
     DateTimeInput, required, DeleteWithConfirmButton,
 } from 'react-admin';
+import { DateTimeField } from '../common/format';
 
 export const PersonalDiscountList = () => (
     <List sort={{ field: 'updated_at', order: 'DESC' }} filters={[<TextInput key="u" source="user_id" alwaysOn />]}>
         <Datagrid bulkActionButtons={false}>
             <TextField source="user_id" />
             <NumberField source="percent" />
-            <DateField source="valid_until" showTime />
-            <DateField source="updated_at" showTime />
+            <DateTimeField source="valid_until" />
+            <DateTimeField source="updated_at" />
             <DeleteWithConfirmButton mutationMode="pessimistic" />
         </Datagrid>
     </List>

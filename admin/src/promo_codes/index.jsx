@@ -2,9 +2,10 @@
 // delete (a soft delete: payments that used it keep showing it).
 import React from 'react';
 import {
-    List, Datagrid, TextField, NumberField, DateField, Create, SimpleForm, TextInput, NumberInput,
+    List, Datagrid, TextField, NumberField, Create, SimpleForm, TextInput, NumberInput,
     DateTimeInput, required, DeleteWithConfirmButton, FunctionField, useRecordContext,
 } from 'react-admin';
+import { DateTimeField } from '../common/format';
 
 const DeleteLive = () => {
     const record = useRecordContext();
@@ -20,11 +21,11 @@ export const PromoCodeList = () => (
         <Datagrid bulkActionButtons={false}>
             <TextField source="code" />
             <NumberField source="percent" />
-            <DateField source="valid_from" showTime />
-            <DateField source="valid_until" showTime />
+            <DateTimeField source="valid_from" />
+            <DateTimeField source="valid_until" />
             <TextField source="tariff_code" />
             <FunctionField source="redemptions" render={r => (r.max_redemptions ? `${r.redemptions} / ${r.max_redemptions}` : r.redemptions)} />
-            <DateField source="deleted_at" showTime />
+            <DateTimeField source="deleted_at" />
             <DeleteLive />
         </Datagrid>
     </List>

@@ -7,6 +7,7 @@ import { API, httpClient, rpc } from './httpClient';
 const primaryKeys = new Map([
     ['admin_personal_discounts', ['user_id']],
     ['months_discounts', ['months']],
+    ['currencies', ['code']],
 ]);
 
 // Big tables: PostgREST's planned count, never an exact count of millions.

@@ -2,11 +2,12 @@
 // about a user (subscriptions and access, personal discount, payments).
 import React, { useEffect, useState } from 'react';
 import {
-    List, Datagrid, TextField, DateField, Show, SimpleShowLayout, TextInput, ReferenceManyField,
+    List, Datagrid, TextField, Show, SimpleShowLayout, TextInput, ReferenceManyField,
     NumberField, useRecordContext, useTranslate, useNotify, FunctionField, Labeled,
 } from 'react-admin';
 import { Table, TableBody, TableCell, TableHead, TableRow, Typography } from '@mui/material';
 import { rpc } from '../providers/httpClient';
+import { DateTimeField, MoneyField, useFormat } from '../common/format';
 import { StatusText } from '../payments';
 
 const filters = [
@@ -19,7 +20,7 @@ export const UserList = () => (
         <Datagrid rowClick="show" bulkActionButtons={false}>
             <TextField source="id" />
             <TextField source="email" />
-            <DateField source="created_at" showTime />
+            <DateTimeField source="created_at" />
         </Datagrid>
     </List>
 );
@@ -28,6 +29,7 @@ const Subscriptions = () => {
     const record = useRecordContext();
     const t = useTranslate();
     const notify = useNotify();
+    const fmt = useFormat();
     const [info, setInfo] = useState(null);
     useEffect(() => {
         if (record) rpc('user_payment_info', { user_id: record.id }).then(setInfo).catch(e => notify(e.message, { type: 'error' }));
@@ -52,8 +54,8 @@ const Subscriptions = () => {
                             <TableRow key={s.tariff}>
                                 <TableCell>{s.tariff}</TableCell>
                                 <TableCell>{t(`billing.subscription.${s.status}`, { _: s.status })}</TableCell>
-                                <TableCell>{s.ends_at}</TableCell>
-                                <TableCell>{s.grace_ends_at}</TableCell>
+                                <TableCell>{fmt.dateTime(s.ends_at)}</TableCell>
+                                <TableCell>{fmt.dateTime(s.grace_ends_at)}</TableCell>
                                 <TableCell>{t(s.has_access ? 'billing.common.yes' : 'billing.common.no')}</TableCell>
                             </TableRow>
                         ))}
@@ -69,22 +71,21 @@ export const UserShow = () => (
         <SimpleShowLayout>
             <TextField source="id" />
             <TextField source="email" />
-            <DateField source="created_at" showTime />
+            <DateTimeField source="created_at" />
             <Subscriptions />
             <ReferenceManyField label="billing.users.discount" reference="admin_personal_discounts" target="user_id">
                 <Datagrid bulkActionButtons={false} empty={<Typography>{'—'}</Typography>}>
                     <NumberField source="percent" />
-                    <DateField source="valid_until" showTime />
+                    <DateTimeField source="valid_until" />
                 </Datagrid>
             </ReferenceManyField>
             <ReferenceManyField label="billing.users.payments" reference="admin_payments" target="user_id"
                 sort={{ field: 'created_at', order: 'DESC' }}>
                 <Datagrid rowClick={(id) => `/admin_payments/${id}/show`} bulkActionButtons={false}>
-                    <DateField source="created_at" showTime />
+                    <DateTimeField source="created_at" />
                     <TextField source="tariff_code" />
                     <NumberField source="months" />
-                    <NumberField source="total" />
-                    <TextField source="currency" />
+                    <MoneyField source="total" />
                     <FunctionField source="status" render={r => <StatusText status={r.status} />} />
                 </Datagrid>
             </ReferenceManyField>
