@@ -254,7 +254,8 @@ static void
 resolve_charge(void *arg)
 {
 	ResolveArgs *a = (ResolveArgs *) arg;
-	const char *word = renewal_charge(&a->id, true, "poll");
+	instr_time	spent;
+	const char *word = renewal_charge(&a->id, true, "poll", &spent);
 
 	if (strcmp(word, "applied") == 0)
 		a->counts->settled++;

@@ -25,6 +25,7 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
+#include "portability/instr_time.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
@@ -48,6 +49,7 @@ typedef struct RenewalCounts
 	int			waiting;
 	int			skipped;
 	int			errors;
+	double		provider_ms;	/* time spent waiting for the provider */
 } RenewalCounts;
 
 /* ---------------------------------------------------------------------
@@ -86,8 +88,11 @@ lock_charged_sub(ChargedSub *s, const PaymentInfo *p)
 }
 
 const char *
-renewal_charge(const pg_uuid_t *payment_id, bool lookup_first, const char *source)
+renewal_charge(const pg_uuid_t *payment_id, bool lookup_first, const char *source,
+			   instr_time *spent)
 {
+	instr_time	start;
+
 	PaymentInfo p;
 	ChargedSub	s;
 	const BillingProvider *prov;
@@ -123,9 +128,13 @@ renewal_charge(const pg_uuid_t *payment_id, bool lookup_first, const char *sourc
 	c.idempotency_key = psprintf("billing-renew-" INT64_FORMAT "-" INT64_FORMAT "-%d",
 								 s.id, subscription_epoch(p.renewal_of), p.renewal_attempt);
 
+	INSTR_TIME_SET_ZERO(*spent);
 	if (lookup_first)
 	{
+		INSTR_TIME_SET_CURRENT(start);
 		obj = prov->find_charge(&c, &unreachable);
+		INSTR_TIME_SET_CURRENT(*spent);
+		INSTR_TIME_SUBTRACT(*spent, start);
 		if (obj)
 		{
 			result = prov->apply_charge(payment_id, obj, source, &status);
@@ -155,7 +164,15 @@ renewal_charge(const pg_uuid_t *payment_id, bool lookup_first, const char *sourc
 		return "canceled";
 	}
 
+	INSTR_TIME_SET_CURRENT(start);
 	obj = prov->charge(&c, &unreachable);
+	{
+		instr_time	now;
+
+		INSTR_TIME_SET_CURRENT(now);
+		INSTR_TIME_SUBTRACT(now, start);
+		INSTR_TIME_ADD(*spent, now);
+	}
 	if (obj == NULL)
 	{
 		SPI_finish();
@@ -286,9 +303,12 @@ static void
 charge_one(void *arg)
 {
 	ChargeArgs *a = (ChargeArgs *) arg;
-	const char *word = renewal_charge(&a->payment_id, false, "system");
+	instr_time	spent;
 	PaymentStatus st;
 	PaymentInfo p;
+
+	(void) renewal_charge(&a->payment_id, false, "system", &spent);
+	a->counts->provider_ms += INSTR_TIME_GET_MILLISEC(spent);
 
 	/* Count by where the payment now stands. */
 	SPI_connect();
@@ -301,7 +321,6 @@ charge_one(void *arg)
 		a->counts->failed++;
 	else
 		a->counts->waiting++;
-	(void) word;
 }
 
 PG_FUNCTION_INFO_V1(billing_run_renewals);
@@ -375,9 +394,9 @@ billing_run_renewals(PG_FUNCTION_ARGS)
 	/* The output row, in the caller's context: SPI's are gone. */
 	MemoryContextSwitchTo(callcxt);
 	json = psprintf("{\"due\": %d, \"invoiced\": %d, \"paid\": %d, \"failed\": %d, "
-					"\"waiting\": %d, \"skipped\": %d, \"errors\": %d}",
+					"\"waiting\": %d, \"skipped\": %d, \"errors\": %d, \"provider_ms\": %.1f}",
 					counts.due, counts.invoiced, counts.paid, counts.failed,
-					counts.waiting, counts.skipped, counts.errors);
+					counts.waiting, counts.skipped, counts.errors, counts.provider_ms);
 	values[0] = DirectFunctionCall1(jsonb_in, CStringGetDatum(json));
 	tuple = heap_form_tuple(tupdesc, values, nulls);
 	PG_RETURN_DATUM(HeapTupleGetDatum(tuple));

@@ -7,6 +7,7 @@
 #define BILLING_RENEWAL_JOB_H
 
 #include "postgres.h"
+#include "portability/instr_time.h"
 #include "utils/uuid.h"
 
 /*
@@ -16,10 +17,11 @@
  * either comes first (nothing is charged: the payment is canceled) or waits
  * for the charge.  lookup_first: ask the provider whether the charge was
  * made already (after a crash) before making it.  Returns a word: "applied",
- * "waiting", "canceled", "unreachable", "unchanged", ...  The caller must be
- * in a transaction that it commits after.
+ * "waiting", "canceled", "unreachable", "unchanged", ...  *spent: the time
+ * the provider took.  The caller must be in a transaction that it commits
+ * after.
  */
 extern const char *renewal_charge(const pg_uuid_t *payment_id, bool lookup_first,
-								  const char *source);
+								  const char *source, instr_time *spent);
 
 #endif							/* BILLING_RENEWAL_JOB_H */
