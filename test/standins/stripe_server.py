@@ -32,6 +32,8 @@ Stripe API (form-encoded requests, `Authorization: Bearer <secret key>`):
     GET  /v1/payment_intents/{id}             retrieve (expand[]=latest_charge, payment_method)
     POST /v1/payment_intents/{id}/confirm     confirm (payment_method, return_url, off_session)
     POST /v1/payment_intents/{id}/cancel      cancel (cancellation_reason)
+    GET  /v1/payment_intents                  list (customer, created[gte], limit,
+                                              expand[]=data.latest_charge), newest first
     POST /v1/refunds                          refund a payment_intent
     GET  /v1/refunds/{id}                     retrieve a refund
 
@@ -310,6 +312,7 @@ class State:
             self.customers = {}
             self.payment_methods = {}
             self.customer_methods = {}  # customer id -> its payment method ids, oldest first
+            self.customer_intents = {}  # customer id -> its payment intent ids, oldest first
             self.behaves_as = {}        # payment method id -> the test card number it charges as
             self.spent_methods = set()  # used once without a customer: not usable again
             self.session_sfu = {}       # session id -> payment_intent_data[setup_future_usage]
@@ -389,6 +392,8 @@ class State:
             "payment_method_types": ["card"], "setup_future_usage": setup_future_usage,
             "status": status}
         self.intents[pi_id] = pi
+        if customer:
+            self.customer_intents.setdefault(customer, []).append(pi_id)
         return pi
 
     def _charge(self, pi, pm, decline=None):
@@ -795,6 +800,8 @@ class Handler(BaseHTTPRequestHandler):
                 raise ApiError(404, "No such PaymentMethod: '%s'" % parts[1], code="resource_missing",
                                param="payment_method")
             return self._expand(pm, expand)
+        if parts == ["payment_intents"] and method == "GET":
+            return self._list_intents(params, path, expand)
         if parts == ["payment_intents"] and method == "POST":
             return self._expand(self._create_intent(params, request), expand)
         if len(parts) == 2 and parts[0] == "payment_intents" and method == "GET":
@@ -880,6 +887,25 @@ class Handler(BaseHTTPRequestHandler):
             ids = ids[ids.index(p["starting_after"]) + 1:]
         return {"object": "list", "data": [st.payment_methods[i] for i in ids[:limit]],
                 "has_more": len(ids) > limit, "url": path}
+
+    def _list_intents(self, p, path, expand):
+        """Stripe's list of payment intents: of one customer (per customer, no
+        scan of all intents), newest first, created[gte] and limit; expand
+        data.<field> applies to each.  Strongly consistent, like Stripe's."""
+        st = self.state
+        limit = as_int(p, "limit", required=False) or 10
+        if not 1 <= limit <= 100:
+            raise invalid("limit", "This value must be less than or equal to 100.")
+        created = p.get("created") if isinstance(p.get("created"), dict) else {}
+        gte = as_int(created, "gte", required=False)
+        if p.get("customer"):
+            ids = list(reversed(st.customer_intents.get(p["customer"], [])))
+        else:
+            ids = list(reversed(list(st.intents)))
+        items = [st.intents[i] for i in ids if gte is None or st.intents[i]["created"] >= gte]
+        inner = [e[len("data."):] for e in expand if e.startswith("data.")]
+        return {"object": "list", "data": [self._expand(pi, inner) for pi in items[:limit]],
+                "has_more": len(items) > limit, "url": path}
 
     def _usable_method(self, pm_id, customer):
         """The payment method a payment intent may charge for customer, or
