@@ -235,6 +235,44 @@ class HttpApiTest(unittest.TestCase):
         self.assertStatus(resp, 200)
         self.assertIn(resp.json, ("refund_pending", "refunded"))
 
+    def test_auto_renew_opt_in_and_out_over_http(self):
+        """Opt in at checkout, see it in payment_info, turn it off and on."""
+        uid = uuid.uuid4()
+        tok = user_token(uid)
+        resp = self.api.call("POST", "/rpc/set_auto_renew", {"tariff": "prime", "enabled": True}, token=tok)
+        self.assertStatus(resp, 404, "P0002")
+
+        pid = self.invoice(tok, "prime", 1)
+        resp = self.api.call("POST", "/rpc/checkout", {"payment_id": pid, "auto_renew": True}, token=tok)
+        self.assertStatus(resp, 200)
+        session = self.db.scalar("SELECT provider_session_id FROM billing.payments WHERE id = %s", (pid,))
+        self.ctl("sessions/%s/complete" % session, {"payment_status": "paid"})
+        harness.wait_for(lambda: self.payment(pid) == "paid", 20, what="the webhook to settle")
+        resp = self.api.call("POST", "/rpc/payment_info", token=tok)
+        [sub] = resp.json["subscriptions"]
+        self.assertIs(sub["auto_renew"], True)
+        self.assertTrue(sub["next_charge_at"])
+
+        resp = self.api.call("POST", "/rpc/set_auto_renew", {"tariff": "prime", "enabled": False}, token=tok)
+        self.assertStatus(resp, 200)
+        self.assertEqual((resp.json["auto_renew"], resp.json["reason"], resp.json["next_charge_at"]),
+                         (False, "buyer", None))
+        resp = self.api.call("POST", "/rpc/set_auto_renew", {"tariff": "prime", "enabled": True}, token=tok)
+        self.assertStatus(resp, 200)
+        self.assertIs(resp.json["auto_renew"], True)
+
+        # Another buyer without a saved card cannot switch it on: 409.
+        other = uuid.uuid4()
+        opid = self.invoice(user_token(other), "prime", 1)
+        self.db.query("SELECT billing.settle_payment(%s, 'paid')", (opid,))
+        resp = self.api.call("POST", "/rpc/set_auto_renew", {"tariff": "prime", "enabled": True},
+                             token=user_token(other))
+        self.assertStatus(resp, 409, "55000")
+        # Without a token: 401, nothing changed.
+        resp = self.api.call("POST", "/rpc/set_auto_renew", {"tariff": "prime", "enabled": False})
+        self.assertIn(resp.status, (401, 403))
+        self.assertTrue(self.db.scalar("SELECT auto_renew FROM billing.subscriptions WHERE user_id = %s", (uid,)))
+
     # --- errors ----------------------------------------------------------------
 
     def test_error_mapping(self):

@@ -404,6 +404,28 @@ class OutboxDelivery(unittest.TestCase):
         self.assertEqual(self.one("SELECT count(*) FROM billing.admin_audit WHERE action = 'outbox_retry_dead'"
                                   " AND after->'ids' @> %s::jsonb", (json.dumps([dead_id]),)), 1)
 
+    def test_h_auto_renewal_templates_carry_the_charge(self):
+        """Templates 6-8 reach the notification service with the charge's
+        amount, currency, time and the page that completes it."""
+        user = new_user()
+        payload = {"template": 8, "user_id": str(user), "role_description": "Prime films",
+                   "end_payment": "2026-03-31T10:00:00+00:00", "amount": 25650, "currency": "RUB",
+                   "charge_at": "2026-03-30T10:00:00+00:00",
+                   "action_url": "https://pay.example/authenticate/pi_1"}
+        self.q("INSERT INTO billing.outbox (kind, payload, idempotency_key) VALUES ('notify', %s, %s); "
+               "SELECT billing.outbox_wake()", (json.dumps(payload), "renewal:%s" % user))
+        wait_for(lambda: self.messages(user), what="the renewal message")
+        m = self.messages(user)[0]
+        self.assertEqual((m["template_num"], m["amount"], m["currency"], m["charge_at"], m["action_url"]),
+                         (8, 25650, "RUB", "2026-03-30T10:00:00+00:00",
+                          "https://pay.example/authenticate/pi_1"))
+        # An amount that is not whole minor units is parked, not sent as 0.
+        key = "renewal:%s:bad" % user
+        self.q("INSERT INTO billing.outbox (kind, payload, idempotency_key) VALUES ('notify', %s, %s); "
+               "SELECT billing.outbox_wake()", (json.dumps(dict(payload, amount="12.5")), key))
+        wait_for(lambda: self.one("SELECT status FROM billing.outbox WHERE idempotency_key = %s",
+                                  (key,)) == "dead", what="the bad message parked")
+
     def test_i_bad_rows_are_parked_and_the_rest_goes_on(self):
         user = new_user()
         bad = [("notify", {"template": "x", "user_id": str(user)}),

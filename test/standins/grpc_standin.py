@@ -217,10 +217,13 @@ class MessageSender(ms_grpc.MessageSenderServicer):
     def SendBillingMessage(self, request, context):
         fields = {"template_num": request.template_num, "user_id": request.user_id,
                   "role_description": request.role_description,
-                  "end_payment": request.end_payment}
+                  "end_payment": request.end_payment,
+                  # auto-renewal's templates (6, 7, 8)
+                  "amount": request.amount, "currency": request.currency,
+                  "charge_at": request.charge_at, "action_url": request.action_url}
 
         def work():
-            if request.template_num not in (1, 2, 3, 4, 5):
+            if request.template_num not in (1, 2, 3, 4, 5, 6, 7, 8):
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, "unknown template")
             STATE.messages.append(dict(fields, key=request.idempotency_key))
             return ms_pb2.OperationResult(successful=True)
