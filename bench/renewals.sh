@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Auto-renewal benchmark, one run, on a throwaway cluster and the Stripe
+# stand-in:
+#   1. the stand-in's own rate for the request a renewal makes (wrk, one
+#      connection, as the job makes its calls one after another): a
+#      PaymentIntent with customer, payment_method, off_session, confirm;
+#   2. billing.run_renewals over DUE due subscriptions among TOTAL (the rest
+#      renew later or not at all), in one run of the job: charges per second,
+#      the ratio to (1), and the job's own database time per renewal (its
+#      wall time minus the time it waited for the provider, which the job
+#      reports as provider_ms).
+# Usage: bench/renewals.sh [due] [total]   (default 100000 1000000)
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+DUE=${1:-100000}
+TOTAL=${2:-1000000}
+SECONDS_=10
+
+bench_prepare >/dev/null
+dir=$BILLING_WORK/cluster-bench-renewals
+port=$(free_port)
+sport=$(free_port)
+tmp=$(mktemp -d)
+chmod 755 "$tmp"
+
+/usr/bin/python3 "$BILLING_SRC/test/standins/stripe_server.py" --port "$sport" \
+	--secret-key sk_test_bench >"$tmp/standin.log" 2>&1 &
+standin=$!
+cleanup() {
+	kill "$standin" 2>/dev/null || true
+	"$BILLING_SRC/scripts/cluster" destroy "$dir" || true
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+"$BILLING_SRC/scripts/cluster" init "$dir" "$port" \
+	"shared_buffers = '512MB'" "max_wal_size = '4GB'" \
+	"billing.stripe_api_base = 'http://127.0.0.1:$sport'" \
+	"billing.stripe_secret_key = 'sk_test_bench'" \
+	"billing.stripe_success_url = 'https://cinema.example/paid'" \
+	"billing.renewal_batch = $DUE" \
+	"billing.renewal_schedule = ''" "billing.stripe_poll_schedule = ''" \
+	"billing.expiry_schedule = ''" "billing.invoice_expiry_schedule = ''" >/dev/null
+psql() { "$BILLING_PGBIN/psql" -h "$dir" -p "$port" -U postgres -d billing -X -q -v ON_ERROR_STOP=1 "$@"; }
+for i in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/"$sport") 2>/dev/null && break; sleep 0.1; done
+
+# The buyers' customer and card at the stand-in (one for all: each charge
+# still has its own Idempotency-Key, so each is a charge of its own).
+customer=$(curl -s -u sk_test_bench: -d email=bench@cinema.example "http://127.0.0.1:$sport/v1/customers" |
+	sed -n 's/.*"id": *"\(cus_[A-Za-z0-9]*\)".*/\1/p' | head -1)
+method=pm_card_visa
+
+log "$TOTAL subscriptions, $DUE of them due"
+psql -v total="$TOTAL" -v due="$DUE" -v customer="$customer" -v method="$method" <<'SQL'
+UPDATE cron.job SET active = false;
+SELECT billing.create_tariff('prime', 'Prime films', 29900) IS NOT NULL;
+INSERT INTO billing.customers (user_id) SELECT md5('r' || n)::uuid FROM generate_series(1, :total) n;
+-- Due: auto-renewing, renew_at passed.  The rest: a tenth renew in a
+-- fortnight, the others do not renew.
+INSERT INTO billing.subscriptions (user_id, tariff_id, status, anchor_at, months, ends_at,
+                                   grace_ends_at, next_check_at, auto_renew, renew_months,
+                                   renew_provider, renew_customer, renew_method, renew_at)
+SELECT md5('r' || n)::uuid, (SELECT id FROM marketing.tariffs), 'active',
+       now() - interval '1 month' + e, 1, now() + e, now() + e + interval '2 days', now() + e,
+       n <= :due OR n % 10 = 0, CASE WHEN n <= :due OR n % 10 = 0 THEN 1 END,
+       CASE WHEN n <= :due OR n % 10 = 0 THEN 'stripe' END,
+       CASE WHEN n <= :due OR n % 10 = 0 THEN :'customer' END,
+       CASE WHEN n <= :due OR n % 10 = 0 THEN :'method' END,
+       CASE WHEN n <= :due THEN now() - interval '1 minute'
+            WHEN n % 10 = 0 THEN now() + interval '14 days' END
+FROM generate_series(1, :total) n,
+     LATERAL (SELECT CASE WHEN n <= :due THEN interval '12 hours' ELSE interval '15 days' END) AS x(e);
+VACUUM ANALYZE;
+SQL
+
+# 1. The stand-in alone: the same request, one connection.
+cat >"$tmp/intent.lua" <<LUA
+wrk.method = "POST"
+wrk.headers["Authorization"] = "Bearer sk_test_bench"
+wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+wrk.body = "amount=29900&currency=rub&customer=$customer&payment_method=$method" ..
+  "&off_session=true&confirm=true&description=Prime+films%2C+1+month+%28renewal%29" ..
+  "&metadata%5Bpayment_id%5D=00000000-0000-4000-8000-000000000000&expand%5B%5D=latest_charge"
+LUA
+standin_rps=$(wrk -t1 -c1 -d"${SECONDS_}s" -s "$tmp/intent.lua" "http://127.0.0.1:$sport/v1/payment_intents" |
+	sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p')
+
+# 2. The job.
+log "run_renewals over $DUE due"
+start=$(date +%s.%N)
+result=$(psql -At -c "CALL billing.run_renewals(NULL)")
+end=$(date +%s.%N)
+paid=$(psql -At -c "SELECT count(*) FROM billing.payments WHERE renewal_of IS NOT NULL AND status = 'paid'")
+extended=$(psql -At -c "SELECT count(*) FROM billing.subscriptions WHERE auto_renew AND renew_at > now() + interval '20 days'")
+
+awk -v s="$start" -v e="$end" -v paid="$paid" -v due="$DUE" -v total="$TOTAL" -v ref="$standin_rps" \
+	-v result="$result" -v extended="$extended" -v cores="$(nproc)" -v day="$(date -u +%Y-%m-%d)" 'BEGIN {
+	match(result, /"provider_ms": *[0-9.]+/); pms = substr(result, RSTART, RLENGTH); sub(/.*: */, "", pms)
+	wall = e - s; rate = paid / wall
+	printf "\nAuto-renewal benchmark: %d due among %d subscriptions, %d cores, %s\n", due, total, cores, day
+	printf "%-56s %10.0f req/s\n", "stand-in alone: POST /v1/payment_intents (wrk, 1 conn)", ref
+	printf "%-56s %10.0f charges/s   (%.2f x stand-in; %d paid, %d terms extended)\n", \
+		"run_renewals: invoice + off-session charge + settle", rate, rate / ref, paid, extended
+	printf "%-56s %10.2f ms   (job %.1f s, provider %.1f s)\n", \
+		"the job'"'"'s own database time per renewal", (wall * 1000 - pms) / paid, wall, pms / 1000
+	printf "job result: %s\n", result
+}'
