@@ -1005,6 +1005,8 @@ billing_cancel_payment(PG_FUNCTION_ARGS)
  * billing.invoice_expiry_batch per call, through the payments_open index.
  * A payment whose checkout is open at the provider is left to the provider
  * poller: only the provider knows whether it was paid at the last second.
+ * So is an automatic charge whose answer was lost (no provider object
+ * recorded): the poller asks the provider whether it was made.
  * Rows locked by a concurrent settle are skipped and taken next time.
  */
 PG_FUNCTION_INFO_V1(billing_expire_invoices);
@@ -1027,7 +1029,7 @@ billing_expire_invoices(PG_FUNCTION_ARGS)
 	n = billing_spi_exec(&plan,
 						 "SELECT id FROM billing.payments "
 						 "WHERE status IN ('invoiced', 'pending') AND expires_at <= $1 "
-						 "  AND (status = 'invoiced' OR provider_session_id IS NULL) "
+						 "  AND (status = 'invoiced' OR (provider_session_id IS NULL AND renewal_of IS NULL)) "
 						 "ORDER BY expires_at "
 						 "LIMIT $2 "
 						 "FOR UPDATE SKIP LOCKED",

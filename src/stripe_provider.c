@@ -141,6 +141,30 @@ stripe_confirm(const pg_uuid_t *payment_id, const char *session_id, const char *
 	stripe_apply_session(payment_id, &session->root, NULL, NULL, "api", NULL, status);
 }
 
+/*
+ * An automatic charge waiting for the buyer: cancel its PaymentIntent, so the
+ * page it sent can no longer take the money.
+ */
+static PaymentStatus
+cancel_intent(const PaymentInfo *p, PaymentStatus proposed)
+{
+	StripeResult r;
+
+	stripe_check_id(p->provider_session_id, "payment intent");
+	stripe_request(&r, "POST", psprintf("/v1/payment_intents/%s/cancel", p->provider_session_id),
+				   NULL, idempotency_key("cancel", &p->id));
+	if (r.outcome == STRIPE_OK)
+		return proposed;
+	if (r.outcome == STRIPE_REFUSED && r.error_code &&
+		strcmp(r.error_code, "payment_intent_unexpected_state") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("payment was completed at stripe before it could be canceled"),
+				 errhint("It will show as paid shortly; cancel it again then to get a refund.")));
+	stripe_raise(&r, "cancel the payment intent");
+	return proposed;			/* keep the compiler quiet */
+}
+
 /* Expire the checkout session (the payment then becomes canceled). */
 static PaymentStatus
 stripe_cancel_unpaid(const PaymentInfo *p, PaymentStatus proposed)
@@ -149,6 +173,9 @@ stripe_cancel_unpaid(const PaymentInfo *p, PaymentStatus proposed)
 	Jsonb	   *session;
 	char	   *st;
 	char	   *pay;
+
+	if (p->is_renewal)
+		return cancel_intent(p, proposed);
 
 	stripe_check_id(p->provider_session_id, "checkout session");
 	stripe_request(&r, "POST",

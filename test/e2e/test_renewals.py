@@ -402,6 +402,20 @@ class RenewalE2E(unittest.TestCase):
         self.assertEqual(status, "canceled")
         self.assertEqual(len(self.intents(pid)), 0)
 
+    def test_j_the_buyer_cancels_a_charge_waiting_for_authentication(self):
+        """Canceling it cancels the PaymentIntent at Stripe (its page can no
+        longer take the money) and ends auto-renewal (not_completed)."""
+        user = new_user()
+        self.buy(user, card=AUTHENTICATE)
+        self.at_next_charge(user)
+        self.renew()
+        [(pid, _, status, _, intent, url)] = self.charges(user)
+        self.assertEqual(status, "pending")
+        self.assertEqual(self.one("SELECT billing.cancel_payment(%s, %s)", (user, pid)), "canceled")
+        self.assertEqual(self.ctl("GET", "payment_intents/%s" % intent)["status"], "canceled")
+        s = self.sub(user)
+        self.assertEqual((s["auto_renew"], s["reason"]), (False, "not_completed"))
+
 
 if __name__ == "__main__":
     unittest.main()
