@@ -4,12 +4,16 @@
 #   1. the stand-in's own rate for the request a renewal makes (wrk, one
 #      connection, as the job makes its calls one after another): a
 #      PaymentIntent with customer, payment_method, off_session, confirm;
-#   2. billing.run_renewals over DUE due subscriptions among TOTAL (the rest
+#   2. the database's own floor for a renewal: two durable commits (the
+#      invoice before the charge, the settle after it), each of a one-row
+#      INSERT, one client (pgbench);
+#   3. billing.run_renewals over DUE due subscriptions among TOTAL (the rest
 #      renew later or not at all), in one run of the job: charges per second,
 #      the ratio to (1), and the job's own database time per renewal (its
 #      wall time minus the time it waited for the provider, which the job
-#      reports as provider_ms).
+#      reports as provider_ms) with its ratio to (2).
 # Usage: bench/renewals.sh [due] [total]   (default 100000 1000000)
+#   SYNC=off bench/renewals.sh   the same with synchronous_commit = off
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -35,7 +39,7 @@ cleanup() {
 trap cleanup EXIT
 
 "$BILLING_SRC/scripts/cluster" init "$dir" "$port" \
-	"shared_buffers = '512MB'" "max_wal_size = '4GB'" \
+	"shared_buffers = '512MB'" "max_wal_size = '4GB'" "synchronous_commit = ${SYNC:-on}" \
 	"billing.stripe_api_base = 'http://127.0.0.1:$sport'" \
 	"billing.stripe_secret_key = 'sk_test_bench'" \
 	"billing.stripe_success_url = 'https://cinema.example/paid'" \
@@ -86,7 +90,20 @@ LUA
 standin_rps=$(wrk -t1 -c1 -d"${SECONDS_}s" -s "$tmp/intent.lua" "http://127.0.0.1:$sport/v1/payment_intents" |
 	sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p')
 
-# 2. The job.
+# 2. Two durable commits of a one-row INSERT, one client.
+psql -c "CREATE TABLE public.bench_floor (n bigint, at timestamptz DEFAULT now())"
+cat >"$tmp/floor.sql" <<'SQL'
+BEGIN;
+INSERT INTO public.bench_floor (n) VALUES (1);
+COMMIT;
+BEGIN;
+INSERT INTO public.bench_floor (n) VALUES (2);
+COMMIT;
+SQL
+floor_tps=$("$BILLING_PGBIN/pgbench" -h "$dir" -p "$port" -U postgres -n -c 1 -T 5 -f "$tmp/floor.sql" billing |
+	sed -n 's/^tps = \([0-9.]*\) .*/\1/p' | head -1)
+
+# 3. The job.
 log "run_renewals over $DUE due"
 start=$(date +%s.%N)
 result=$(psql -At -c "CALL billing.run_renewals(NULL)")
@@ -95,14 +112,18 @@ paid=$(psql -At -c "SELECT count(*) FROM billing.payments WHERE renewal_of IS NO
 extended=$(psql -At -c "SELECT count(*) FROM billing.subscriptions WHERE auto_renew AND renew_at > now() + interval '20 days'")
 
 awk -v s="$start" -v e="$end" -v paid="$paid" -v due="$DUE" -v total="$TOTAL" -v ref="$standin_rps" \
-	-v result="$result" -v extended="$extended" -v cores="$(nproc)" -v day="$(date -u +%Y-%m-%d)" 'BEGIN {
+	-v result="$result" -v extended="$extended" -v cores="$(nproc)" -v day="$(date -u +%Y-%m-%d)" \
+	-v floor="$floor_tps" -v sync="${SYNC:-on}" 'BEGIN {
 	match(result, /"provider_ms": *[0-9.]+/); pms = substr(result, RSTART, RLENGTH); sub(/.*: */, "", pms)
 	wall = e - s; rate = paid / wall
-	printf "\nAuto-renewal benchmark: %d due among %d subscriptions, %d cores, %s\n", due, total, cores, day
+	printf "\nAuto-renewal benchmark: %d due among %d subscriptions, %d cores, synchronous_commit = %s, %s\n", \
+		due, total, cores, sync, day
 	printf "%-56s %10.0f req/s\n", "stand-in alone: POST /v1/payment_intents (wrk, 1 conn)", ref
+	printf "%-56s %10.2f ms\n", "floor: two commits of a one-row INSERT (pgbench, 1 client)", 1000 / floor
 	printf "%-56s %10.0f charges/s   (%.2f x stand-in; %d paid, %d terms extended)\n", \
 		"run_renewals: invoice + off-session charge + settle", rate, rate / ref, paid, extended
-	printf "%-56s %10.2f ms   (job %.1f s, provider %.1f s)\n", \
-		"the job'"'"'s own database time per renewal", (wall * 1000 - pms) / paid, wall, pms / 1000
+	db = (wall * 1000 - pms) / paid
+	printf "%-56s %10.2f ms   (%.2f x floor; job %.1f s, provider %.1f s)\n", \
+		"the job'"'"'s own database time per renewal", db, db / (1000 / floor), wall, pms / 1000
 	printf "job result: %s\n", result
 }'

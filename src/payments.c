@@ -756,12 +756,12 @@ payment_create_renewal(pg_uuid_t *payment_id, const pg_uuid_t *user_id,
 					   const BillingQuote *q, const RenewalInvoice *r)
 {
 	static SPIPlanPtr plan = NULL;
-	Oid			types[19] = {UUIDOID, INT8OID, TEXTOID, TEXTOID, INT4OID,
+	Oid			types[20] = {UUIDOID, INT8OID, TEXTOID, TEXTOID, INT4OID,
 							 INT8OID, INT8OID, INT4OID, INT4OID, TEXTOID,
 							 INT8OID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID,
-							 TEXTOID, TEXTOID, TIMESTAMPTZOID, INT4OID};
-	Datum		values[19];
-	char		nulls[19];
+							 TEXTOID, TEXTOID, TIMESTAMPTZOID, INT4OID, TIMESTAMPTZOID};
+	Datum		values[20];
+	char		nulls[20];
 	bool		isnull;
 
 	memset(nulls, ' ', sizeof(nulls));
@@ -787,6 +787,7 @@ payment_create_renewal(pg_uuid_t *payment_id, const pg_uuid_t *user_id,
 		nulls[16] = 'n';
 	values[17] = TimestampTzGetDatum(r->renewal_of);
 	values[18] = Int32GetDatum(r->attempt);
+	values[19] = TimestampTzGetDatum(r->next_poll_at);
 
 	SPI_connect();
 	if (billing_spi_exec(&plan,
@@ -794,9 +795,9 @@ payment_create_renewal(pg_uuid_t *payment_id, const pg_uuid_t *user_id,
 						 " INSERT INTO billing.payments (user_id, tariff_id, tariff_code, tariff_title, months,"
 						 "   monthly_price, list_price, personal_percent, months_percent, applied, total,"
 						 "   currency, created_at, updated_at, expires_at, provider, provider_customer,"
-						 "   provider_method, renewal_of, renewal_attempt)"
+						 "   provider_method, renewal_of, renewal_attempt, next_poll_at)"
 						 " VALUES ($1, $2, $3, $4, $5, $6, $7, $8 / 100.0, $9 / 100.0, $10, $11,"
-						 "   $12, $13, $13, $14, $15, $16, $17, $18, $19)"
+						 "   $12, $13, $13, $14, $15, $16, $17, $18, $19, $20)"
 						 " ON CONFLICT (user_id, tariff_id, renewal_of) WHERE renewal_of IS NOT NULL"
 						 "   AND status IN ('invoiced', 'pending', 'paid', 'refund_pending') DO NOTHING"
 						 " RETURNING id, created_at) "
@@ -804,7 +805,7 @@ payment_create_renewal(pg_uuid_t *payment_id, const pg_uuid_t *user_id,
 						 "SELECT id, NULL, 'invoiced', 'system', created_at,"
 						 "       jsonb_build_object('renewal_of', $18, 'attempt', $19) FROM p "
 						 "RETURNING payment_id",
-						 19, types, values, nulls, false, 0) == 0)
+						 20, types, values, nulls, false, 0) == 0)
 	{
 		SPI_finish();
 		return false;
@@ -812,22 +813,8 @@ payment_create_renewal(pg_uuid_t *payment_id, const pg_uuid_t *user_id,
 	memcpy(payment_id, DatumGetUUIDP(billing_spi_get(0, 1, &isnull)), sizeof(pg_uuid_t));
 	SPI_finish();
 
-	if (q->total == 0)
-		payment_settle(payment_id, PAYMENT_PAID, NULL, NULL, "system", NULL);
-	else
-	{
-		static SPIPlanPtr poll_plan = NULL;
-		Oid			poll_types[2] = {UUIDOID, TIMESTAMPTZOID};
-		Datum		poll_values[2] = {UUIDPGetDatum(payment_id),
-									  TimestampTzGetDatum(r->next_poll_at)};
-
-		payment_settle(payment_id, PAYMENT_PENDING, NULL, NULL, "system", NULL);
-		SPI_connect();
-		billing_spi_exec(&poll_plan,
-						 "UPDATE billing.payments SET next_poll_at = $2, poll_attempts = 0 WHERE id = $1",
-						 2, poll_types, poll_values, NULL, false, 0);
-		SPI_finish();
-	}
+	payment_settle(payment_id, q->total == 0 ? PAYMENT_PAID : PAYMENT_PENDING, NULL, NULL,
+				   "system", NULL);
 	return true;
 }
 

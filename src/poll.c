@@ -255,7 +255,8 @@ resolve_charge(void *arg)
 {
 	ResolveArgs *a = (ResolveArgs *) arg;
 	instr_time	spent;
-	const char *word = renewal_charge(&a->id, true, "poll", &spent);
+	const char *status;
+	const char *word = renewal_charge(&a->id, true, "poll", &spent, &status);
 
 	if (strcmp(word, "applied") == 0)
 		a->counts->settled++;

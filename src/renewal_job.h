@@ -18,10 +18,11 @@
  * for the charge.  lookup_first: ask the provider whether the charge was
  * made already (after a crash) before making it.  Returns a word: "applied",
  * "waiting", "canceled", "unreachable", "unchanged", ...  *spent: the time
- * the provider took.  The caller must be in a transaction that it commits
- * after.
+ * the provider took; *status: the payment's status afterwards.  The caller
+ * must be in a transaction that it commits after.
  */
 extern const char *renewal_charge(const pg_uuid_t *payment_id, bool lookup_first,
-								  const char *source, instr_time *spent);
+								  const char *source, instr_time *spent,
+								  const char **status);
 
 #endif							/* BILLING_RENEWAL_JOB_H */
