@@ -367,6 +367,43 @@ class RenewalE2E(unittest.TestCase):
         self.poll()
         self.assertEqual(len(self.intents(pid)), 1)
 
+    def test_g_server_crash_while_stripe_takes_the_money(self):
+        """The server is killed (immediate stop) while Stripe is still
+        answering the charge, which it then makes: after the restart the
+        committed invoice is pending with no intent; the poller finds the
+        intent and settles it once, and nothing is charged twice."""
+        user = new_user()
+        self.buy(user)
+        self.ctl("POST", "webhooks", {"mode": "drop"})
+        self.addCleanup(self.ctl, "POST", "webhooks", {"mode": "deliver"})
+        self.at_next_charge(user)
+        self.ctl("POST", "faults", {"count": 1, "delay": 2.0, "path": "/v1/payment_intents"})
+        job = threading.Thread(target=lambda: self._renew_ignoring_errors())
+        job.start()
+        wait_for(lambda: any(r.get("path") == "/v1/payment_intents" and r.get("fault") and
+                             (r.get("params") or {}).get("metadata", {}).get("user_id") == str(user)
+                             for r in self.ctl("GET", "requests")), what="the charge to reach Stripe")
+        self.cluster.crash()
+        job.join(30)
+        self.cluster.start()
+        [(pid, _, status, _, intent, _)] = self.charges(user)
+        self.assertEqual((status, intent), ("pending", None))
+        wait_for(lambda: len(self.intents(pid)) == 1, what="Stripe to finish the charge")
+        self.set_clock(self.clock + datetime.timedelta(minutes=5))
+        self.poll()
+        [(pid, _, status, _, intent, _)] = self.charges(user)
+        self.assertEqual(status, "paid")
+        self.renew()
+        self.poll()
+        self.assertEqual(len(self.charges(user)), 1)
+        self.assertEqual(len(self.intents(pid)), 1)
+
+    def _renew_ignoring_errors(self):
+        try:
+            self.renew()
+        except psycopg2.Error:
+            pass            # the server went away under it
+
     def test_h_crash_before_the_charge_was_sent_the_poller_makes_it(self):
         """The server dies after the invoice committed and before the charge
         reached Stripe: the poller finds no intent at Stripe and charges
