@@ -673,6 +673,25 @@ promo_used(const BillingQuote *q)
 	"SELECT e.payment_id, EXISTS (SELECT FROM c) FROM e"
 
 /*
+ * $1..$9 of both statements that store a quote as a payment: the buyer and
+ * the snapshot (tariff id, code, title, months, monthly and list price, the
+ * personal and months percents in basis points).
+ */
+static void
+quote_values(Datum *values, const pg_uuid_t *user_id, const BillingQuote *q)
+{
+	values[0] = UUIDPGetDatum(user_id);
+	values[1] = Int64GetDatum(q->tariff_id);
+	values[2] = CStringGetTextDatum(q->tariff_code);
+	values[3] = CStringGetTextDatum(q->tariff_title);
+	values[4] = Int32GetDatum(q->months);
+	values[5] = Int64GetDatum(q->monthly_price);
+	values[6] = Int64GetDatum(q->list_price);
+	values[7] = Int32GetDatum(q->personal_bp);
+	values[8] = Int32GetDatum(q->months_bp);
+}
+
+/*
  * Store the customer (first use), the quote snapshot and its creation event;
  * returns the payment id.
  */
@@ -704,15 +723,7 @@ payment_insert(pg_uuid_t *user_id, const BillingQuote *q)
 	}
 
 	memset(nulls, ' ', sizeof(nulls));
-	values[0] = UUIDPGetDatum(user_id);
-	values[1] = Int64GetDatum(q->tariff_id);
-	values[2] = CStringGetTextDatum(q->tariff_code);
-	values[3] = CStringGetTextDatum(q->tariff_title);
-	values[4] = Int32GetDatum(q->months);
-	values[5] = Int64GetDatum(q->monthly_price);
-	values[6] = Int64GetDatum(q->list_price);
-	values[7] = Int32GetDatum(q->personal_bp);
-	values[8] = Int32GetDatum(q->months_bp);
+	quote_values(values, user_id, q);
 	values[9] = Int32GetDatum(with_promo ? q->promo_bp : 0);
 	if (with_promo)
 	{
@@ -765,15 +776,7 @@ payment_create_renewal(pg_uuid_t *payment_id, const pg_uuid_t *user_id,
 	bool		isnull;
 
 	memset(nulls, ' ', sizeof(nulls));
-	values[0] = UUIDPGetDatum(user_id);
-	values[1] = Int64GetDatum(q->tariff_id);
-	values[2] = CStringGetTextDatum(q->tariff_code);
-	values[3] = CStringGetTextDatum(q->tariff_title);
-	values[4] = Int32GetDatum(q->months);
-	values[5] = Int64GetDatum(q->monthly_price);
-	values[6] = Int64GetDatum(q->list_price);
-	values[7] = Int32GetDatum(q->personal_bp);
-	values[8] = Int32GetDatum(q->months_bp);
+	quote_values(values, user_id, q);
 	values[9] = CStringGetTextDatum(q->applied);
 	values[10] = Int64GetDatum(q->total);
 	values[11] = CStringGetTextDatum(q->currency);

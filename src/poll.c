@@ -22,7 +22,6 @@
 #include "postgres.h"
 
 #include "access/htup_details.h"
-#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -32,7 +31,6 @@
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
-#include "utils/resowner.h"
 #include "utils/uuid.h"
 
 #include "common.h"
@@ -149,52 +147,40 @@ claim_all(TimestampTz now, uint64 *total)
 }
 
 /*
- * Apply what the provider said about one payment.  One bad row must not stop the
- * batch, so the settle runs in a subtransaction: an error rolls back only
- * this payment and becomes a WARNING.  Everything the error path reads is
- * either a parameter (never assigned here) or behind a pointer, so nothing
- * needs to be volatile across the longjmp.
+ * Apply what the provider said about one payment.  One bad row must not stop
+ * the batch, so the settle runs in a subtransaction (billing_guarded): an
+ * error rolls back only this payment and becomes a WARNING.
  */
-static void
-settle_item(const PollItem *item, void *obj, MemoryContext itercxt, PollCounts *counts)
+typedef struct ItemArgs
 {
-	ResourceOwner owner = CurrentResourceOwner;
+	const PollItem *item;
+	TimestampTz now;
+	void	   *obj;			/* settle: in; fetch: out */
+	bool		unreachable;	/* fetch: out */
+	PollCounts *counts;
+} ItemArgs;
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(itercxt);
-	PG_TRY();
-	{
-		const char *status;
-		const char *result;
+static void
+settle_guarded(void *arg)
+{
+	ItemArgs   *a = (ItemArgs *) arg;
+	const char *status;
 
-		result = item->provider->poll_apply(&item->item, obj, &status);
-		if (strcmp(result, "applied") == 0)
-			counts->settled++;
-		else
-			counts->unchanged++;
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(itercxt);
-		CurrentResourceOwner = owner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
+	if (strcmp(a->item->provider->poll_apply(&a->item->item, a->obj, &status), "applied") == 0)
+		a->counts->settled++;
+	else
+		a->counts->unchanged++;
+}
 
-		MemoryContextSwitchTo(itercxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(itercxt);
-		CurrentResourceOwner = owner;
+static void
+settle_item(const PollItem *item, void *obj, PollCounts *counts)
+{
+	ItemArgs	a = {item, 0, obj, false, counts};
+
+	if (!billing_guarded(settle_guarded, &a,
+						 psprintf("could not settle payment %s from %s",
+								  billing_uuid_str(&item->item.id), item->provider->name)))
 		counts->errors++;
-		ereport(WARNING,
-				(errcode(edata->sqlerrcode),
-				 errmsg("could not settle payment %s from %s: %s",
-						billing_uuid_str(&item->item.id), item->provider->name, edata->message),
-				 edata->detail ? errdetail("%s", edata->detail) : 0));
-		FreeErrorData(edata);
-	}
-	PG_END_TRY();
 }
 
 /*
@@ -204,44 +190,28 @@ settle_item(const PollItem *item, void *obj, MemoryContext itercxt, PollCounts *
  * provider is treated as unreachable for the rest of this run.  A query
  * cancel is not swallowed: it ends the poll as it should.
  */
-static void *
-fetch_item(const PollItem *item, TimestampTz now, MemoryContext itercxt, bool *unreachable)
+static void
+fetch_guarded(void *arg)
 {
-	ResourceOwner owner = CurrentResourceOwner;
-	void	   *volatile obj = NULL;
+	ItemArgs   *a = (ItemArgs *) arg;
 
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(itercxt);
-	PG_TRY();
-	{
-		obj = item->provider->poll_fetch(&item->item, now, unreachable);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(itercxt);
-		CurrentResourceOwner = owner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
+	a->obj = a->item->provider->poll_fetch(&a->item->item, a->now, &a->unreachable);
+}
 
-		MemoryContextSwitchTo(itercxt);
-		edata = CopyErrorData();
-		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED)
-			PG_RE_THROW();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(itercxt);
-		CurrentResourceOwner = owner;
+static void *
+fetch_item(const PollItem *item, TimestampTz now, bool *unreachable)
+{
+	ItemArgs	a = {item, now, NULL, false, NULL};
+
+	if (!billing_guarded(fetch_guarded, &a,
+						 psprintf("could not poll payment %s at %s",
+								  billing_uuid_str(&item->item.id), item->provider->name)))
+	{
 		*unreachable = true;
-		obj = NULL;
-		ereport(WARNING,
-				(errcode(edata->sqlerrcode),
-				 errmsg("could not poll payment %s at %s: %s",
-						billing_uuid_str(&item->item.id), item->provider->name, edata->message),
-				 edata->hint ? errhint("%s", edata->hint) : 0));
-		FreeErrorData(edata);
+		return NULL;
 	}
-	PG_END_TRY();
-	return obj;
+	*unreachable = a.unreachable;
+	return a.obj;
 }
 
 typedef struct ResolveArgs
@@ -321,7 +291,7 @@ poll_items(PollItem *items, uint64 n, TimestampTz now, bool nonatomic, PollCount
 			continue;
 		}
 
-		obj = fetch_item(item, now, itercxt, &unreachable);
+		obj = fetch_item(item, now, &unreachable);
 		if (obj == NULL)
 		{
 			counts->errors++;
@@ -336,7 +306,7 @@ poll_items(PollItem *items, uint64 n, TimestampTz now, bool nonatomic, PollCount
 			continue;
 		}
 
-		settle_item(item, obj, itercxt, counts);
+		settle_item(item, obj, counts);
 		MemoryContextSwitchTo(old);
 		if (nonatomic)
 			SPI_commit();

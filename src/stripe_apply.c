@@ -14,9 +14,13 @@
 #include "payments.h"
 #include "stripe.h"
 
-/* {"stripe_event": ..., "stripe_object": ...} for the payment event's detail. */
+/*
+ * {"stripe_object": ..., "stripe_event": ...} for the payment event's
+ * detail, and a failed charge's codes and attempt when failure_code is set.
+ */
 static char *
-detail_json(const char *event_id, const char *object_id)
+failure_detail(const char *event_id, const char *object_id, const char *failure_code,
+			   const char *decline_code, int32 attempt)
 {
 	StringInfoData s;
 
@@ -28,8 +32,25 @@ detail_json(const char *event_id, const char *object_id)
 		appendStringInfoString(&s, ", \"stripe_event\": ");
 		escape_json(&s, event_id);
 	}
+	if (failure_code)
+	{
+		appendStringInfoString(&s, ", \"failure_code\": ");
+		escape_json(&s, failure_code);
+		if (decline_code)
+		{
+			appendStringInfoString(&s, ", \"decline_code\": ");
+			escape_json(&s, decline_code);
+		}
+		appendStringInfo(&s, ", \"attempt\": %d", attempt);
+	}
 	appendStringInfoChar(&s, '}');
 	return s.data;
+}
+
+static char *
+detail_json(const char *event_id, const char *object_id)
+{
+	return failure_detail(event_id, object_id, NULL, NULL, 0);
 }
 
 /*
@@ -182,7 +203,6 @@ stripe_apply_intent(const pg_uuid_t *payment_id, JsonbContainer *pi, const char 
 		JsonbContainer *err = billing_json_obj(pi, "last_payment_error");
 		char	   *code = err ? billing_json_str(err, "code") : NULL;
 		char	   *decline = err ? billing_json_str(err, "decline_code") : NULL;
-		StringInfoData detail;
 
 		if (code && strcmp(code, "authentication_required") == 0)
 		{
@@ -192,25 +212,11 @@ stripe_apply_intent(const pg_uuid_t *payment_id, JsonbContainer *pi, const char 
 		}
 		/* A buyer who failed the bank's check: retrying without them cannot help. */
 		p.no_retry = code && strcmp(code, "payment_intent_authentication_failure") == 0;
-		initStringInfo(&detail);
-		appendStringInfoString(&detail, "{\"stripe_object\": ");
-		escape_json(&detail, id);
-		if (event_id)
-		{
-			appendStringInfoString(&detail, ", \"stripe_event\": ");
-			escape_json(&detail, event_id);
-		}
-		appendStringInfoString(&detail, ", \"failure_code\": ");
-		escape_json(&detail, code ? code : "unknown");
-		if (decline)
-		{
-			appendStringInfoString(&detail, ", \"decline_code\": ");
-			escape_json(&detail, decline);
-		}
-		appendStringInfoString(&detail, ", \"attempt\": ");
-		appendStringInfo(&detail, "%d}", p.renewal_attempt);
 		result = payment_settle_result_name(payment_settle_locked(&p, PAYMENT_FAILED, NULL, at, source,
-																  detail.data));
+																  failure_detail(event_id, id,
+																				 code ? code : "unknown",
+																				 decline,
+																				 p.renewal_attempt)));
 		*status = payment_status_name(p.status);
 	}
 	else if (strcmp(st, "canceled") == 0)
