@@ -453,6 +453,28 @@ class RenewalE2E(unittest.TestCase):
         s = self.sub(user)
         self.assertEqual((s["auto_renew"], s["reason"]), (False, "not_completed"))
 
+    def test_k_a_decline_whose_answer_was_lost_is_settled_by_the_webhook(self):
+        """The charge is declined but its answer never reaches the job; the
+        signed payment_intent.payment_failed event finds the payment by the
+        ids we gave Stripe, settles it failed and schedules the retry."""
+        user = new_user()
+        self.buy(user)
+        self.card(user, INSUFFICIENT)
+        self.at_next_charge(user)
+        self.ctl("POST", "faults", {"count": 1, "delay": 2.5, "path": "/v1/payment_intents"})
+        self.renew()
+        [(pid, _, status, _, intent, _)] = self.charges(user)
+        self.assertEqual((status, intent), ("pending", None))
+        wait_for(lambda: self.one("SELECT status FROM billing.payments WHERE id = %s", (pid,)) == "failed",
+                 20, what="the payment_failed webhook")
+        self.assertTrue(self.one("SELECT provider_session_id FROM billing.payments WHERE id = %s",
+                                 (pid,)).startswith("pi_"))
+        self.assertEqual(self.one("SELECT source FROM billing.payment_events WHERE payment_id = %s "
+                                  "AND to_status = 'failed'", (pid,)), "webhook")
+        s = self.sub(user)
+        self.assertEqual((s["auto_renew"], s["failures"]), (True, 1))
+        self.assertEqual(s["renew_at"], self.clock + datetime.timedelta(days=1))
+
 
 if __name__ == "__main__":
     unittest.main()
