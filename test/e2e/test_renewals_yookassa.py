@@ -447,6 +447,24 @@ class YooKassaRenewalE2E(unittest.TestCase):
         self.assertEqual(len({c["idempotence_key"] for c in creates}), 1)
         self.assertEqual(len(self.made(pid)), 1)
 
+    def test_j_an_automatic_charge_refunded_inside_the_window(self):
+        """A refund of an automatic charge works like any refund: at YooKassa,
+        of the charge's payment, and the renewed month is taken off."""
+        user = new_user()
+        self.buy(user)
+        end = self.sub(user)["ends_at"]
+        self.at_next_charge(user)
+        self.renew()
+        [(pid, _, status, _, yid, _)] = self.charges(user)
+        self.assertEqual(status, "paid")
+        self.assertGreater(self.sub(user)["ends_at"], end)
+        self.set_clock(self.clock + datetime.timedelta(minutes=10))
+        self.assertEqual(self.one("SELECT billing.cancel_payment(%s, %s)", (user, pid)), "refunded")
+        [refund] = [r for r in self.ctl("GET", "requests") if r["path"] == "/v3/refunds"
+                    and r["body"]["payment_id"] == yid]
+        self.assertEqual(refund["body"]["amount"], {"value": "299.50", "currency": "RUB"})
+        self.assertEqual(self.sub(user)["ends_at"], end)
+
 
 if __name__ == "__main__":
     unittest.main()
