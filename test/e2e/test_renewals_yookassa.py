@@ -120,13 +120,13 @@ class YooKassaRenewalE2E(unittest.TestCase):
     def status(self, pid):
         return self.one("SELECT status FROM billing.payments WHERE id = %s", (pid,))
 
-    def buy(self, user, card=GOOD, auto_renew=True):
+    def buy(self, user, card=GOOD, auto_renew=True, can_save=True):
         """Invoice, checkout with auto_renew, pay with `card` on the stand-in's
         page; the notification settles it.  Returns the payment."""
         pid = self.one("SELECT billing.create_invoice(%s, 'prime', 1)", (user,))
         self.one("SELECT billing.checkout(%s, %s, auto_renew => %s)", (user, pid, auto_renew))
         yid = self.one("SELECT provider_session_id FROM billing.payments WHERE id = %s", (pid,))
-        self.ctl("POST", "payments/%s/pay" % yid, {"card": card})
+        self.ctl("POST", "payments/%s/pay" % yid, {"card": card, "can_save": can_save})
         wait_for(lambda: self.status(pid) == "paid", 20, what="the notification to settle the checkout")
         return pid
 
@@ -244,6 +244,21 @@ class YooKassaRenewalE2E(unittest.TestCase):
         self.assertNotIn("save_payment_method", create["body"])
         self.assertNotIn("merchant_customer_id", create["body"])
         self.assertEqual(self.sub(other)["auto_renew"], False)
+
+    def test_a2_a_method_yookassa_did_not_save_means_no_auto_renewal(self):
+        """Asked to save, YooKassa saved nothing (a method it cannot save, or
+        a shop without recurring payments): the purchase is paid and the
+        subscription does not renew; the log says why."""
+        user = new_user()
+        pid = self.buy(user, can_save=False)
+        s = self.sub(user)
+        self.assertEqual((s["status"], s["auto_renew"], s["renew_method"]), ("active", False, None))
+        self.assertEqual(self.q("SELECT provider_customer, provider_method FROM billing.payments "
+                                "WHERE id = %s", (pid,)), [(None, None)])
+        self.assertIn("yookassa did not save the payment method of payment %s" % pid, self.cluster.log())
+        self.set_clock(s["ends_at"] - datetime.timedelta(hours=1))
+        self.renew()
+        self.assertEqual(self.charges(user), [])
 
     def test_b_receipts_go_with_the_charge(self):
         user = new_user()

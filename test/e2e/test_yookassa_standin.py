@@ -150,6 +150,10 @@ class YooKassaStandIn(unittest.TestCase):
                          ("canceled", {"party": "payment_network", "reason": "insufficient_funds"}, False))
         self.assertEqual(self.ctl("GET", "payment_methods/" + p["id"], expect=404),
                          {"error": "not found: '%s'" % p["id"]})
+        # A method YooKassa cannot save: paid, not saved although asked.
+        p = self.ctl("POST", "payments/%s/pay" % self.checkout()["id"],
+                     {"card": "5555555555554444", "can_save": False})
+        self.assertEqual((p["status"], p["payment_method"]["saved"]), ("succeeded", False))
 
     def test_c_the_confirmation_page_takes_a_test_card(self):
         p = self.checkout()

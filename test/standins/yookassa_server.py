@@ -50,7 +50,8 @@ Control API (JSON in and out; tests only):
                                            that successful test card)
     POST /_control/payments/{id}/pay       {"card": number}: the buyer pays with a
                                            test card: succeeded, or canceled with
-                                           the card's reason
+                                           the card's reason; "can_save": false: a
+                                           method YooKassa does not save
     POST /_control/payments/{id}/decline   {"reason": "insufficient_funds"}
     POST /_control/payments/{id}/waiting   paid, waiting_for_capture
     POST /_control/payments/{id}/expire    expired_on_confirmation
@@ -312,10 +313,11 @@ class State:
         p.pop("confirmation", None)
         self.notify("payment.canceled", self.public(p))
 
-    def attach_card(self, p, number):
+    def attach_card(self, p, number, can_save=True):
         """The method the buyer paid with; saved (its id the payment's, as at
-        YooKassa) when the payment asked to save it and it paid."""
-        saved = bool(p.get("_save")) and card_outcome(number) is None
+        YooKassa) when the payment asked to save it and it paid, unless it is a
+        method YooKassa cannot save (can_save false)."""
+        saved = bool(p.get("_save")) and card_outcome(number) is None and can_save
         p["payment_method"] = {
             "type": "bank_card", "id": p["id"], "saved": saved,
             "title": "Bank card *%s" % number[-4:],
@@ -327,14 +329,14 @@ class State:
                                      "revoked": False, "mode": None,
                                      "merchant_customer_id": p.get("merchant_customer_id")}
 
-    def pay(self, p, number):
+    def pay(self, p, number, can_save=True):
         """The buyer pays on the confirmation page with a test card."""
         if p["status"] != "pending":
             raise ApiError(400, "invalid_request", "Payment %s is %s" % (p["id"], p["status"]))
         if p.get("_method"):
             # A saved method's payment that asked for the buyer: they confirm it.
             return self.succeed(p)
-        self.attach_card(p, number)
+        self.attach_card(p, number, can_save)
         outcome = card_outcome(number)
         if outcome:
             self.cancel(p, *outcome)
@@ -798,7 +800,7 @@ class Handler(BaseHTTPRequestHandler):
                             st.attach_card(p, card)
                     st.succeed(p)
                 elif parts[2] == "pay":
-                    st.pay(p, card or DEFAULT_CARD)
+                    st.pay(p, card or DEFAULT_CARD, a.get("can_save", True))
                 elif parts[2] == "waiting":
                     st.waiting(p)
                 elif parts[2] in ("decline", "expire"):
