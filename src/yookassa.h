@@ -104,6 +104,10 @@ extern void yookassa_append_receipt(StringInfo s, const char *email, const char 
  * unpaid is refunded at YooKassa (a confirmation cannot be cancelled).
  * expire_pending: the invoice has run out and the object is still pending
  * (only the poller passes true): close ours as expired and watch it.
+ * Auto-renewal: a checkout that saved its method, and an automatic charge
+ * (renewal_job.c's payment with the saved method), learn the saved method
+ * before the settle; a declined charge keeps YooKassa's cancellation reason
+ * as its failure_code.
  */
 extern const char *yookassa_apply_payment(const pg_uuid_t *payment_id, JsonbContainer *payment,
 										  const char *source, bool expire_pending,

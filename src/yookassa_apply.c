@@ -11,6 +11,16 @@
  * keeps reading it until YooKassa closes it too, and if it succeeds after
  * all, the money is refunded at once (idempotently: one refund per payment)
  * instead of reopening a payment the buyer gave up.
+ *
+ * Auto-renewal: a checkout that asked to save the method learns it from the
+ * succeeded payment (payment_method.id when YooKassa says saved, the card's
+ * type and last four digits) before it is settled, so that the subscription
+ * starts renewing with it.  An automatic charge (a payment with the saved
+ * method, made by renewal_job.c) is the same kind of YooKassa payment: its
+ * id is remembered whoever sees it first, a decline keeps YooKassa's
+ * cancellation reason as the failure code, and a reason that retrying
+ * cannot mend (the buyer revoked the permission, or failed 3-D Secure)
+ * stops the retries.
  */
 #include "postgres.h"
 
@@ -82,6 +92,79 @@ amount_matches(JsonbContainer *obj, const PaymentInfo *p)
 		if (!(*t == '0' || (*t == '.' && t == ours + n)))
 			return false;
 	return n > 0;
+}
+
+/* A JSON boolean member: true only when it is the boolean true. */
+static bool
+json_true(JsonbContainer *c, const char *key)
+{
+	JsonbValue *v = getKeyJsonValueFromContainer(c, key, strlen(key), NULL);
+
+	return v && v->type == jbvBool && v->val.boolean;
+}
+
+/*
+ * The method a succeeded payment was made with: its id only when YooKassa
+ * saved it (a method it did not save cannot be charged again), and the
+ * card's type and last four digits for people to recognise it.  Ids only,
+ * never card data.  A checkout that asked to save the method but got none
+ * saved forgets its customer, so the subscription does not switch to
+ * renewing a method that does not exist (autorenew.c then says so).
+ */
+static void
+remember_method(PaymentInfo *p, JsonbContainer *obj)
+{
+	JsonbContainer *pm = billing_json_obj(obj, "payment_method");
+	JsonbContainer *card = pm ? billing_json_obj(pm, "card") : NULL;
+	char	   *id = pm ? billing_json_str(pm, "id") : NULL;
+	char	   *brand = card ? billing_json_str(card, "card_type") : NULL;
+	char	   *last4 = card ? billing_json_str(card, "last4") : NULL;
+
+	if (id && !(yookassa_id_ok(id) && json_true(pm, "saved")))
+		id = NULL;
+	if (last4 && (strlen(last4) != 4 || strspn(last4, "0123456789") != 4))
+		last4 = NULL;
+	if (brand && (strlen(brand) > 32 || !yookassa_id_ok(brand)))
+		brand = NULL;
+	if (id == NULL && p->save_method && !p->is_renewal && p->provider_customer)
+	{
+		static SPIPlanPtr plan = NULL;
+		Oid			types[1] = {UUIDOID};
+		Datum		values[1] = {UUIDPGetDatum(&p->id)};
+
+		ereport(WARNING,
+				(errmsg("yookassa did not save the payment method of payment %s",
+						billing_uuid_str(&p->id)),
+				 errdetail("The buyer may have paid with a method that cannot be saved, or the shop may not be allowed recurring payments.")));
+		billing_spi_exec(&plan,
+						 "UPDATE billing.payments SET provider_customer = NULL WHERE id = $1",
+						 1, types, values, NULL, false, 0);
+		p->provider_customer = NULL;
+		return;
+	}
+	payment_remember_method(p, NULL, id, brand, last4);
+}
+
+/* {"yookassa_object", "cancellation_reason", "failure_code", "party", "attempt"}: a declined automatic charge. */
+static char *
+failure_json(const PaymentInfo *p, const char *object_id, const char *reason, const char *party)
+{
+	StringInfoData s;
+
+	initStringInfo(&s);
+	appendStringInfoString(&s, "{\"yookassa_object\": ");
+	escape_json(&s, object_id);
+	appendStringInfoString(&s, ", \"cancellation_reason\": ");
+	escape_json(&s, reason ? reason : "unknown");
+	appendStringInfoString(&s, ", \"failure_code\": ");
+	escape_json(&s, reason ? reason : "unknown");
+	if (party)
+	{
+		appendStringInfoString(&s, ", \"party\": ");
+		escape_json(&s, party);
+	}
+	appendStringInfo(&s, ", \"attempt\": %d}", p->renewal_attempt);
+	return s.data;
 }
 
 /* YooKassa's ISO 8601 time ("2026-12-02T01:02:03.456Z"), or false. */
@@ -176,6 +259,7 @@ yookassa_apply_payment(const pg_uuid_t *payment_id, JsonbContainer *obj,
 	TimestampTz at;
 	bool		have_at = false;
 	const char *reason = NULL;
+	const char *party = NULL;
 	PaymentSettleResult r;
 	const char *result;
 
@@ -202,6 +286,13 @@ yookassa_apply_payment(const pg_uuid_t *payment_id, JsonbContainer *obj,
 		return "mismatch";
 	}
 
+	/*
+	 * An automatic charge whose answer we did not record (a crash or a lost
+	 * answer after YooKassa made it): it is this one, whatever it says.
+	 */
+	if (p.is_renewal && p.provider_session_id == NULL)
+		payment_remember_session(&p, yid, "yookassa");
+
 	if (strcmp(st, "succeeded") == 0)
 	{
 		outcome = PAYMENT_PAID;
@@ -212,6 +303,7 @@ yookassa_apply_payment(const pg_uuid_t *payment_id, JsonbContainer *obj,
 		JsonbContainer *cd = billing_json_obj(obj, "cancellation_details");
 
 		reason = cd ? billing_json_str(cd, "reason") : NULL;
+		party = cd ? billing_json_str(cd, "party") : NULL;
 		if (reason && (strcmp(reason, "expired_on_confirmation") == 0 ||
 					   strcmp(reason, "expired_on_capture") == 0))
 			outcome = PAYMENT_EXPIRED;
@@ -235,6 +327,15 @@ yookassa_apply_payment(const pg_uuid_t *payment_id, JsonbContainer *obj,
 	else
 	{
 		/* pending (the buyer has not confirmed) or waiting_for_capture */
+		if (p.is_renewal && strcmp(st, "pending") == 0)
+		{
+			/* Rare for a saved method, but YooKassa may ask for the buyer. */
+			JsonbContainer *conf = billing_json_obj(obj, "confirmation");
+			char	   *url = conf ? billing_json_str(conf, "confirmation_url") : NULL;
+
+			if (url && (strncmp(url, "https://", 8) == 0 || strncmp(url, "http://", 7) == 0))
+				payment_needs_buyer(&p, url);
+		}
 		*status = payment_status_name(p.status);
 		SPI_finish();
 		return "waiting";
@@ -244,9 +345,26 @@ yookassa_apply_payment(const pg_uuid_t *payment_id, JsonbContainer *obj,
 	if (p.provider_session_id == NULL)
 		payment_remember_session(&p, yid, "yookassa");
 
-	r = payment_settle_locked(&p, outcome, outcome == PAYMENT_PAID ? yid : NULL,
-							  have_at ? &at : NULL, source,
-							  detail_json(yid, reason ? "cancellation_reason" : NULL, reason));
+	/* Auto-renewal: the saved method, before the settle switches renewal on. */
+	if (outcome == PAYMENT_PAID && (p.save_method || p.is_renewal) &&
+		(p.status == PAYMENT_PENDING || p.status == PAYMENT_INVOICED))
+		remember_method(&p, obj);
+
+	if (p.is_renewal && outcome == PAYMENT_FAILED)
+	{
+		/*
+		 * The buyer revoked the permission for payments without them, or
+		 * the bank's check failed: retrying the same method cannot help.
+		 */
+		p.no_retry = reason && (strcmp(reason, "permission_revoked") == 0 ||
+								strcmp(reason, "3d_secure_failed") == 0);
+		r = payment_settle_locked(&p, outcome, NULL, NULL, source,
+								  failure_json(&p, yid, reason, party));
+	}
+	else
+		r = payment_settle_locked(&p, outcome, outcome == PAYMENT_PAID ? yid : NULL,
+								  have_at ? &at : NULL, source,
+								  detail_json(yid, reason ? "cancellation_reason" : NULL, reason));
 	*status = payment_status_name(p.status);
 	result = payment_settle_result_name(r);
 	if (r == PAYMENT_STALE && outcome == PAYMENT_PAID)

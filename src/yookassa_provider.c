@@ -11,10 +11,19 @@
  * watched: if the buyer confirms after all, the money is refunded (see
  * yookassa_apply.c).  The buyer asked to cancel, so nothing they could still
  * do on YooKassa's page may reopen the purchase.
+ *
+ * Auto-renewal: YooKassa has no customer object.  A checkout with
+ * auto_renew asks YooKassa to save the method (save_payment_method) under
+ * merchant_customer_id, our own stable id of the buyer (the user's uuid,
+ * kept in billing.provider_customers like Stripe's cus_ ids); the renewal
+ * charges that saved method (payment_method_id) without the buyer, under
+ * the job's Idempotence-Key, which YooKassa keeps for 24 hours.
  */
 #include "postgres.h"
 
+#include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/datetime.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 
@@ -60,6 +69,12 @@ yoo_checkout(const ProviderCheckout *c, char **url_out)
 	appendStringInfoString(&b, ", \"user_id\": ");
 	escape_json(&b, billing_uuid_str(&c->user_id));
 	appendStringInfoChar(&b, '}');
+	if (c->customer)
+	{
+		/* Auto-renewal: YooKassa keeps the method for payments without the buyer. */
+		appendStringInfoString(&b, ", \"save_payment_method\": true, \"merchant_customer_id\": ");
+		escape_json(&b, c->customer);
+	}
 	if (yookassa_receipts)
 		yookassa_append_receipt(&b, c->email, text, c->total, c->currency);
 	appendStringInfoChar(&b, '}');
@@ -181,6 +196,225 @@ yoo_refund(const PaymentInfo *p, PaymentStatus proposed, char **provider_ref)
 	return strcmp(st, "succeeded") == 0 ? PAYMENT_REFUNDED : proposed;
 }
 
+/* ---------------------------------------------------------------------
+ * Auto-renewal: the buyer's id, charges of the saved method
+ * --------------------------------------------------------------------- */
+
+/*
+ * YooKassa keeps no customers: merchant_customer_id is ours to choose, and
+ * the user's uuid is stable and names nobody else.  No call is made.
+ */
+static char *
+yoo_customer(const pg_uuid_t *user_id, const char *email)
+{
+	return billing_uuid_str(user_id);
+}
+
+static void
+log_charge_failure(const pg_uuid_t *payment_id, const char *what, const YooResult *r)
+{
+	ereport(WARNING,
+			(errmsg("yookassa could not %s for payment %s; it is asked again later",
+					what, billing_uuid_str(payment_id)),
+			 r->http_status ?
+			 errdetail("YooKassa answered HTTP %ld (%s): %s", r->http_status,
+					   r->error_code ? r->error_code : "no code",
+					   r->error_description ? billing_echo(r->error_description) : "(no description)") :
+			 errdetail("%s.", r->transport_error ? r->transport_error : "No response")));
+}
+
+/*
+ * The charge: POST /v3/payments with the saved method.  YooKassa decides a
+ * payment without the buyer at once (succeeded or canceled), or leaves it
+ * pending for a moment (the poller asks again), or, rarely, pending with a
+ * confirmation_url for the buyer (yookassa_apply.c passes it on).  A 202
+ * ("still processing, ask again with the same key"), a 5xx, a 429 or no
+ * answer is no answer about the charge: the payment stays pending and the
+ * poller asks again under the same key.  A 4xx is a refusal of the request
+ * itself (the method unknown to YooKassa, the key reused with another body):
+ * it raises, and the poller's next attempt meets the same refusal until the
+ * invoice runs out at the end of the grace period.
+ */
+static void *
+yoo_charge(const ProviderCharge *c, bool *unreachable)
+{
+	char	   *text = yookassa_item_text(c->tariff_title, c->months);
+	StringInfoData b;
+	YooResult	r;
+
+	*unreachable = false;
+	if (c->method == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("no saved yookassa payment method for payment %s",
+						billing_uuid_str(&c->payment_id)),
+				 errdetail("YooKassa did not report a saved method for the buyer's checkout."),
+				 errhint("The buyer can check out again with auto_renew.")));
+	yookassa_check_id(c->method, "payment method");
+
+	/* The body depends on the payment and the settings only: a retry sends the same. */
+	initStringInfo(&b);
+	appendStringInfoString(&b, "{\"amount\": ");
+	yookassa_append_amount(&b, c->total, c->currency);
+	appendStringInfoString(&b, ", \"capture\": true, \"payment_method_id\": ");
+	escape_json(&b, c->method);
+	appendStringInfoString(&b, ", \"description\": ");
+	escape_json(&b, text);
+	appendStringInfoString(&b, ", \"metadata\": {\"payment_id\": ");
+	escape_json(&b, billing_uuid_str(&c->payment_id));
+	appendStringInfoString(&b, ", \"user_id\": ");
+	escape_json(&b, billing_uuid_str(&c->user_id));
+	appendStringInfoChar(&b, '}');
+	if (yookassa_receipts)
+	{
+		char	   *email = yookassa_customer_email(&c->user_id);
+
+		yookassa_require_email(email);
+		yookassa_append_receipt(&b, email, text, c->total, c->currency);
+	}
+	appendStringInfoChar(&b, '}');
+
+	yookassa_request(&r, "POST", "/v3/payments", b.data, c->idempotency_key);
+	if (r.outcome == YOO_OK)
+		return r.body;
+	if (r.outcome == YOO_UNAVAILABLE || r.outcome == YOO_BAD_RESPONSE)
+	{
+		*unreachable = true;
+		log_charge_failure(&c->payment_id, "charge the saved method", &r);
+		return NULL;
+	}
+	yookassa_raise(&r, "charge the saved yookassa payment method");
+}
+
+/* Append key=value to a query string, both percent-encoded. */
+static void
+query_add(StringInfo q, const char *key, const char *value)
+{
+	const char *parts[2] = {key, value};
+
+	if (q->len > 0)
+		appendStringInfoChar(q, '&');
+	for (int i = 0; i < 2; i++)
+	{
+		if (i == 1)
+			appendStringInfoChar(q, '=');
+		for (const unsigned char *p = (const unsigned char *) parts[i]; *p; p++)
+		{
+			if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+				(*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == '.' || *p == '~')
+				appendStringInfoChar(q, (char) *p);
+			else
+				appendStringInfo(q, "%%%02X", *p);
+		}
+	}
+}
+
+/* A time as YooKassa writes it: "2026-12-02T01:02:03.456Z" (UTC). */
+static char *
+iso_time(TimestampTz t)
+{
+	struct pg_tm tm;
+	fsec_t		fsec;
+
+	if (timestamp2tm(t, NULL, &tm, &fsec, NULL, NULL) != 0)
+		elog(ERROR, "timestamp out of range");
+	return psprintf("%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+					tm.tm_year, tm.tm_mon, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+					(int) (fsec / 1000));
+}
+
+/*
+ * Allowance for clocks: ours made the invoice, YooKassa's stamps the
+ * payment made right after it (or later, by the poller).
+ */
+#define FIND_MARGIN (60 * 60 * USECS_PER_SEC)
+
+/* Most pages one look-up reads (100 payments each). */
+#define FIND_MAX_PAGES 1000
+
+/*
+ * Was the charge made?  YooKassa cannot search payments by metadata, so
+ * list the shop's payments made since the invoice (less a margin), 100 a
+ * page following next_cursor, and pick ours by metadata.payment_id.  Only
+ * after a crash or a lost answer does anyone ask.  A list longer than
+ * FIND_MAX_PAGES pages is given up as "none found": charging again then
+ * uses the same Idempotence-Key, which YooKassa answers with the payment it
+ * made under it for 24 hours.
+ */
+static void *
+yoo_find_charge(const ProviderCharge *c, bool *unreachable)
+{
+	char	   *ours = billing_uuid_str(&c->payment_id);
+	char	   *since = iso_time(c->created_at - FIND_MARGIN);
+	char	   *cursor = NULL;
+
+	*unreachable = false;
+	for (int page = 0; page < FIND_MAX_PAGES; page++)
+	{
+		StringInfoData q;
+		YooResult	r;
+		JsonbValue *items;
+
+		CHECK_FOR_INTERRUPTS();
+		initStringInfo(&q);
+		query_add(&q, "created_at.gte", since);
+		query_add(&q, "limit", "100");
+		if (cursor)
+			query_add(&q, "cursor", cursor);
+		yookassa_request(&r, "GET", psprintf("/v3/payments?%s", q.data), NULL, NULL);
+		if (r.outcome != YOO_OK)
+		{
+			*unreachable = true;
+			log_charge_failure(&c->payment_id, "list the payments", &r);
+			return NULL;
+		}
+		items = getKeyJsonValueFromContainer(&r.body->root, "items", 5, NULL);
+		if (items && items->type == jbvBinary)
+		{
+			JsonbIterator *it = JsonbIteratorInit(items->val.binary.data);
+			JsonbValue	v;
+			JsonbIteratorToken tok;
+
+			while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+			{
+				JsonbContainer *md;
+				char	   *pid;
+
+				if (tok != WJB_ELEM || v.type != jbvBinary)
+					continue;
+				md = billing_json_obj(v.val.binary.data, "metadata");
+				pid = md ? billing_json_str(md, "payment_id") : NULL;
+				if (pid && strcmp(pid, ours) == 0)
+					return billing_json_copy(v.val.binary.data);
+			}
+		}
+		cursor = billing_json_str(&r.body->root, "next_cursor");
+		if (cursor == NULL || cursor[0] == '\0')
+			return NULL;
+	}
+	ereport(WARNING,
+			(errmsg("yookassa lists more than %d payments since payment %s was made; its charge was not found",
+					FIND_MAX_PAGES * 100, ours),
+			 errdetail("A charge made under its Idempotence-Key within 24 hours is answered again, not made twice.")));
+	return NULL;
+}
+
+static const char *
+yoo_apply_charge(const pg_uuid_t *payment_id, void *object, const char *source,
+				 const char **status)
+{
+	return yookassa_apply_payment(payment_id, &((Jsonb *) object)->root, source, false, status);
+}
+
+/* ---------------------------------------------------------------------
+ * The poller's half
+ * --------------------------------------------------------------------- */
+
+/*
+ * A checkout's payment, an automatic charge's (item->session_id is the
+ * YooKassa payment the charge made; yookassa_apply.c tells them apart), or
+ * a refund: read it back.
+ */
 static void *
 yoo_poll_fetch(const ProviderPollItem *item, TimestampTz now, bool *down)
 {
@@ -232,4 +466,8 @@ const BillingProvider yookassa_provider = {
 	.refund = yoo_refund,
 	.poll_fetch = yoo_poll_fetch,
 	.poll_apply = yoo_poll_apply,
+	.customer = yoo_customer,
+	.charge = yoo_charge,
+	.find_charge = yoo_find_charge,
+	.apply_charge = yoo_apply_charge,
 };

@@ -211,16 +211,19 @@ billing_yookassa_webhook(PG_FUNCTION_ARGS)
 									object_id, &payment_id);
 
 		/*
-		 * A payment YooKassa made while our checkout's transaction rolled
-		 * back: the metadata YooKassa itself returns names our invoiced
-		 * payment without a session; yookassa_apply_payment then checks
-		 * the amount and currency.
+		 * A payment YooKassa made while we did not record its id: the
+		 * metadata YooKassa itself returns names our invoiced payment
+		 * whose checkout's transaction rolled back, or our automatic charge
+		 * (pending from the start) whose answer was lost or is still being
+		 * recorded (yookassa_apply_payment then waits for the charge's row
+		 * lock).  yookassa_apply_payment checks the amount and currency.
 		 */
 		if (!have_payment && md_pid && billing_parse_uuid(md_pid, -1, NULL))
 			have_payment = find_payment(&by_metadata,
 										"SELECT id FROM billing.payments "
 										"WHERE id = $1::uuid AND provider_session_id IS NULL "
-										"AND status = 'invoiced'",
+										"AND (status = 'invoiced' OR (status = 'pending' "
+										"     AND renewal_of IS NOT NULL AND provider = 'yookassa'))",
 										md_pid, &payment_id);
 	}
 	if (!have_payment)

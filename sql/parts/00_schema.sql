@@ -200,10 +200,10 @@ CREATE TABLE billing.provider_customers (
     created_at      timestamptz NOT NULL DEFAULT billing.now(),
     PRIMARY KEY (user_id, provider)
 );
-COMMENT ON TABLE billing.provider_customers IS 'The buyer''s customer object at each provider (a Stripe Customer), made by the first checkout with auto_renew; saved payment methods live under it at the provider.  Readable by billing_admin.';
+COMMENT ON TABLE billing.provider_customers IS 'The buyer''s customer at each provider (a Stripe Customer; for YooKassa, which keeps no customers, the merchant_customer_id we send: the user''s uuid), recorded by the first checkout with auto_renew; saved payment methods live under it at the provider.  Readable by billing_admin.';
 COMMENT ON COLUMN billing.provider_customers.user_id IS 'The buyer.';
-COMMENT ON COLUMN billing.provider_customers.provider IS 'The provider (stripe).';
-COMMENT ON COLUMN billing.provider_customers.customer IS 'The provider''s customer id (cus_…).';
+COMMENT ON COLUMN billing.provider_customers.provider IS 'The provider (stripe, yookassa).';
+COMMENT ON COLUMN billing.provider_customers.customer IS 'The provider''s customer id (Stripe''s cus_…; YooKassa: the user''s uuid).';
 COMMENT ON COLUMN billing.provider_customers.created_at IS 'When it was made (billing.now()).';
 
 CREATE TABLE billing.subscriptions (

@@ -14,27 +14,61 @@ The shop id and the secret key may come from the environment instead
 (YOOKASSA_SHOP_ID, YOOKASSA_SECRET_KEY), which `ps` does not show.
 
 YooKassa API (JSON bodies, HTTP Basic auth shopId:secretKey, an
-Idempotence-Key on every POST):
+Idempotence-Key on every POST, kept 24 hours on the stand-in's clock):
     POST /v3/payments                 create (amount, capture, confirmation
-                                      redirect, description, metadata, receipt)
+                                      redirect, description, metadata, receipt,
+                                      save_payment_method, merchant_customer_id),
+                                      or charge a saved method (payment_method_id:
+                                      no confirmation, decided at once)
+    GET  /v3/payments                 list, newest first (created_at.gte/gt/lte/lt,
+                                      status, limit 1..100, cursor -> next_cursor)
     GET  /v3/payments/{id}            read
     POST /v3/payments/{id}/cancel     cancel a waiting_for_capture payment
     POST /v3/refunds                  refund a succeeded payment
     GET  /v3/refunds/{id}             read a refund
 
 Confirmation page, for people clicking through the local stack:
-    GET  /confirm/{payment id}        a page with "Pay" and "Decline"
+    GET  /confirm/{payment id}        a page with a test card number, "Pay" and
+                                      "Decline"
     GET  /return                      a page to come back to (the local stack's return_url)
 
+Test cards decide what paying does, as YooKassa's own do
+(https://yookassa.ru/developers/payment-acceptance/testing-and-going-live/testing):
+5555555555554444, 5555555555554477 (3-D Secure), 4111111111111111, 2202474301322987
+and the others of TEST_CARDS succeed; 5555555555554600 is canceled with
+insufficient_funds, 5555555555554543 card_expired, 5555555555554592
+3d_secure_failed, 5555555555554576 payment_method_limit_exceeded, ... (each with
+its party).  A payment made with save_payment_method: true saves its method
+(payment_method {type: bank_card, id, saved: true, title, card {first6, last4,
+expiry_month, expiry_year, card_type, issuer_country}}; its id is the payment's,
+as at YooKassa); a payment with that payment_method_id is charged without the
+buyer and succeeds or is canceled as the card decides (a method whose
+permission the buyer revoked: permission_revoked).
+
 Control API (JSON in and out; tests only):
-    POST /_control/payments/{id}/succeed   the buyer paid
+    POST /_control/payments/{id}/succeed   the buyer paid ({"card": number}: with
+                                           that successful test card)
+    POST /_control/payments/{id}/pay       {"card": number}: the buyer pays with a
+                                           test card: succeeded, or canceled with
+                                           the card's reason; "can_save": false: a
+                                           method YooKassa does not save
     POST /_control/payments/{id}/decline   {"reason": "insufficient_funds"}
     POST /_control/payments/{id}/waiting   paid, waiting_for_capture
     POST /_control/payments/{id}/expire    expired_on_confirmation
     POST /_control/refunds/{id}            {"status": "succeeded"|"canceled"}
     POST /_control/refund_mode             {"status": "succeeded"|"pending"}
+    POST /_control/payment_methods/{id}    a saved method from now on:
+                                           {"card": number} behaves as that test
+                                           card; {"revoked": true} the buyer revoked
+                                           it; {"mode": "pending"} its charges wait
+                                           (until .../succeed or .../decline);
+                                           {"mode": "confirmation"} they ask for the
+                                           buyer (pending with a confirmation_url);
+                                           {"mode": null} as the card decides
+    GET  /_control/payment_methods/{id}    a saved method as stored
     POST /_control/faults                  {"count": N, "status": 500, "delay": s,
-                                            "close": false, "path": "/v3/refunds"}
+                                            "close": false, "path": "/v3/refunds",
+                                            "method": "POST"}
                                            the next N matching API calls fail (or
                                            are slowed, or the connection is
                                            dropped); never saved under an
@@ -79,6 +113,67 @@ PAYMENT_SUBJECTS = {"commodity", "excise", "job", "service", "gambling_bet", "ga
                     "composite", "another"}
 PAYMENT_MODES = {"full_prepayment", "partial_prepayment", "advance", "full_payment",
                  "partial_payment", "credit", "credit_payment"}
+IDEMPOTENCE_TTL = 24 * 3600     # YooKassa keeps an Idempotence-Key 24 hours
+
+# YooKassa's test cards: number -> (reason it is canceled with, party), or None
+# for a card that pays.  The 3-D Secure ones ask for it on the confirmation
+# page (this stand-in's page is that step); a saved card never asks again.
+SUCCEEDS = None
+TEST_CARDS = {
+    "5555555555554477": SUCCEEDS, "5555555555554444": SUCCEEDS,      # Mastercard (3-DS, none)
+    "4793128161644804": SUCCEEDS, "4111111111111111": SUCCEEDS,      # Visa
+    "2200000000000004": SUCCEEDS, "2202474301322987": SUCCEEDS,      # Mir
+    "6759649826438453": SUCCEEDS, "4175001000000017": SUCCEEDS,      # Maestro, Visa Electron
+    "370000000000002": SUCCEEDS, "3528000700000000": SUCCEEDS, "36700102000000": SUCCEEDS,
+}
+for reason, party, cards in (
+        ("3d_secure_failed", "payment_network", "5555555555554592 4839665499603842 2200000000000012"),
+        ("call_issuer", "payment_network", "5555555555554535 4926946416239025 2200000000000020"),
+        ("card_expired", "payment_network", "5555555555554543 4141435412630840 2200000000000038"),
+        ("fraud_suspected", "payment_network", "5555555555554568 4483274282299972 2200000000000046"),
+        ("general_decline", "payment_network", "5555555555554527 4889971706588753 2202202212312379"),
+        ("insufficient_funds", "payment_network", "5555555555554600 4562265587712390 2200000000000053"),
+        ("invalid_card_number", "payment_network", "5555555555554618 4951017853630544 2201382000000013"),
+        ("invalid_csc", "payment_network", "5555555555554626 4194180666146368 2200770212727079"),
+        ("issuer_unavailable", "payment_network", "5555555555554501 4654130848359150 2201382000000021"),
+        ("payment_method_limit_exceeded", "payment_network",
+         "5555555555554576 4565231022577548 2201382000000039"),
+        ("payment_method_restricted", "payment_network",
+         "5555555555554550 4233961169071671 2201382000000047"),
+        ("country_forbidden", "yoo_money", "5555555555554584 4969751510013864 2201382000000054"),
+        ("fraud_suspected", "yoo_money", "5555555555554634 4119098878796485 2201696981989955")):
+    for number in cards.split():
+        TEST_CARDS[number] = (reason, party)
+DEFAULT_CARD = "5555555555554444"
+
+
+def card_type(number):
+    """YooKassa's card_type: MasterCard (Maestro too), Visa, Mir, ..."""
+    for prefix, kind in (("22", "Mir"), ("37", "AmericanExpress"), ("35", "JCB"),
+                         ("36", "DinersClub"), ("67", "MasterCard"), ("5", "MasterCard"),
+                         ("4", "Visa")):
+        if number.startswith(prefix):
+            return kind
+    return "Unknown"
+
+
+def card_outcome(number):
+    """(reason, party) a payment with this card is canceled with, or None: it pays.
+    A number that is no test card is refused as YooKassa's test shop does."""
+    if number not in TEST_CARDS:
+        return ("invalid_card_number", "payment_network")
+    return TEST_CARDS[number]
+
+
+def parse_time(value, parameter):
+    """YooKassa's ISO 8601 time ("2026-12-02T01:02:03.456Z") as epoch seconds."""
+    try:
+        t = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except (AttributeError, ValueError):
+        raise bad(parameter, "Invalid date-time: %r" % (value,))
+    if t.tzinfo is None:
+        raise bad(parameter, "The time needs a zone (Z or +hh:mm)")
+    return t.timestamp()
 
 
 class ApiError(Exception):
@@ -169,6 +264,7 @@ class State:
         with self.lock:
             self.clock_offset = 0.0
             self.payments = {}
+            self.methods = {}           # saved payment methods: id -> behaviour
             self.refunds = {}
             self.notifications = []     # every notification made, in order
             self.outgoing = []
@@ -217,9 +313,68 @@ class State:
         p.pop("confirmation", None)
         self.notify("payment.canceled", self.public(p))
 
+    def attach_card(self, p, number, can_save=True):
+        """The method the buyer paid with; saved (its id the payment's, as at
+        YooKassa) when the payment asked to save it and it paid, unless it is a
+        method YooKassa cannot save (can_save false)."""
+        saved = bool(p.get("_save")) and card_outcome(number) is None and can_save
+        p["payment_method"] = {
+            "type": "bank_card", "id": p["id"], "saved": saved,
+            "title": "Bank card *%s" % number[-4:],
+            "card": {"first6": number[:6], "last4": number[-4:], "expiry_year": "2030",
+                     "expiry_month": "12", "card_type": card_type(number),
+                     "issuer_country": "RU"}}
+        if saved:
+            self.methods[p["id"]] = {"id": p["id"], "card": number, "behaves_as": number,
+                                     "revoked": False, "mode": None,
+                                     "merchant_customer_id": p.get("merchant_customer_id")}
+
+    def pay(self, p, number, can_save=True):
+        """The buyer pays on the confirmation page with a test card."""
+        if p["status"] != "pending":
+            raise ApiError(400, "invalid_request", "Payment %s is %s" % (p["id"], p["status"]))
+        if p.get("_method"):
+            # A saved method's payment that asked for the buyer: they confirm it.
+            return self.succeed(p)
+        self.attach_card(p, number, can_save)
+        outcome = card_outcome(number)
+        if outcome:
+            self.cancel(p, *outcome)
+        else:
+            self.succeed(p)
+
+    def charge_saved(self, p, method):
+        """A payment with payment_method_id: decided at once, without the buyer
+        (a recurring payment never asks for 3-D Secure), unless the method was
+        told to wait or to ask for the buyer."""
+        number = method["card"]
+        p["payment_method"] = {
+            "type": "bank_card", "id": method["id"], "saved": True,
+            "title": "Bank card *%s" % number[-4:],
+            "card": {"first6": number[:6], "last4": number[-4:], "expiry_year": "2030",
+                     "expiry_month": "12", "card_type": card_type(number),
+                     "issuer_country": "RU"}}
+        p["_method"] = method["id"]
+        if method["revoked"]:
+            return self.cancel(p, "permission_revoked", "yoo_money")
+        if method["mode"] == "pending":
+            return
+        if method["mode"] == "confirmation":
+            p["confirmation"] = {"type": "redirect", "return_url": p.get("_return_url") or
+                                 "%s/return" % self.args.public_url,
+                                 "confirmation_url": "%s/confirm/%s" % (self.args.public_url, p["id"])}
+            return
+        outcome = card_outcome(method["behaves_as"])
+        if outcome:
+            self.cancel(p, *outcome)
+        else:
+            self.succeed(p)
+
     def succeed(self, p):
         if p["status"] not in ("pending", "waiting_for_capture"):
             raise ApiError(400, "invalid_request", "Payment %s is %s" % (p["id"], p["status"]))
+        if "payment_method" not in p:
+            self.attach_card(p, DEFAULT_CARD)
         if p["capture"] or p["status"] == "waiting_for_capture":
             p.update(status="succeeded", paid=True, captured_at=iso(self.now()), refundable=True,
                      income_amount=dict(p["amount"]))
@@ -300,7 +455,7 @@ class Handler(BaseHTTPRequestHandler):
             if url.path.startswith("/confirm/"):
                 return self._page(method, url.path, body)
             if url.path.startswith("/v3/"):
-                return self._api(method, url.path, body)
+                return self._api(method, url.path, body, url.query)
             if url.path == "/return":
                 return self._send(200, b"<!doctype html><meta charset=utf-8><title>Back at the shop</title>"
                                   b"<h1>Back at the shop (stand-in)</h1><p>The shop now asks "
@@ -314,7 +469,7 @@ class Handler(BaseHTTPRequestHandler):
             self._send(500, ApiError(500, "internal_server_error", "stand-in failure: %s" % e).body)
 
     # ---- the API ------------------------------------------------------------
-    def _api(self, method, path, body):
+    def _api(self, method, path, body, query=""):
         st = self.state
         idem_key = self.headers.get("Idempotence-Key")
         auth = self.headers.get("Authorization", "")
@@ -329,13 +484,15 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError:
             parsed = body
         with st.lock:
-            record = {"method": method, "path": path, "body": parsed, "idempotence_key": idem_key,
+            record = {"method": method, "path": path, "query": query, "body": parsed,
+                      "idempotence_key": idem_key,
                       "shop_id": user, "content_type": self.headers.get("Content-Type"),
                       "at": st.now()}
             st.requests.append(record)
             fault = None
             for f in st.faults:
-                if f["count"] > 0 and path.startswith(f.get("path") or "/"):
+                if f["count"] > 0 and path.startswith(f.get("path") or "/") and \
+                        f.get("method") in (None, method):
                     f["count"] -= 1
                     fault = dict(f)
                     break
@@ -371,6 +528,8 @@ class Handler(BaseHTTPRequestHandler):
             with lock:
                 with st.lock:
                     saved = st.idempotency.get(idem_key)
+                    if saved and st.now() - saved[5] >= IDEMPOTENCE_TTL:
+                        saved = None        # YooKassa forgets a key after 24 hours
                 if saved:
                     if saved[0] != method or saved[1] != path or saved[2] != parsed:
                         record["status"] = 400
@@ -380,22 +539,22 @@ class Handler(BaseHTTPRequestHandler):
                     record["status"] = saved[3]
                     record["replayed"] = True
                     return self._send(saved[3], saved[4])
-                status, obj, save = self._api_call(method, path, parsed)
+                status, obj, save = self._api_call(method, path, parsed, query)
                 data = json.dumps(obj, indent=2, ensure_ascii=False).encode()
                 if save:
                     with st.lock:
-                        st.idempotency[idem_key] = (method, path, parsed, status, data)
+                        st.idempotency[idem_key] = (method, path, parsed, status, data, st.now())
         else:
-            status, obj, _ = self._api_call(method, path, parsed)
+            status, obj, _ = self._api_call(method, path, parsed, query)
             data = json.dumps(obj, indent=2, ensure_ascii=False).encode()
         record["status"] = status
         self._send(status, data)
 
-    def _api_call(self, method, path, body):
+    def _api_call(self, method, path, body, query=""):
         try:
             with self.state.lock:
                 self.state.expire_due()
-                return 200, self._route(method, path, body), True
+                return 200, self._route(method, path, body, query), True
         except ApiError as e:
             return e.status, e.body, e.saved
 
@@ -405,11 +564,13 @@ class Handler(BaseHTTPRequestHandler):
             raise ApiError(404, "not_found", "Payment not found", "payment_id")
         return p
 
-    def _route(self, method, path, body):
+    def _route(self, method, path, body, query=""):
         st = self.state
         parts = path.strip("/").split("/")[1:]
         if parts == ["payments"] and method == "POST":
             return self._create_payment(body)
+        if parts == ["payments"] and method == "GET":
+            return self._list_payments(query)
         if len(parts) == 2 and parts[0] == "payments" and method == "GET":
             return st.public(self._payment(parts[1]))
         if len(parts) == 3 and parts[0] == "payments" and parts[2] == "cancel" and method == "POST":
@@ -433,10 +594,26 @@ class Handler(BaseHTTPRequestHandler):
         if not isinstance(b, dict):
             raise bad("body", "The body must be a JSON object")
         amount = check_amount(b.get("amount"), "amount")
+        method_id = b.get("payment_method_id")
+        method = None
+        if method_id is not None:
+            # A saved method: charged without the buyer, no confirmation needed.
+            method = st.methods.get(method_id) if isinstance(method_id, str) else None
+            if method is None:
+                raise bad("payment_method_id", "Payment method %r is unknown or was not saved" % (method_id,))
+            if "save_payment_method" in b:
+                raise bad("save_payment_method", "A saved payment method is saved already")
         conf = b.get("confirmation")
-        if not isinstance(conf, dict) or conf.get("type") != "redirect" or \
-                not str(conf.get("return_url", "")).startswith(("http://", "https://")):
+        if (method is None or conf is not None) and (
+                not isinstance(conf, dict) or conf.get("type") != "redirect" or
+                not str(conf.get("return_url", "")).startswith(("http://", "https://"))):
             raise bad("confirmation", "confirmation must be {type: redirect, return_url}")
+        save = b.get("save_payment_method", False)
+        if not isinstance(save, bool):
+            raise bad("save_payment_method", "save_payment_method must be true or false")
+        customer = b.get("merchant_customer_id")
+        if customer is not None and (not isinstance(customer, str) or not 0 < len(customer) <= 200):
+            raise bad("merchant_customer_id", "merchant_customer_id must be 1..200 characters")
         desc = b.get("description")
         if desc is not None and (not isinstance(desc, str) or len(desc) > 128):
             raise bad("description", "description must be at most 128 characters")
@@ -452,18 +629,67 @@ class Handler(BaseHTTPRequestHandler):
         p = {"id": pid, "status": "pending", "paid": False, "amount": amount,
              "description": desc, "recipient": {"account_id": st.args.shop_id, "gateway_id": "100500"},
              "created_at": iso(now),
-             "confirmation": {"type": "redirect", "return_url": conf["return_url"],
-                              "confirmation_url": "%s/confirm/%s" % (st.args.public_url, pid)},
              "test": True, "refundable": False, "metadata": md,
              "capture": bool(b.get("capture", False)),
-             "_expires": now + st.args.confirmation_ttl, "_refunded": 0}
+             "_created": now, "_expires": now + st.args.confirmation_ttl, "_refunded": 0,
+             "_save": save}
+        if method is None:
+            p["confirmation"] = {"type": "redirect", "return_url": conf["return_url"],
+                                 "confirmation_url": "%s/confirm/%s" % (st.args.public_url, pid)}
+        elif conf is not None:
+            p["_return_url"] = conf["return_url"]
+        if customer is not None:
+            p["merchant_customer_id"] = customer
         if "receipt" in b:
             p["receipt_registration"] = "pending"
             p["_receipt"] = b["receipt"]
         if p["description"] is None:
             del p["description"]
         st.payments[pid] = p
+        if method is not None:
+            st.charge_saved(p, method)
         return st.public(p)
+
+    def _list_payments(self, query):
+        """GET /v3/payments: newest first, filtered, a page of `limit` and a
+        next_cursor while more remain (the cursor names the last one given)."""
+        st = self.state
+        q = urllib.parse.parse_qs(query, keep_blank_values=True)
+        args = {k: v[-1] for k, v in q.items()}
+        known = {"created_at.gte", "created_at.gt", "created_at.lte", "created_at.lt",
+                 "status", "limit", "cursor"}
+        for k in args:
+            if k not in known:
+                raise bad(k, "Unknown parameter %s" % k)
+        try:
+            limit = int(args.get("limit", "10"))
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= 100:
+            raise bad("limit", "limit must be 1..100")
+        bounds = {op: parse_time(args["created_at." + op], "created_at." + op)
+                  for op in ("gte", "gt", "lte", "lt") if "created_at." + op in args}
+        rows = [p for p in st.payments.values()
+                if ("gte" not in bounds or p["_created"] >= bounds["gte"]) and
+                ("gt" not in bounds or p["_created"] > bounds["gt"]) and
+                ("lte" not in bounds or p["_created"] <= bounds["lte"]) and
+                ("lt" not in bounds or p["_created"] < bounds["lt"]) and
+                ("status" not in args or p["status"] == args["status"])]
+        rows.sort(key=lambda p: (p["_created"], p["id"]), reverse=True)
+        if "cursor" in args:
+            try:
+                created, _, after = base64.urlsafe_b64decode(args["cursor"].encode()).decode().partition("|")
+                key = (float(created), after)
+            except (ValueError, UnicodeDecodeError):
+                raise bad("cursor", "Invalid cursor")
+            rows = [p for p in rows if (p["_created"], p["id"]) < key]
+        page = rows[:limit]
+        out = {"type": "list", "items": [st.public(p) for p in page]}
+        if len(rows) > limit:
+            last = page[-1]
+            out["next_cursor"] = base64.urlsafe_b64encode(
+                ("%r|%s" % (last["_created"], last["id"])).encode()).decode()
+        return out
 
     def _create_refund(self, b):
         st = self.state
@@ -504,22 +730,27 @@ class Handler(BaseHTTPRequestHandler):
             if not p:
                 return self._send(404, b"<h1>No such payment</h1>", content_type="text/html")
             if method == "POST":
-                action = urllib.parse.parse_qs(body).get("action", [""])[0]
+                form = urllib.parse.parse_qs(body)
+                action = form.get("action", [""])[0]
+                card = re.sub(r"[^0-9]", "", form.get("card", [DEFAULT_CARD])[0]) or DEFAULT_CARD
                 target = p.get("_return_url") or (p.get("confirmation") or {}).get("return_url")
                 p["_return_url"] = target
                 if p["status"] == "pending":
                     if action == "pay":
-                        st.succeed(p)
+                        st.pay(p, card)
                     elif action == "decline":
                         st.cancel(p, "insufficient_funds", "payment_network")
                 return self._send(303, b"", {"Location": target or "/"}, content_type="text/html")
             html = ("<!doctype html><meta charset=utf-8><title>YooKassa stand-in</title>"
                     "<h1>Payment confirmation (stand-in)</h1>"
                     "<p>Payment <code>%s</code>: <b>%s %s</b>, %s, status %s.</p>"
-                    "<form method=post><button name=action value=pay>Pay</button> "
+                    "<form method=post>%s<button name=action value=pay>Pay</button> "
                     "<button name=action value=decline>Decline</button></form>"
                     % (pid, p["amount"]["value"], p["amount"]["currency"],
-                       p.get("description", ""), p["status"]))
+                       p.get("description", ""), p["status"],
+                       "<p>Saved card, confirm the payment.</p>" if p.get("_method") else
+                       "<p><label>Test card <input name=card value=%s size=19></label></p>"
+                       % DEFAULT_CARD))
             self._send(200, html.encode(), content_type="text/html; charset=utf-8")
 
     # ---- control API ----------------------------------------------------------
@@ -552,11 +783,24 @@ class Handler(BaseHTTPRequestHandler):
                 return st.payments[parts[1]]
             if len(parts) == 2 and parts[0] == "refunds":
                 return st.refunds[parts[1]]
+            if len(parts) == 2 and parts[0] == "payment_methods":
+                return st.methods[parts[1]]
         elif method == "POST":
             if len(parts) == 3 and parts[0] == "payments":
                 p = st.payments[parts[1]]
+                card = a.get("card")
+                if card is not None and card not in TEST_CARDS:
+                    raise ApiError(400, "invalid_request", "%r is no test card" % (card,))
                 if parts[2] == "succeed":
+                    if card is not None:
+                        if card_outcome(card) is not None:
+                            raise ApiError(400, "invalid_request",
+                                           "Card %s does not pay; use .../pay" % card)
+                        if p["status"] == "pending" and not p.get("_method"):
+                            st.attach_card(p, card)
                     st.succeed(p)
+                elif parts[2] == "pay":
+                    st.pay(p, card or DEFAULT_CARD, a.get("can_save", True))
                 elif parts[2] == "waiting":
                     st.waiting(p)
                 elif parts[2] in ("decline", "expire"):
@@ -568,6 +812,19 @@ class Handler(BaseHTTPRequestHandler):
                 else:
                     raise KeyError(parts[2])
                 return st.public(p)
+            if len(parts) == 2 and parts[0] == "payment_methods":
+                m = st.methods[parts[1]]
+                if "card" in a:
+                    if a["card"] not in TEST_CARDS:
+                        raise ApiError(400, "invalid_request", "%r is no test card" % (a["card"],))
+                    m["behaves_as"] = a["card"]
+                if "revoked" in a:
+                    m["revoked"] = bool(a["revoked"])
+                if "mode" in a:
+                    if a["mode"] not in (None, "pending", "confirmation"):
+                        raise ApiError(400, "invalid_request", "mode is pending, confirmation or null")
+                    m["mode"] = a["mode"]
+                return m
             if len(parts) == 2 and parts[0] == "refunds":
                 r = st.refunds[parts[1]]
                 st.set_refund_status(r, a.get("status", "succeeded"))
@@ -581,7 +838,7 @@ class Handler(BaseHTTPRequestHandler):
                 else:
                     st.faults.append({"count": int(a.get("count", 1)), "status": a.get("status"),
                                       "delay": a.get("delay"), "close": bool(a.get("close")),
-                                      "path": a.get("path")})
+                                      "path": a.get("path"), "method": a.get("method")})
                 return {"faults": st.faults}
             if parts == ["notifications"]:
                 st.notify_mode = a.get("mode", "deliver")
