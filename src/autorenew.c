@@ -295,7 +295,7 @@ autorenew_charge_closed(const PaymentInfo *p, PaymentStatus outcome)
 	}
 
 	failures = s.failures + 1;
-	retry = outcome == PAYMENT_FAILED && !p->no_retry && retry_delays &&
+	retry = outcome == PAYMENT_FAILED && p->stop_reason == NULL && retry_delays &&
 		failures <= retry_delays->count;
 	if (retry)
 	{
@@ -309,7 +309,7 @@ autorenew_charge_closed(const PaymentInfo *p, PaymentStatus outcome)
 		Datum		values[5];
 		char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
 		const char *reason = outcome != PAYMENT_FAILED ? "not_completed" :
-			p->no_retry ? "authentication_failed" : "charge_failed";
+			p->stop_reason ? p->stop_reason : "charge_failed";
 
 		values[0] = Int64GetDatum(s.id);
 		values[1] = Int32GetDatum(failures);

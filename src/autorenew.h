@@ -37,7 +37,7 @@ extern void autorenew_method_reported(const PaymentInfo *p);
 /*
  * An automatic charge closed unpaid (failed, expired, canceled): count the
  * failure and schedule the next retry, or switch auto-renewal off when there
- * is none (no retry left inside the grace period, or p->no_retry: the buyer
+ * is none (no retry left inside the grace period, or p->stop_reason: the buyer
  * must act).  Queues the "renewal failed" notification.  The subscription
  * row is locked here.
  */

@@ -82,10 +82,11 @@ typedef struct PaymentInfo
 
 	/*
 	 * Set by a provider before it settles an automatic charge as failed when
-	 * retrying cannot help (the buyer failed the bank's check): auto-renewal
-	 * then stops instead of retrying (autorenew.h).
+	 * retrying cannot help: auto-renewal then stops instead of retrying
+	 * (autorenew.h), with this as its reason (billing.auto_renew_reason:
+	 * authentication_failed, method_revoked).  NULL: retry as scheduled.
 	 */
-	bool		no_retry;
+	const char *stop_reason;
 } PaymentInfo;
 
 /*

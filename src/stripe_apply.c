@@ -211,7 +211,8 @@ stripe_apply_intent(const pg_uuid_t *payment_id, JsonbContainer *pi, const char 
 			return "waiting";
 		}
 		/* A buyer who failed the bank's check: retrying without them cannot help. */
-		p.no_retry = code && strcmp(code, "payment_intent_authentication_failure") == 0;
+		if (code && strcmp(code, "payment_intent_authentication_failure") == 0)
+			p.stop_reason = "authentication_failed";
 		result = payment_settle_result_name(payment_settle_locked(&p, PAYMENT_FAILED, NULL, at, source,
 																  failure_detail(event_id, id,
 																				 code ? code : "unknown",

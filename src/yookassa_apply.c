@@ -356,8 +356,10 @@ yookassa_apply_payment(const pg_uuid_t *payment_id, JsonbContainer *obj,
 		 * The buyer revoked the permission for payments without them, or
 		 * the bank's check failed: retrying the same method cannot help.
 		 */
-		p.no_retry = reason && (strcmp(reason, "permission_revoked") == 0 ||
-								strcmp(reason, "3d_secure_failed") == 0);
+		if (reason && strcmp(reason, "permission_revoked") == 0)
+			p.stop_reason = "method_revoked";
+		else if (reason && strcmp(reason, "3d_secure_failed") == 0)
+			p.stop_reason = "authentication_failed";
 		r = payment_settle_locked(&p, outcome, NULL, NULL, source,
 								  failure_json(&p, yid, reason, party));
 	}

@@ -170,9 +170,9 @@ COMMENT ON DOMAIN billing.payment_status IS 'invoiced -> pending (checkout opene
 CREATE DOMAIN billing.event_source AS text CHECK (VALUE IN ('api', 'webhook', 'poll', 'admin', 'system'));
 COMMENT ON DOMAIN billing.event_source IS 'Who reported a payment transition: api (the buyer), webhook and poll (Stripe), admin, system (zero totals, invoice expiry).';
 CREATE DOMAIN billing.auto_renew_reason AS text CHECK (VALUE IN
-    ('checkout', 'buyer', 'admin', 'charge_failed', 'authentication_failed', 'not_completed',
-     'refunded', 'lapsed', 'tariff_unavailable'));
-COMMENT ON DOMAIN billing.auto_renew_reason IS 'Why auto-renewal was switched on or off: checkout (a paid checkout with auto_renew), buyer or admin (billing.set_auto_renew), charge_failed (the last retry was declined), authentication_failed (the buyer did not pass the bank''s check), not_completed (the charge that needed the buyer was never completed), refunded (a payment of the subscription was refunded), lapsed (the subscription was blocked), tariff_unavailable (the tariff is off sale or its months no longer sold).';
+    ('checkout', 'buyer', 'admin', 'charge_failed', 'authentication_failed', 'method_revoked',
+     'not_completed', 'refunded', 'lapsed', 'tariff_unavailable'));
+COMMENT ON DOMAIN billing.auto_renew_reason IS 'Why auto-renewal was switched on or off: checkout (a paid checkout with auto_renew), buyer or admin (billing.set_auto_renew), charge_failed (the last retry was declined), authentication_failed (the buyer did not pass the bank''s check), method_revoked (the buyer withdrew the permission to charge the saved method), not_completed (the charge that needed the buyer was never completed), refunded (a payment of the subscription was refunded), lapsed (the subscription was blocked), tariff_unavailable (the tariff is off sale or its months no longer sold).';
 CREATE DOMAIN billing.subscription_status AS text CHECK (VALUE IN ('active', 'grace', 'blocked'));
 COMMENT ON DOMAIN billing.subscription_status IS 'active until ends_at, grace (access continues) until grace_ends_at, then blocked (role revoked).';
 CREATE DOMAIN billing.outbox_kind AS text CHECK (VALUE IN ('create_role', 'update_role', 'grant_role',

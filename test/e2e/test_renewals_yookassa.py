@@ -320,8 +320,9 @@ class YooKassaRenewalE2E(unittest.TestCase):
         """The buyer revoked the permission at YooKassa (or failed its 3-D
         Secure): retrying the same method cannot help, so no retry is made and
         auto-renewal is switched off; the paid term and its grace go on."""
-        for behaviour, reason, party in (({"revoked": True}, "permission_revoked", "yoo_money"),
-                                         ({"card": THREE_DS_FAILED}, "3d_secure_failed", "payment_network")):
+        for behaviour, reason, party, off in (
+                ({"revoked": True}, "permission_revoked", "yoo_money", "method_revoked"),
+                ({"card": THREE_DS_FAILED}, "3d_secure_failed", "payment_network", "authentication_failed")):
             user = new_user()
             self.set_clock(datetime.datetime(2027, 1, 31, 10, 0, tzinfo=UTC))
             self.buy(user)
@@ -335,7 +336,7 @@ class YooKassaRenewalE2E(unittest.TestCase):
                              (reason, party))
             s = self.sub(user)
             self.assertEqual((s["status"], s["auto_renew"], s["reason"], s["renew_at"], s["ends_at"]),
-                             ("active", False, "authentication_failed", None, end))
+                             ("active", False, off, None, end))
             [note] = self.notes(user, 7)
             self.assertNotIn("charge_at", note)             # no retry is coming
             self.set_clock(self.clock + datetime.timedelta(days=1, hours=1))
