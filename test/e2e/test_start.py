@@ -308,6 +308,8 @@ class LocalStack(unittest.TestCase):
         self.assertIn('"paid"true', out)            # confirm_payment, then has_access
         self.assertIn('"refunded"false', out)       # cancel_payment in the window, access gone
         self.assertRegex(out, r"grace +\| t\n")      # past the end: grace, access goes on
+        self.assertIn('"paid": 1,', out)            # the renewal job charged the saved card
+        self.assertRegex(out, r"renewed \|.*\n-.*\n t +\|")
         self.assertRegex(out, r"blocked +\| f\n")    # past the grace: blocked
         self.assertIn('"personal_percent": 10', out)  # the admin's discount in the next quote
 
