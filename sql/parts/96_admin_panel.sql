@@ -19,6 +19,10 @@ CREATE INDEX customers_created ON billing.customers (created_at);
 CREATE INDEX subscriptions_status ON billing.subscriptions (status);
 CREATE INDEX subscriptions_created ON billing.subscriptions (created_at);
 CREATE INDEX admin_audit_at ON billing.admin_audit (at);
+-- The automatic charges (auto-renewal), newest first: the payments list's
+-- "automatic charges" filter and the dashboard's recovery rate read only
+-- these, however few they are among the payments.
+CREATE INDEX payments_renewal_created ON billing.payments (created_at) WHERE renewal_of IS NOT NULL;
 
 -- Users, found by id or e-mail.
 CREATE VIEW api.admin_users AS
@@ -28,6 +32,61 @@ COMMENT ON VIEW api.admin_users IS
 $$Users known to billing (admin)
 
 id is the user id of the auth service; email as the auth service told it (search with email=eq.<e-mail>).$$;
+
+-- A user's subscriptions as the panel shows them: the user's own
+-- payment_info (its next charge priced as the charge will be), and per
+-- subscription the dunning state the buyer is not shown.
+CREATE FUNCTION billing.admin_user_info(user_id uuid) RETURNS jsonb
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT i || pg_catalog.jsonb_build_object('subscriptions', coalesce((
+               SELECT pg_catalog.jsonb_agg(e.sub || pg_catalog.jsonb_build_object(
+                          'renew_failures', s.renew_failures,
+                          'auto_renew_changed_at', s.auto_renew_changed_at) ORDER BY e.ord)
+                 FROM pg_catalog.jsonb_array_elements(i -> 'subscriptions') WITH ORDINALITY e(sub, ord)
+                 LEFT JOIN billing.subscriptions s ON s.id = (e.sub ->> 'subscription_id')::bigint), '[]'))
+      FROM billing.payment_info(admin_user_info.user_id) i
+$$;
+COMMENT ON FUNCTION billing.admin_user_info(uuid) IS 'billing.payment_info of the user, each subscription with two more keys for the admin panel: renew_failures (declined automatic charges of the present end of term) and auto_renew_changed_at (when auto_renew last changed; auto_renew_reason says why).  Errors: NULL 22004.';
+REVOKE ALL ON FUNCTION billing.admin_user_info(uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION billing.admin_user_info(uuid) TO billing_admin;
+
+-- Every automatic charge with what the provider said when it failed, the
+-- attempts of one end of term sharing user_id, tariff_code and renewal_of.
+CREATE VIEW billing.admin_renewal_charges AS
+SELECT p.id,
+       p.user_id,
+       s.id AS subscription_id,
+       p.tariff_code,
+       p.renewal_of,
+       p.renewal_attempt,
+       p.status,
+       p.total,
+       p.currency,
+       f.detail ->> 'failure_code' AS failure_code,
+       f.detail ->> 'decline_code' AS decline_code,
+       p.created_at,
+       coalesce(p.closed_at, p.paid_at, p.created_at) AS at
+FROM billing.payments p
+LEFT JOIN billing.subscriptions s ON s.user_id = p.user_id AND s.tariff_id = p.tariff_id
+LEFT JOIN LATERAL (SELECT e.detail FROM billing.payment_events e
+                    WHERE e.payment_id = p.id AND e.to_status = 'failed'
+                    ORDER BY e.id DESC LIMIT 1) f ON true
+WHERE p.renewal_of IS NOT NULL;
+COMMENT ON VIEW billing.admin_renewal_charges IS 'Every automatic charge of auto-renewal (billing.run_renewals), one row per attempt: the attempts at one end of term share user_id, tariff_code and renewal_of.  Readable by billing_admin.';
+COMMENT ON COLUMN billing.admin_renewal_charges.id IS 'The payment (billing.payments.id).';
+COMMENT ON COLUMN billing.admin_renewal_charges.subscription_id IS 'The subscription it renews.';
+COMMENT ON COLUMN billing.admin_renewal_charges.failure_code IS 'Why the provider declined it (Stripe''s last_payment_error.code, e.g. card_declined); null unless failed, or when the failure was recorded without the provider''s answer.';
+COMMENT ON COLUMN billing.admin_renewal_charges.decline_code IS 'The bank''s reason, when the provider gave one (Stripe''s decline_code, e.g. insufficient_funds).';
+COMMENT ON COLUMN billing.admin_renewal_charges.at IS 'When it reached its status: closed_at (failed, canceled, expired, refunded), else paid_at, else created_at.';
+REVOKE ALL ON billing.admin_renewal_charges FROM PUBLIC;
+GRANT SELECT ON billing.admin_renewal_charges TO billing_admin;
+
+CREATE VIEW api.admin_renewal_charges WITH (security_invoker) AS
+SELECT * FROM billing.admin_renewal_charges;
+COMMENT ON VIEW api.admin_renewal_charges IS
+$$Automatic charges and their retries (admin)
+
+One row per attempt of auto-renewal's automatic charge: the attempts at one end of term share user_id, tariff_code and renewal_of (renewal_attempt 1, 2, …).  With the provider's failure_code and decline_code of a failed one.  E.g. ?user_id=eq.<id>&order=renewal_of.desc,renewal_attempt.asc$$;
 
 -- A payment's transitions, oldest first.
 CREATE VIEW api.admin_payment_events AS
@@ -219,22 +278,44 @@ CREATE FUNCTION billing.admin_dashboard_delivery() RETURNS jsonb
              WHERE p.status IN ('pending', 'refund_pending') AND p.next_poll_at IS NOT NULL))
 $$;
 
+-- Recovery of failed automatic charges: the ends of term with a charge made
+-- in the period that failed, and how many of them a later charge paid.
+-- payments_renewal_created finds the period's automatic charges; payments_user
+-- the other attempts of each.
+CREATE FUNCTION billing.admin_dashboard_renewals(days int) RETURNS jsonb
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT pg_catalog.jsonb_build_object(
+               'failed', count(*),
+               'recovered', count(*) FILTER (WHERE r.recovered),
+               'recovery_rate', CASE WHEN count(*) > 0
+                                     THEN round(100.0 * count(*) FILTER (WHERE r.recovered) / count(*), 2) END)
+      FROM (SELECT EXISTS (SELECT FROM billing.payments p
+                            WHERE p.user_id = f.user_id AND p.tariff_id = f.tariff_id
+                              AND p.renewal_of = f.renewal_of AND p.paid_at IS NOT NULL
+                              AND p.renewal_attempt > min(f.renewal_attempt)) AS recovered
+              FROM billing.payments f
+             WHERE f.renewal_of IS NOT NULL AND f.status = 'failed'
+               AND f.created_at >= billing.admin_dashboard_since(days)
+             GROUP BY f.user_id, f.tariff_id, f.renewal_of) r
+$$;
+
 CREATE FUNCTION billing.admin_dashboard(days int DEFAULT 30) RETURNS jsonb
     LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT pg_catalog.jsonb_build_object('days', days,
                                          'time_zone', pg_catalog.current_setting('billing.time_zone'),
                                          'subscriptions', billing.admin_dashboard_subscriptions(),
-                                         'promo_codes', billing.admin_dashboard_promo_codes())
+                                         'promo_codes', billing.admin_dashboard_promo_codes(),
+                                         'renewals', billing.admin_dashboard_renewals(days))
            || billing.admin_dashboard_revenue(days)
            || billing.admin_dashboard_delivery()
 $$;
-COMMENT ON FUNCTION billing.admin_dashboard(int) IS 'The admin dashboard for the last 30 or 90 days: revenue per day, tariff and currency; paid, refunded and refund rate per currency; subscriptions by status; new and renewing purchases; the most used promo codes; delivery and Stripe-poll backlog.';
+COMMENT ON FUNCTION billing.admin_dashboard(int) IS 'The admin dashboard for the last 30 or 90 days: revenue per day, tariff and currency; paid, refunded and refund rate per currency; subscriptions by status; new and renewing purchases; the most used promo codes; the recovery of failed automatic charges; delivery and Stripe-poll backlog.';
 REVOKE ALL ON FUNCTION billing.admin_dashboard_since(int), billing.admin_dashboard_revenue(int),
     billing.admin_dashboard_subscriptions(), billing.admin_dashboard_promo_codes(),
-    billing.admin_dashboard_delivery(), billing.admin_dashboard(int) FROM PUBLIC;
+    billing.admin_dashboard_delivery(), billing.admin_dashboard_renewals(int), billing.admin_dashboard(int) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION billing.admin_dashboard_revenue(int), billing.admin_dashboard_subscriptions(),
-    billing.admin_dashboard_promo_codes(), billing.admin_dashboard_delivery(), billing.admin_dashboard(int)
-    TO billing_admin;
+    billing.admin_dashboard_promo_codes(), billing.admin_dashboard_delivery(), billing.admin_dashboard_renewals(int),
+    billing.admin_dashboard(int) TO billing_admin;
 
 CREATE FUNCTION api.admin_dashboard(days int DEFAULT 30) RETURNS jsonb
     LANGUAGE plpgsql STABLE AS $$
@@ -250,7 +331,7 @@ $$;
 COMMENT ON FUNCTION api.admin_dashboard(int) IS
 $$The admin dashboard (admin)
 
-Arguments: days — 30 or 90.  Revenue per day by tariff and currency (amounts in minor units, days in billing.time_zone), paid and refunded totals with the refund rate, subscriptions active, in grace and blocked now, new versus renewing purchases, the most used promo codes, delivery health and the Stripe poller's backlog.$$;
+Arguments: days — 30 or 90.  Revenue per day by tariff and currency (amounts in minor units, days in billing.time_zone), paid and refunded totals with the refund rate, subscriptions active, in grace and blocked now, new versus renewing purchases, the most used promo codes, the recovery of failed automatic charges (renewals: {failed, recovered, recovery_rate}), delivery health and the Stripe poller's backlog.$$;
 
 -- Mark a payment paid by hand, with the reason in the audit.
 CREATE FUNCTION billing.mark_payment_paid(payment_id uuid, reason text) RETURNS text
@@ -294,10 +375,10 @@ Arguments: ids — the outbox_dead ids never to send.  Deleted, audited with the
 
 REVOKE ALL ON FUNCTION api.admin_dashboard(int), api.mark_payment_paid(uuid, text),
     api.outbox_discard_dead(bigint[]) FROM PUBLIC;
-REVOKE ALL ON api.admin_users, api.admin_payment_events, api.admin_price_history FROM PUBLIC;
+REVOKE ALL ON api.admin_users, api.admin_payment_events, api.admin_price_history, api.admin_renewal_charges FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION api.admin_dashboard(int), api.mark_payment_paid(uuid, text),
     api.outbox_discard_dead(bigint[]) TO billing_admin;
-GRANT SELECT ON api.admin_users, api.admin_payment_events, api.admin_price_history TO billing_admin;
+GRANT SELECT ON api.admin_users, api.admin_payment_events, api.admin_price_history, api.admin_renewal_charges TO billing_admin;
 
 ---------------------------------------------------------------------------
 -- Contracts of the objects above (docs/sql.md and docs/http.md are made
@@ -307,6 +388,7 @@ COMMENT ON FUNCTION billing.admin_dashboard_since(int) IS 'The start of the dash
 COMMENT ON FUNCTION billing.admin_dashboard_revenue(int) IS 'The dashboard''s money for 30 or 90 days (whole days in billing.time_zone): {revenue: per day, tariff and currency (paid, refunded, payments), totals: per currency with the refund rate, purchases: {new, renewing}}.  Closed days from billing.revenue_days, the rest live.';
 COMMENT ON FUNCTION billing.admin_dashboard_subscriptions() IS 'The dashboard''s subscriptions by status now: {active, grace, blocked}.';
 COMMENT ON FUNCTION billing.admin_dashboard_promo_codes() IS 'The dashboard''s ten most used promo codes: [{code, percent, redemptions, max_redemptions, deleted}].';
+COMMENT ON FUNCTION billing.admin_dashboard_renewals(int) IS 'The dashboard''s recovery of failed automatic charges for 30 or 90 days: {failed: the ends of term with an automatic charge made in the period that failed, recovered: how many of them a later automatic charge of the same end of term paid (refunded since or not), recovery_rate: recovered / failed in per cent, null when none failed}.';
 COMMENT ON FUNCTION billing.admin_dashboard_delivery() IS 'The dashboard''s backlogs: {delivery: {pending, dead, oldest_pending_seconds}, stripe_poll: {due, waiting, oldest_due_seconds}}.';
 COMMENT ON TABLE billing.revenue_days_state IS 'One row: the time zone billing.revenue_days was computed in and the first day it does not hold (complete_before).';
 COMMENT ON COLUMN billing.revenue_days_state.only_row IS 'Always true: the table has one row.';
