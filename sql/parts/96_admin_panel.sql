@@ -19,10 +19,14 @@ CREATE INDEX customers_created ON billing.customers (created_at);
 CREATE INDEX subscriptions_status ON billing.subscriptions (status);
 CREATE INDEX subscriptions_created ON billing.subscriptions (created_at);
 CREATE INDEX admin_audit_at ON billing.admin_audit (at);
--- The automatic charges (auto-renewal), newest first: the payments list's
--- "automatic charges" filter and the dashboard's recovery rate read only
--- these, however few they are among the payments.
-CREATE INDEX payments_renewal_created ON billing.payments (created_at) WHERE renewal_of IS NOT NULL;
+-- The automatic charges (auto-renewal) by time: the dashboard's recovery
+-- rate reads the period's charges from this index alone (bench/admin.sh: 1
+-- in 10 of 1,000,000 payments automatic, 90 days in about 20 ms, 120 ms
+-- through payments_created without it), and the payments list's "automatic
+-- charges" filter stays fast however rare they are.
+CREATE INDEX payments_renewal_created ON billing.payments (created_at)
+    INCLUDE (user_id, tariff_id, renewal_of, renewal_attempt, status, paid_at)
+    WHERE renewal_of IS NOT NULL;
 
 -- Users, found by id or e-mail.
 CREATE VIEW api.admin_users AS
@@ -279,24 +283,23 @@ CREATE FUNCTION billing.admin_dashboard_delivery() RETURNS jsonb
 $$;
 
 -- Recovery of failed automatic charges: the ends of term with a charge made
--- in the period that failed, and how many of them a later charge paid.
--- payments_renewal_created finds the period's automatic charges; payments_user
--- the other attempts of each.
+-- in the period that failed, and how many of them a later charge paid.  A
+-- later attempt is made after the failed one, so it is in the period too:
+-- one pass over the period's automatic charges (payments_renewal_created).
 CREATE FUNCTION billing.admin_dashboard_renewals(days int) RETURNS jsonb
     LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT pg_catalog.jsonb_build_object(
                'failed', count(*),
-               'recovered', count(*) FILTER (WHERE r.recovered),
+               'recovered', count(*) FILTER (WHERE g.paid_attempt > g.first_failed),
                'recovery_rate', CASE WHEN count(*) > 0
-                                     THEN round(100.0 * count(*) FILTER (WHERE r.recovered) / count(*), 2) END)
-      FROM (SELECT EXISTS (SELECT FROM billing.payments p
-                            WHERE p.user_id = f.user_id AND p.tariff_id = f.tariff_id
-                              AND p.renewal_of = f.renewal_of AND p.paid_at IS NOT NULL
-                              AND p.renewal_attempt > min(f.renewal_attempt)) AS recovered
-              FROM billing.payments f
-             WHERE f.renewal_of IS NOT NULL AND f.status = 'failed'
-               AND f.created_at >= billing.admin_dashboard_since(days)
-             GROUP BY f.user_id, f.tariff_id, f.renewal_of) r
+                                     THEN round(100.0 * count(*) FILTER (WHERE g.paid_attempt > g.first_failed)
+                                                / count(*), 2) END)
+      FROM (SELECT min(p.renewal_attempt) FILTER (WHERE p.status = 'failed') AS first_failed,
+                   max(p.renewal_attempt) FILTER (WHERE p.paid_at IS NOT NULL) AS paid_attempt
+              FROM billing.payments p
+             WHERE p.renewal_of IS NOT NULL AND p.created_at >= billing.admin_dashboard_since(days)
+             GROUP BY p.user_id, p.tariff_id, p.renewal_of) g
+     WHERE g.first_failed IS NOT NULL
 $$;
 
 CREATE FUNCTION billing.admin_dashboard(days int DEFAULT 30) RETURNS jsonb
@@ -357,6 +360,22 @@ $$Mark a payment paid (admin)
 
 Arguments: payment_id — an unpaid payment; reason — why (required, kept in the audit).  For money that reached the cinema outside the provider.  Returns the status.  409 when the payment cannot become paid.$$;
 
+CREATE FUNCTION api.admin_set_auto_renew(user_id uuid, tariff text, enabled boolean) RETURNS jsonb
+    LANGUAGE plpgsql AS $$
+DECLARE
+    st text; msg text; det text; hnt text;
+BEGIN
+    RETURN billing.admin_set_auto_renew(user_id, tariff, enabled);
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
+    PERFORM api_private.reraise(st, msg, det, hnt);
+END
+$$;
+COMMENT ON FUNCTION api.admin_set_auto_renew(uuid, text, boolean) IS
+$$Switch a user's auto-renewal on or off (admin)
+
+Arguments: user_id — the buyer; tariff — the tariff's code; enabled — false to stop the next automatic charge (the paid term is kept), true to resume it.  Recorded with reason "admin" and in the admin audit.  Returns the renewal state {subscription_id, tariff, auto_renew, reason, next_charge_at, ends_at, renew_months, card_brand, card_last4}.  404 without such a subscription; 409 when it cannot be switched on (ended, no saved card, tariff off sale).$$;
+
 CREATE FUNCTION api.outbox_discard_dead(ids bigint[]) RETURNS bigint
     LANGUAGE plpgsql AS $$
 DECLARE
@@ -374,10 +393,10 @@ $$Discard dead messages (admin)
 Arguments: ids — the outbox_dead ids never to send.  Deleted, audited with their content; messages queued behind them move on.  Returns how many.$$;
 
 REVOKE ALL ON FUNCTION api.admin_dashboard(int), api.mark_payment_paid(uuid, text),
-    api.outbox_discard_dead(bigint[]) FROM PUBLIC;
+    api.outbox_discard_dead(bigint[]), api.admin_set_auto_renew(uuid, text, boolean) FROM PUBLIC;
 REVOKE ALL ON api.admin_users, api.admin_payment_events, api.admin_price_history, api.admin_renewal_charges FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION api.admin_dashboard(int), api.mark_payment_paid(uuid, text),
-    api.outbox_discard_dead(bigint[]) TO billing_admin;
+    api.outbox_discard_dead(bigint[]), api.admin_set_auto_renew(uuid, text, boolean) TO billing_admin;
 GRANT SELECT ON api.admin_users, api.admin_payment_events, api.admin_price_history, api.admin_renewal_charges TO billing_admin;
 
 ---------------------------------------------------------------------------

@@ -145,4 +145,21 @@ RESET ROLE;
 SET ROLE billing_user;
 SELECT err($$SELECT count(*) FROM api.admin_renewal_charges$$);
 RESET ROLE;
+
+-- An admin switches ron's auto-renewal off: reason "admin", the next charge
+-- gone, audited with the state before and after; again changes nothing and
+-- audits nothing.  A user cannot.
+SET billing.test_clock = '2026-04-11 13:00:00+00';
+SET ROLE billing_admin;
+SELECT api.admin_set_auto_renew(md5('ron')::uuid, 'prime', false) - 'subscription_id' AS state;
+SELECT api.admin_set_auto_renew(md5('ron')::uuid, 'prime', false) ->> 'reason' AS again;
+SELECT err($$SELECT api.admin_set_auto_renew(md5('ron')::uuid, 'kids', false)$$);
+RESET ROLE;
+SELECT auto_renew, auto_renew_reason, renew_at, auto_renew_changed_at FROM billing.subscriptions
+WHERE user_id = md5('ron')::uuid;
+SELECT action, actor, regexp_replace(target, '[0-9]+$', '<id>') AS target, before, after
+FROM billing.admin_audit WHERE action = 'set_auto_renew';
+SET ROLE billing_user;
+SELECT err($$SELECT api.admin_set_auto_renew(md5('ron')::uuid, 'prime', true)$$);
+RESET ROLE;
 RESET billing.test_clock;
