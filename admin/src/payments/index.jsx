@@ -24,7 +24,9 @@ const filters = [
     <TextInput key="promo_code" source="promo_code" />,
     <DateTimeInput key="from" source="created_at@gte" label="billing.payments.created_from" />,
     <DateTimeInput key="to" source="created_at@lt" label="billing.payments.created_to" />,
-    <BooleanInput key="automatic" source="automatic" label="billing.payments.automatic_only" />,
+    // off means no filter (every payment), not "only the purchases"
+    <BooleanInput key="automatic" source="automatic" label="billing.payments.automatic_only" alwaysOn
+        parse={v => (v ? true : null)} />,
 ];
 
 // An automatic charge of auto-renewal and its attempt, as the list marks it.
