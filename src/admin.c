@@ -239,3 +239,60 @@ billing_admin_run_expiry(PG_FUNCTION_ARGS)
 	SPI_finish();
 	PG_RETURN_DATUM(counts);
 }
+
+/*
+ * billing.admin_set_auto_renew(user_id, tariff, enabled) → jsonb: the buyer's
+ * switch thrown by an admin (billing.set_auto_renew with source "admin",
+ * which is also the reason recorded), audited with the subscription's
+ * renewal state before and after.  The subscription row is locked first, as
+ * set_auto_renew does itself, so "before" is what the switch changed and a
+ * charge in flight finishes before either.
+ */
+#define RENEWAL_STATE_SQL \
+	"SELECT s.id, pg_catalog.jsonb_build_object(" \
+	"  'auto_renew', s.auto_renew, 'auto_renew_reason', s.auto_renew_reason," \
+	"  'renew_at', s.renew_at, 'renew_failures', s.renew_failures) " \
+	"FROM billing.subscriptions s JOIN marketing.tariffs t ON t.id = s.tariff_id " \
+	"WHERE s.user_id = $1 AND t.code = $2 FOR UPDATE OF s"
+
+PG_FUNCTION_INFO_V1(billing_admin_set_auto_renew);
+Datum
+billing_admin_set_auto_renew(PG_FUNCTION_ARGS)
+{
+	static SPIPlanPtr state_plan = NULL;
+	static SPIPlanPtr set_plan = NULL;
+	Oid			types[3] = {UUIDOID, TEXTOID, BOOLOID};
+	Datum		values[3];
+	Datum		before = (Datum) 0;
+	Datum		after;
+	Datum		state;
+	int64		id = 0;
+	bool		isnull;
+
+	BILLING_REQUIRE_PRIMARY(fcinfo);
+	BILLING_REQUIRE_ARG(fcinfo, 0, "user_id");
+	BILLING_REQUIRE_ARG(fcinfo, 1, "tariff");
+	BILLING_REQUIRE_ARG(fcinfo, 2, "enabled");
+	values[0] = PG_GETARG_DATUM(0);
+	values[1] = PG_GETARG_DATUM(1);
+	values[2] = PG_GETARG_DATUM(2);
+
+	SPI_connect();
+	/* no row: set_auto_renew raises its own P0002 below */
+	if (billing_spi_exec(&state_plan, RENEWAL_STATE_SQL,
+						 2, types, values, NULL, false, 0) > 0)
+	{
+		id = DatumGetInt64(billing_spi_get(0, 1, &isnull));
+		before = PointerGetDatum(PG_DETOAST_DATUM_COPY(billing_spi_get(0, 2, &isnull)));
+	}
+	billing_spi_exec(&set_plan, "SELECT billing.set_auto_renew($1, $2, $3, 'admin')",
+					 3, types, values, NULL, false, 0);
+	state = SPI_datumTransfer(billing_spi_get(0, 1, &isnull), false, -1);
+	/* a statement of its own: it must see what set_auto_renew changed */
+	billing_spi_exec(&state_plan, RENEWAL_STATE_SQL, 2, types, values, NULL, false, 0);
+	after = PointerGetDatum(PG_DETOAST_DATUM_COPY(billing_spi_get(0, 2, &isnull)));
+	if (before != (Datum) 0 && !DatumGetBool(DirectFunctionCall2(jsonb_eq, before, after)))
+		audit_record("set_auto_renew", psprintf("subscription:" INT64_FORMAT, id), before, after);
+	SPI_finish();
+	PG_RETURN_DATUM(state);
+}

@@ -35,6 +35,7 @@ export default function App() {
             <Resource name="admin_audit" {...audit} />
             <Resource name="admin_payment_events" />
             <Resource name="admin_price_history" />
+            <Resource name="admin_renewal_charges" />
         </Admin>
     );
 }

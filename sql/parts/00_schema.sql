@@ -481,7 +481,7 @@ COMMENT ON COLUMN billing.admin_audit.id IS 'Order of the changes.';
 COMMENT ON COLUMN billing.admin_audit.actor IS 'The database role that made the change (the role you are, or SET ROLE to; not the extension owner).';
 COMMENT ON COLUMN billing.admin_audit.actor_subject IS 'The person: the JWT''s user claim when the change came over HTTP (every admin shares the role billing_admin there).';
 COMMENT ON COLUMN billing.admin_audit.action IS 'The function: create_tariff, set_tariff_price, settle_payment, cancel_payment_for, run_expiry, outbox_retry_dead, ...';
-COMMENT ON COLUMN billing.admin_audit.target IS 'What changed: tariff:<code>, user:<uuid>, months:<n>, promo:<code>, payment:<uuid>, billing.outbox, ...';
+COMMENT ON COLUMN billing.admin_audit.target IS 'What changed: tariff:<code>, user:<uuid>, months:<n>, promo:<code>, payment:<uuid>, subscription:<id>, billing.outbox, ...';
 COMMENT ON COLUMN billing.admin_audit.before IS 'The row before, as jsonb (null for a creation).';
 COMMENT ON COLUMN billing.admin_audit.after IS 'The row after, as jsonb (null for a removal).';
 COMMENT ON COLUMN billing.admin_audit.at IS 'When (billing.now()).';

@@ -115,13 +115,19 @@ SELECT p.id,
        p.subscription_id,
        p.provider_session_id,
        p.provider_payment_intent,
-       p.provider_refund_id
+       p.provider_refund_id,
+       p.renewal_of IS NOT NULL AS automatic,
+       p.renewal_of,
+       p.renewal_attempt,
+       p.card_brand,
+       p.card_last4
 FROM billing.payments p
 JOIN billing.customers c ON c.user_id = p.user_id;
 COMMENT ON VIEW billing.admin_payments IS
     'Every payment with its buyer (user id, e-mail when known), tariff, months, amounts, discounts, status, times and the provider''s references.  Readable by billing_admin.  Columns as in billing.payments.';
 COMMENT ON COLUMN billing.admin_payments.email IS 'The buyer''s e-mail from the auth service; null until fetched.';
 COMMENT ON COLUMN billing.admin_payments.discount IS 'list_price minus total: what the discounts or the promo code took off.';
+COMMENT ON COLUMN billing.admin_payments.automatic IS 'An automatic charge of auto-renewal (billing.run_renewals; renewal_of is set): filter with automatic=eq.true.';
 REVOKE ALL ON billing.admin_payments FROM PUBLIC;
 GRANT SELECT ON billing.admin_payments TO billing_admin;
 

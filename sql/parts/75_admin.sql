@@ -28,9 +28,18 @@ CREATE FUNCTION billing.admin_run_expiry()
 COMMENT ON FUNCTION billing.admin_run_expiry() IS
 $$An admin runs the expiry sweep now: billing.run_expiry, plus a billing.admin_audit row (action run_expiry, the counts as after), written even when nothing was due.  Returns the counts.$$;
 
+CREATE FUNCTION billing.admin_set_auto_renew(user_id uuid, tariff text, enabled boolean)
+    RETURNS jsonb
+    VOLATILE LANGUAGE C SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS 'MODULE_PATHNAME', 'billing_admin_set_auto_renew';
+COMMENT ON FUNCTION billing.admin_set_auto_renew(uuid, text, boolean) IS
+$$An admin switches a subscription's auto-renewal on or off for its buyer: billing.set_auto_renew with source admin (kept as auto_renew_reason; same rules, waits and errors), plus a billing.admin_audit row (action set_auto_renew, target subscription:<id>, auto_renew, auto_renew_reason, renew_at and renew_failures before and after) when it changed something.  Returns the renewal state as set_auto_renew does.$$;
+
 REVOKE ALL ON FUNCTION billing.admin_settle_payment(uuid, text, text, timestamptz),
                        billing.admin_cancel_payment(uuid, uuid),
-                       billing.admin_run_expiry() FROM PUBLIC;
+                       billing.admin_run_expiry(),
+                       billing.admin_set_auto_renew(uuid, text, boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION billing.admin_settle_payment(uuid, text, text, timestamptz),
                           billing.admin_cancel_payment(uuid, uuid),
-                          billing.admin_run_expiry() TO billing_admin;
+                          billing.admin_run_expiry(),
+                          billing.admin_set_auto_renew(uuid, text, boolean) TO billing_admin;

@@ -697,7 +697,7 @@ CREATE FUNCTION api.user_payment_info(user_id uuid) RETURNS jsonb
 DECLARE
     st text; msg text; det text; hnt text;
 BEGIN
-    RETURN billing.payment_info(user_id);
+    RETURN billing.admin_user_info(user_id);
 EXCEPTION WHEN OTHERS THEN
     GET STACKED DIAGNOSTICS st = RETURNED_SQLSTATE, msg = MESSAGE_TEXT, det = PG_EXCEPTION_DETAIL, hnt = PG_EXCEPTION_HINT;
     PERFORM api_private.reraise(st, msg, det, hnt);
@@ -706,7 +706,7 @@ $$;
 COMMENT ON FUNCTION api.user_payment_info(uuid) IS
 $$A user's subscriptions and payments (admin)
 
-Arguments: user_id — the user.  The same document as the user's own payment_info.$$;
+Arguments: user_id — the user.  The same document as the user's own payment_info, each subscription with renew_failures (declined automatic charges of the present end of term) and auto_renew_changed_at too.$$;
 
 CREATE FUNCTION api.run_expiry() RETURNS jsonb
     LANGUAGE plpgsql AS $$

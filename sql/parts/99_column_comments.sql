@@ -22,7 +22,9 @@ BEGIN
                      (6, 'api.admin_personal_discounts', 'marketing.personal_discounts'),
                      (7, 'api.admin_audit', 'billing.admin_audit'),
                      (8, 'api.outbox_status', 'billing.outbox_status'),
-                     (9, 'api.outbox_dead', 'billing.outbox_dead')) AS m(ord, target, source)
+                     (9, 'api.outbox_dead', 'billing.outbox_dead'),
+                     (10, 'billing.admin_renewal_charges', 'billing.payments'),
+                     (11, 'api.admin_renewal_charges', 'billing.admin_renewal_charges')) AS m(ord, target, source)
         ORDER BY m.ord
     LOOP
         FOR col IN

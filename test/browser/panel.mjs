@@ -457,6 +457,150 @@ await test('switching to Russian shows Russian labels, dates and amounts, and ta
     await visible(page.getByRole('cell', { name: changed, exact: true }));
 });
 
+// ---- auto-renewal ----------------------------------------------------------
+// Two buyers of the tariff pay through checkouts that saved their cards (as
+// test/sql/renewals.sql does: the checkout's row is what the Stripe stand-in
+// would have reported).  The renewal job runs at each one's renew_at on the
+// test clock, in a session without a Stripe key (the charge cannot reach a
+// provider and stays pending), and each charge is settled as the provider
+// would report it: renewer's is declined twice, then paid on the second retry;
+// lapser's is declined once.  Of the two ends of term that failed, one was
+// recovered: the dashboard's recovery rate is 50 %.
+const renewer = crypto.randomUUID();
+const lapser = crypto.randomUUID();
+const renewerEmail = `renewer-${stamp}@example.com`;
+function savedCardPurchase(user, email, label) {
+    const id = psql(`SELECT billing.create_invoice('${user}', '${tariffCode}', 1)`);
+    psql(`UPDATE billing.payments SET provider = 'stripe', provider_session_id = 'cs_${label}_${stamp}', status = 'pending',
+                 save_method = true, provider_customer = 'cus_${label}', provider_method = 'pm_${label}',
+                 card_brand = 'visa', card_last4 = '4242'
+           WHERE id = '${id}'`);
+    psql(`SELECT billing.settle_payment('${id}', 'paid', 'pi_${label}_${stamp}', NULL, 'webhook')`);
+    psql(`UPDATE billing.customers SET email = '${email}' WHERE user_id = '${user}'`);
+}
+// The job at the user's renew_at, then the new charge settled with `outcome`.
+function renewAndSettle(user, outcome) {
+    return psql(`SET billing.stripe_secret_key = '';
+                 SET client_min_messages = error;
+                 SELECT set_config('billing.test_clock', (SELECT renew_at::text FROM billing.subscriptions
+                                                          WHERE user_id = '${user}'), false);
+                 CALL billing.run_renewals(NULL);
+                 SELECT billing.settle_payment(id, '${outcome}', 'pi_auto', NULL, 'webhook')
+                   FROM billing.payments WHERE user_id = '${user}' AND renewal_of IS NOT NULL AND status = 'pending'`)
+        .split('\n').pop();                  // (psql prints every statement's result: the settle's is last)
+}
+const renewalOf = user => `(SELECT max(renewal_of) FROM billing.payments WHERE user_id = '${user}')`;
+
+await test('a user page shows auto-renewal and the attempts of a charge that failed twice, then recovered', async () => {
+    step('making the renewals');
+    savedCardPurchase(renewer, renewerEmail, 'renewer');
+    savedCardPurchase(lapser, `lapser-${stamp}@example.com`, 'lapser');
+    for (const outcome of ['failed', 'failed', 'paid']) {
+        const got = renewAndSettle(renewer, outcome);
+        if (got !== outcome) throw new Error(`the renewer's charge: ${got}, not ${outcome}`);
+    }
+    if (renewAndSettle(lapser, 'failed') !== 'failed') throw new Error('the lapser\'s charge was not declined');
+    const price = psql(`SELECT monthly_price FROM marketing.tariffs WHERE code = '${tariffCode}'`);
+    const amount = `RUB ${(Number(price) / 100).toFixed(2)}`;
+
+    step('opening the user');
+    await menu(page, 'Users');
+    await filterBy(page, 'E-mail', renewerEmail);
+    await page.getByRole('row').filter({ hasText: renewer }).click();
+    await visible(page.getByText('Subscriptions and access'));
+    const sub = page.getByRole('row').filter({ has: page.getByRole('cell', { name: tariffCode, exact: true }) }).first();
+    await visible(sub.getByRole('cell', { name: 'on', exact: true }));
+    await visible(sub.getByRole('cell', { name: 'chosen at checkout', exact: true }));
+    await visible(sub.getByRole('cell', { name: 'visa •••• 4242', exact: true }));
+    await visible(sub.getByRole('cell', { name: '0', exact: true }));          // failures of the present end: none
+    const next = shownTime(`SELECT renew_at FROM billing.subscriptions WHERE user_id = '${renewer}'`, 'en');
+    await visible(sub.getByRole('cell', { name: `${next}, ${amount}`, exact: true }));
+
+    step('reading the attempts');
+    const end = shownTime(`SELECT min(renewal_of) FROM billing.payments WHERE user_id = '${renewer}'`, 'en');
+    await visible(page.getByText(`${tariffCode}: renewal of the term ending ${end}`, { exact: true }));
+    const attempts = page.locator('[data-renewal-of]').filter({ hasText: end }).getByRole('row');
+    await waitFor('three attempts', async () => await attempts.count() === 4);   // with the header
+    for (const [n, status] of [[1, 'failed'], [2, 'failed'], [3, 'paid']]) {
+        const row = attempts.filter({ has: page.getByRole('cell', { name: String(n), exact: true }) });
+        await visible(row.getByRole('cell', { name: status, exact: true }));
+        await visible(row.getByRole('cell', { name: amount, exact: true }));
+        const at = shownTime(`SELECT coalesce(closed_at, paid_at) FROM billing.payments
+                              WHERE user_id = '${renewer}' AND renewal_attempt = ${n}`, 'en');
+        await visible(row.getByRole('cell', { name: at, exact: true }));
+    }
+    const text = await page.locator('main').innerText();
+    if (ISO.test(text)) throw new Error(`a raw timestamp on the page: ${text.match(ISO)[0]}`);
+    await docShot('user-auto-renewal');
+});
+
+await test('the payments list marks the automatic charges, and an automatic charge shows its attempts', async () => {
+    await menu(page, 'Payments');
+    await filterBy(page, 'E-mail', renewerEmail);
+    await page.getByLabel('Automatic charges').check();
+    await waitFor('the filter on automatic charges', async () => decodeURIComponent(page.url()).includes('"automatic":true'));
+    await waitFor('only the three automatic charges', async () =>
+        await page.locator('[data-automatic]').count() === 3 && await page.getByRole('row').count() === 4);
+    await visible(page.getByRole('cell', { name: 'automatic, attempt 2', exact: true }));
+    // Off again: the purchase too, unmarked.
+    await page.getByLabel('Automatic charges').uncheck();
+    await waitFor('all four payments', async () => await page.getByRole('row').count() === 5);
+    if (await page.locator('[data-automatic]').count() !== 3) throw new Error('the purchase is marked automatic');
+    await page.getByLabel('Automatic charges').check();
+    await waitFor('only the automatic charges again', async () => await page.getByRole('row').count() === 4);
+    await page.getByRole('row').filter({ hasText: 'automatic, attempt 3' }).click();
+    await visible(page.getByText('Attempts of this automatic charge'));
+    const end = shownTime(`SELECT min(renewal_of) FROM billing.payments WHERE user_id = '${renewer}'`, 'en');
+    await visible(page.getByText(`${tariffCode}: renewal of the term ending ${end}`, { exact: true }));
+    await waitFor('the three attempts', async () => await page.locator('[data-renewal-of] [data-attempt]').count() === 3);
+});
+
+await test('the dashboard shows the recovery rate of failed automatic charges', async () => {
+    await menu(page, 'Dashboard');
+    const card = page.locator('.MuiCard-root').filter({ hasText: 'Failed automatic charges recovered' });
+    await visible(card);
+    const stat = label => card.getByText(label, { exact: true }).locator('xpath=..');
+    await waitFor('failed 2, recovered 1, 50 %', async () =>
+        (await stat('Failed').innerText()).replace(/\s+/g, ' ') === 'Failed 2' &&
+        (await stat('Recovered').innerText()).replace(/\s+/g, ' ') === 'Recovered 1' &&
+        (await stat('Recovery rate').innerText()).replace(/\s+/g, ' ') === 'Recovery rate 50 %');
+});
+
+await test('an admin switches a buyer\'s auto-renewal off, audited; the labels in Russian', async () => {
+    await menu(page, 'Users');
+    await filterBy(page, 'E-mail', `lapser-${stamp}@example.com`);
+    await page.getByRole('row').filter({ hasText: lapser }).click();
+    const sub = page.getByRole('row').filter({ has: page.getByRole('cell', { name: tariffCode, exact: true }) }).first();
+    await visible(sub.getByRole('cell', { name: '1', exact: true }));          // one declined charge so far
+    await sub.getByRole('button', { name: 'Switch auto-renewal off' }).click();
+    await confirmDialog(page);
+    await visible(sub.getByRole('cell', { name: 'by an admin', exact: true }));
+    await visible(sub.getByRole('cell', { name: 'off', exact: true }));
+    const audited = psql(`SELECT count(*) FROM billing.admin_audit a JOIN billing.subscriptions s
+                            ON a.target = 'subscription:' || s.id
+                          WHERE a.action = 'set_auto_renew' AND s.user_id = '${lapser}'
+                            AND a.actor_name = '${env.ADMIN_NAME.replace(/'/g, "''")}'`);
+    if (audited !== '1') throw new Error(`audit rows: ${audited}`);
+    if (psql(`SELECT auto_renew_reason FROM billing.subscriptions WHERE user_id = '${lapser}'`) !== 'admin') {
+        throw new Error('not switched off by the admin');
+    }
+    step('in Russian');
+    await page.getByRole('button', { name: 'English' }).click();
+    await page.getByRole('menuitem', { name: 'Русский' }).click();
+    await visible(page.getByText('Автопродление', { exact: true }));
+    await visible(sub.getByRole('cell', { name: 'администратором', exact: true }));
+    await visible(sub.getByRole('cell', { name: 'выключено', exact: true }));
+    await visible(page.getByText('Автосписания', { exact: true }));
+    await visible(page.getByRole('cell', { name: 'не прошёл', exact: true }));
+    await visible(page.getByText(`${tariffCode}: продление срока, истекающего ${shownTime(renewalOf(lapser), 'ru')}`, { exact: true }));
+    await menu(page, 'Главная');
+    await visible(page.getByText('Восстановленные автосписания'));
+    await visible(page.getByText('Доля восстановленных'));
+    await page.getByRole('button', { name: 'Русский' }).click();
+    await page.getByRole('menuitem', { name: 'English' }).click();
+    await visible(page.getByText('Payments'));
+});
+
 await test('a disabled account is signed out on its next request', async () => {
     const other = await browser.newContext({ viewport: { width: 1400, height: 1000 } });
     const saved = page;

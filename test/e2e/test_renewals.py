@@ -234,6 +234,14 @@ class RenewalE2E(unittest.TestCase):
         self.assertEqual((end.strftime("%m-%d"), s["ends_at"].strftime("%m-%d")), ("02-28", "03-31"))
         self.assertEqual([(c[1], c[2]) for c in self.charges(user)],
                          [(1, "failed"), (2, "failed"), (3, "paid")])
+        # What the admin panel shows of them: the attempts of that end of term
+        # with the bank's reasons, and the end of term counted as recovered.
+        self.assertEqual(self.q("SELECT renewal_attempt, status, failure_code, decline_code "
+                                "FROM billing.admin_renewal_charges WHERE user_id = %s AND renewal_of = %s "
+                                "ORDER BY renewal_attempt", (user, end)),
+                         [(1, "failed", "card_declined", "insufficient_funds"),
+                          (2, "failed", "card_declined", "insufficient_funds"),
+                          (3, "paid", None, None)])
 
     def test_c_declined_on_every_retry_then_grace_and_block(self):
         user = new_user()

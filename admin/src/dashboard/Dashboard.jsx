@@ -104,6 +104,17 @@ export default function Dashboard() {
                         </Card>
                     </Grid>
                     <Grid size={{ xs: 12, md: 6 }}>
+                        <Card data-card="renewals">
+                            <CardHeader title={t('billing.dashboard.renewals')} subheader={t('billing.dashboard.renewals_help')} />
+                            <CardContent>
+                                <Stat label={t('billing.dashboard.renewals_failed')} value={data.renewals.failed} />
+                                <Stat label={t('billing.dashboard.renewals_recovered')} value={data.renewals.recovered} />
+                                <Stat label={t('billing.dashboard.recovery_rate')}
+                                    value={data.renewals.recovery_rate === null ? null : `${fmt.number(data.renewals.recovery_rate)} %`} />
+                            </CardContent>
+                        </Card>
+                    </Grid>
+                    <Grid size={{ xs: 12, md: 6 }}>
                         <Card>
                             <CardHeader title={t('billing.dashboard.delivery')} />
                             <CardContent>

@@ -5,11 +5,13 @@ import React, { useState } from 'react';
 import {
     List, Datagrid, TextField, NumberField, Show, SimpleShowLayout, TextInput, SelectInput,
     DateTimeInput, ReferenceManyField, useRecordContext, TopToolbar, useTranslate, Labeled, FunctionField,
+    BooleanInput,
 } from 'react-admin';
 import { TextField as MuiTextField, Grid } from '@mui/material';
 import ActionButton from '../common/ActionButton';
 import { DateTimeField, MoneyField } from '../common/format';
 import { rpc } from '../providers/httpClient';
+import { RenewalCharges } from '../renewals';
 
 const STATUSES = ['invoiced', 'pending', 'paid', 'canceled', 'expired', 'failed', 'refund_pending', 'refunded']
     .map(id => ({ id, name: `billing.status.${id}` }));
@@ -22,7 +24,18 @@ const filters = [
     <TextInput key="promo_code" source="promo_code" />,
     <DateTimeInput key="from" source="created_at@gte" label="billing.payments.created_from" />,
     <DateTimeInput key="to" source="created_at@lt" label="billing.payments.created_to" />,
+    // off means no filter (every payment), not "only the purchases"
+    <BooleanInput key="automatic" source="automatic" label="billing.payments.automatic_only" alwaysOn
+        parse={v => (v ? true : null)} />,
 ];
+
+// An automatic charge of auto-renewal and its attempt, as the list marks it.
+const AutomaticText = () => {
+    const record = useRecordContext();
+    const t = useTranslate();
+    if (!record || !record.automatic) return null;
+    return <span data-automatic={record.renewal_attempt}>{t('billing.payments.automatic_attempt', { attempt: record.renewal_attempt })}</span>;
+};
 
 export const PaymentList = () => (
     <List filters={filters} sort={{ field: 'created_at', order: 'DESC' }} perPage={25}>
@@ -34,6 +47,7 @@ export const PaymentList = () => (
             <MoneyField source="total" />
             <FunctionField source="status" render={r => <StatusText status={r.status} />} />
             <TextField source="promo_code" />
+            <FunctionField source="automatic" sortable={false} render={() => <AutomaticText />} />
         </Datagrid>
     </List>
 );
@@ -104,6 +118,9 @@ export const PaymentShow = () => (
                 <Grid><Labeled><TextField source="provider_payment_intent" /></Labeled></Grid>
                 <Grid><Labeled><TextField source="provider_refund_id" /></Labeled></Grid>
             </Grid>
+            <FunctionField label="billing.payments.renewal_attempts" render={r => (r.automatic
+                ? <RenewalCharges filter={{ user_id: r.user_id, tariff_code: r.tariff_code, renewal_of: r.renewal_of }} />
+                : null)} />
             <ReferenceManyField label="billing.payments.history" reference="admin_payment_events" target="payment_id"
                 sort={{ field: 'id', order: 'ASC' }}>
                 <Datagrid bulkActionButtons={false}>

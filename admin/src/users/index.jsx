@@ -7,8 +7,10 @@ import {
 } from 'react-admin';
 import { Table, TableBody, TableCell, TableHead, TableRow, Typography } from '@mui/material';
 import { rpc } from '../providers/httpClient';
+import ActionButton from '../common/ActionButton';
 import { DateTimeField, MoneyField, useFormat } from '../common/format';
 import { StatusText } from '../payments';
+import { RenewalCharges, ReasonText, cardText } from '../renewals';
 
 const filters = [
     <TextInput key="email" source="email" alwaysOn />,
@@ -47,6 +49,11 @@ const Subscriptions = () => {
                             <TableCell>{t('billing.users.ends_at')}</TableCell>
                             <TableCell>{t('billing.users.grace_ends_at')}</TableCell>
                             <TableCell>{t('billing.users.access')}</TableCell>
+                            <TableCell>{t('billing.renewals.auto_renew')}</TableCell>
+                            <TableCell>{t('billing.renewals.reason_label')}</TableCell>
+                            <TableCell>{t('billing.renewals.next_charge')}</TableCell>
+                            <TableCell>{t('billing.renewals.card')}</TableCell>
+                            <TableCell>{t('billing.renewals.failures')}</TableCell>
                         </TableRow>
                     </TableHead>
                     <TableBody>
@@ -57,6 +64,25 @@ const Subscriptions = () => {
                                 <TableCell>{fmt.dateTime(s.ends_at)}</TableCell>
                                 <TableCell>{fmt.dateTime(s.grace_ends_at)}</TableCell>
                                 <TableCell>{t(s.has_access ? 'billing.common.yes' : 'billing.common.no')}</TableCell>
+                                <TableCell data-auto-renew={s.auto_renew ? 'on' : 'off'}>
+                                    {t(s.auto_renew ? 'billing.renewals.on' : 'billing.renewals.off')}
+                                </TableCell>
+                                <TableCell><ReasonText reason={s.auto_renew_reason} /></TableCell>
+                                <TableCell>
+                                    {s.next_charge_at
+                                        ? `${fmt.dateTime(s.next_charge_at)}, ${fmt.money(s.next_charge_total, s.currency)}`
+                                        : '—'}
+                                </TableCell>
+                                <TableCell>{cardText(s)}</TableCell>
+                                <TableCell>{fmt.number(s.renew_failures)}</TableCell>
+                                <TableCell>
+                                    {s.auto_renew && (
+                                        <ActionButton label="billing.renewals.switch_off" title="billing.renewals.switch_off_title"
+                                            content="billing.renewals.switch_off_content"
+                                            run={() => rpc('admin_set_auto_renew', { user_id: record.id, tariff: s.tariff, enabled: false })
+                                                .then(() => rpc('user_payment_info', { user_id: record.id }).then(setInfo))} />
+                                    )}
+                                </TableCell>
                             </TableRow>
                         ))}
                     </TableBody>
@@ -66,6 +92,11 @@ const Subscriptions = () => {
     );
 };
 
+const UserRenewalCharges = () => {
+    const record = useRecordContext();
+    return record ? <RenewalCharges filter={{ user_id: record.id }} /> : null;
+};
+
 export const UserShow = () => (
     <Show>
         <SimpleShowLayout>
@@ -73,6 +104,9 @@ export const UserShow = () => (
             <TextField source="email" />
             <DateTimeField source="created_at" />
             <Subscriptions />
+            <Labeled label="billing.renewals.charges">
+                <UserRenewalCharges />
+            </Labeled>
             <ReferenceManyField label="billing.users.discount" reference="admin_personal_discounts" target="user_id">
                 <Datagrid bulkActionButtons={false} empty={<Typography>{'—'}</Typography>}>
                     <NumberField source="percent" />
