@@ -11,7 +11,6 @@ and the stand-in's clock together."""
 
 import datetime
 import http.server
-import json
 import os
 import threading
 import unittest
@@ -21,11 +20,11 @@ import urllib.request
 
 import psycopg2
 
+from renewal_helpers import UTC, RenewalHelpers
 from harness import Cluster, PYTHON, SRC, free_port, new_user, spawn, wait_for, wait_port
 
 SECRET_KEY = "sk_test_renew"
 WEBHOOK_SECRET = "whsec_renew"
-UTC = datetime.timezone.utc
 
 GOOD = "4242424242424242"
 INSUFFICIENT = "4000000000009995"
@@ -57,7 +56,7 @@ class Receiver(http.server.BaseHTTPRequestHandler):
         pass
 
 
-class RenewalE2E(unittest.TestCase):
+class RenewalE2E(RenewalHelpers, unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
@@ -98,22 +97,6 @@ class RenewalE2E(unittest.TestCase):
         self.set_clock(datetime.datetime(2027, 1, 31, 10, 0, tzinfo=UTC))
 
     # ---- helpers -----------------------------------------------------------
-    def q(self, sql, args=None):
-        return self.cluster.query(sql, args, self.clock)
-
-    def one(self, sql, args=None):
-        return self.cluster.scalar(sql, args, self.clock)
-
-    def ctl(self, method, path, body=None):
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.base + "/_control/" + path, data=data, method=method)
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return json.loads(r.read())
-
-    def set_clock(self, when):
-        type(self).clock = when
-        self.ctl("POST", "clock", {"now": when.timestamp()})
-
     def buy(self, user, months=1, card=GOOD):
         """Invoice, checkout with auto_renew, pay with `card` on the stand-in,
         come back (confirm_payment), as a buyer does.  Returns the payment."""
@@ -123,29 +106,6 @@ class RenewalE2E(unittest.TestCase):
         self.ctl("POST", "sessions/%s/complete" % session, {"payment_status": "paid", "card": card})
         self.assertEqual(self.one("SELECT billing.confirm_payment(%s, %s)", (user, pid)), "paid")
         return pid
-
-    def renew(self):
-        return self.one("CALL billing.run_renewals(NULL)")
-
-    def poll(self):
-        return self.one("CALL billing.poll_payments(NULL)")
-
-    def sub(self, user):
-        cols = ("status", "ends_at", "auto_renew", "reason", "renew_at", "failures",
-                "renew_method", "card_brand", "card_last4")
-        row = self.q("SELECT status, ends_at, auto_renew, auto_renew_reason, renew_at, renew_failures, "
-                     "renew_method, card_brand, card_last4 FROM billing.subscriptions "
-                     "WHERE user_id = %s", (user,))[0]
-        s = dict(zip(cols, row))
-        for k in ("ends_at", "renew_at"):
-            if s[k] is not None:
-                s[k] = s[k].astimezone(UTC)
-        return s
-
-    def charges(self, user):
-        return self.q("SELECT id, renewal_attempt, status, total, provider_session_id, provider_url "
-                      "FROM billing.payments WHERE user_id = %s AND renewal_of IS NOT NULL "
-                      "ORDER BY created_at, renewal_attempt", (user,))
 
     def intents(self, payment_id):
         """The PaymentIntents the stand-in made for our payment."""
@@ -159,15 +119,6 @@ class RenewalE2E(unittest.TestCase):
         pm = self.sub(user)["renew_method"]
         self.assertTrue(pm)
         self.ctl("POST", "payment_methods/%s/card" % pm, {"number": number})
-
-    def notes(self, user, template):
-        return [json.loads(p) if isinstance(p, str) else p for (p,) in self.q(
-            "SELECT payload FROM billing.outbox WHERE kind = 'notify' "
-            "AND payload->>'user_id' = %s AND payload->>'template' = %s ORDER BY id",
-            (str(user), str(template)))]
-
-    def at_next_charge(self, user):
-        self.set_clock(self.sub(user)["renew_at"])
 
     # ---- the buyer's side --------------------------------------------------
     def test_a_opt_in_and_a_year_of_monthly_renewals(self):

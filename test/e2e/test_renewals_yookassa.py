@@ -22,11 +22,11 @@ import urllib.request
 
 import psycopg2
 
+from renewal_helpers import UTC, RenewalHelpers
 from harness import Cluster, PYTHON, SRC, free_port, new_user, spawn, wait_for, wait_port
 
 SHOP_ID = "505050"
 SECRET_KEY = "test_yk_renew_7d2a"
-UTC = datetime.timezone.utc
 
 GOOD = "5555555555554444"
 THREE_DS = "5555555555554477"        # asks for 3-D Secure on the page, never again
@@ -58,7 +58,7 @@ class Receiver(http.server.BaseHTTPRequestHandler):
         pass
 
 
-class YooKassaRenewalE2E(unittest.TestCase):
+class YooKassaRenewalE2E(RenewalHelpers, unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
@@ -101,22 +101,6 @@ class YooKassaRenewalE2E(unittest.TestCase):
         self.set_clock(datetime.datetime(2027, 1, 31, 10, 0, tzinfo=UTC))
 
     # ---- helpers -----------------------------------------------------------
-    def q(self, sql, args=None):
-        return self.cluster.query(sql, args, self.clock)
-
-    def one(self, sql, args=None):
-        return self.cluster.scalar(sql, args, self.clock)
-
-    def ctl(self, method, path, body=None):
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.base + "/_control/" + path, data=data, method=method)
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return json.loads(r.read())
-
-    def set_clock(self, when):
-        type(self).clock = when
-        self.ctl("POST", "clock", {"now": when.timestamp()})
-
     def status(self, pid):
         return self.one("SELECT status FROM billing.payments WHERE id = %s", (pid,))
 
@@ -129,29 +113,6 @@ class YooKassaRenewalE2E(unittest.TestCase):
         self.ctl("POST", "payments/%s/pay" % yid, {"card": card, "can_save": can_save})
         wait_for(lambda: self.status(pid) == "paid", 20, what="the notification to settle the checkout")
         return pid
-
-    def renew(self):
-        return self.one("CALL billing.run_renewals(NULL)")
-
-    def poll(self):
-        return self.one("CALL billing.poll_payments(NULL)")
-
-    def sub(self, user):
-        cols = ("status", "ends_at", "auto_renew", "reason", "renew_at", "failures",
-                "renew_provider", "renew_customer", "renew_method", "card_brand", "card_last4")
-        row = self.q("SELECT status, ends_at, auto_renew, auto_renew_reason, renew_at, renew_failures, "
-                     "renew_provider, renew_customer, renew_method, card_brand, card_last4 "
-                     "FROM billing.subscriptions WHERE user_id = %s", (user,))[0]
-        s = dict(zip(cols, row))
-        for k in ("ends_at", "renew_at"):
-            if s[k] is not None:
-                s[k] = s[k].astimezone(UTC)
-        return s
-
-    def charges(self, user):
-        return self.q("SELECT id, renewal_attempt, status, total, provider_session_id, provider_url "
-                      "FROM billing.payments WHERE user_id = %s AND renewal_of IS NOT NULL "
-                      "ORDER BY created_at, renewal_attempt", (user,))
 
     def creates(self, payment_id):
         """The POST /v3/payments the stand-in received for our payment (replays included)."""
@@ -171,20 +132,11 @@ class YooKassaRenewalE2E(unittest.TestCase):
         return self.q("SELECT source FROM billing.payment_events WHERE payment_id = %s "
                       "AND to_status = 'paid'", (pid,))
 
-    def notes(self, user, template):
-        return [json.loads(p) if isinstance(p, str) else p for (p,) in self.q(
-            "SELECT payload FROM billing.outbox WHERE kind = 'notify' "
-            "AND payload->>'user_id' = %s AND payload->>'template' = %s ORDER BY id",
-            (str(user), str(template)))]
-
     def method(self, user, **behaviour):
         """The buyer's saved method at the stand-in behaves so from now on."""
         pm = self.sub(user)["renew_method"]
         self.assertTrue(pm)
         self.ctl("POST", "payment_methods/%s" % pm, behaviour)
-
-    def at_next_charge(self, user):
-        self.set_clock(self.sub(user)["renew_at"])
 
     # ---- opting in, renewing -------------------------------------------------
     def test_a_opt_in_at_checkout_then_renewals_charged(self):
