@@ -13,7 +13,7 @@ $$Turns the automatic renewal of the user's subscription to `tariff` on or off a
 
 Off keeps the paid term (access until ends_at and its grace) and stops the next charge; a charge already in flight when it is called either finishes first (the call waits for it) or is never made.  On needs a payment method saved by a paid checkout with auto_renew, a subscription that has not ended, and a tariff on sale; the next charge is due billing.renewal_lead before ends_at, or at the next run of billing.run_renewals when that time has passed (a subscription in grace is charged at once).  Idempotent: the same value again changes nothing.
 
-Errors: no subscription to that tariff P0002; on for an ended (blocked, or past its grace) subscription, without a saved method, or for a tariff off sale 55000; an unknown source 22023; NULL 22004.  End users call api.set_auto_renew.$$;
+Errors: no subscription to that tariff P0002; on for an ended (blocked, or past its grace) subscription, without a saved method, or for a tariff off sale 55000; an unknown source 22023; NULL 22004.  End users call api.set_auto_renew, admins the audited billing.admin_set_auto_renew.$$;
 
 -- Not SECURITY DEFINER and no SET clause: either would make the CALL atomic
 -- (PostgreSQL forbids COMMIT there), and the job commits each renewal's
@@ -31,7 +31,9 @@ Returns {"due", "invoiced", "paid", "failed", "waiting", "skipped", "errors", "p
 
 REVOKE ALL ON FUNCTION billing.set_auto_renew(uuid, text, boolean, text) FROM PUBLIC;
 REVOKE ALL ON PROCEDURE billing.run_renewals(jsonb) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION billing.set_auto_renew(uuid, text, boolean, text) TO billing_admin;
+-- Buyers reach it through api.set_auto_renew, the application through
+-- billing_app (90_app.sql); admins through the audited
+-- billing.admin_set_auto_renew, never unaudited.
 GRANT SELECT ON billing.provider_customers TO billing_admin;
 
 INSERT INTO billing.cron_jobs (name, schedule_setting, command)

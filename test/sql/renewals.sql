@@ -194,6 +194,12 @@ FROM billing.subscriptions s WHERE s.user_id = md5('cat')::uuid;
 SELECT err($$SELECT billing.set_auto_renew(md5('cat')::uuid, 'prime', true)$$);
 UPDATE marketing.tariffs SET active = true WHERE code = 'prime';
 
+-- Admins switch a buyer's auto-renewal only through the audited function;
+-- the application and the buyer's api function reach the plain one.
+SELECT has_function_privilege('billing_admin', 'billing.set_auto_renew(uuid, text, boolean, text)', 'EXECUTE') AS admin_unaudited,
+       has_function_privilege('billing_admin', 'billing.admin_set_auto_renew(uuid, text, boolean)', 'EXECUTE') AS admin_audited,
+       has_function_privilege('billing_app', 'billing.set_auto_renew(uuid, text, boolean, text)', 'EXECUTE') AS app;
+
 -- A bad retry schedule is refused with the setting left as it was.
 SELECT err($$SET billing.renewal_retry_delays = '1 fortnight'$$);
 SELECT err($$SET billing.renewal_retry_delays = '0 days'$$);
