@@ -48,6 +48,7 @@ _PG_init(void)
 	checkout_init();
 	outbox_init();
 	outbox_worker_init();
+	log_redact_init();
 
 	MarkGUCPrefixReserved("billing");
 }

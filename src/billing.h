@@ -24,5 +24,6 @@ extern void admin_panel_define_gucs(void);
 extern void checkout_init(void);		/* the providers' cancel/refund hook */
 extern void outbox_init(void);	/* the worker's wake-up slot in shared memory */
 extern void outbox_worker_init(void);	/* its settings, its launcher */
+extern void log_redact_init(void);	/* keeps secret settings out of the log */
 
 #endif							/* BILLING_H */

@@ -380,6 +380,56 @@ class StripeE2E(unittest.TestCase):
         self.assertTrue(calls[-1].get("replayed"), calls[-1])
         self.assertEqual(len({r["idempotency_key"] for r in calls}), 1)
 
+    def test_secrets_stay_out_of_the_server_log(self):
+        # PostgreSQL logs a reloaded setting's new value, and the text of a
+        # statement under its error or by log_statement: for a secret, the
+        # module's log hook keeps the name and drops the value.
+        log_path = os.path.join(self.cluster.dir, "server.log")
+        before = os.path.getsize(log_path)
+        marker = "leak" + uuid.uuid4().hex
+        secrets = {"billing.stripe_secret_key": "sk_test_" + marker,
+                   "billing.stripe_webhook_secrets": "whsec_" + marker,
+                   "billing.yookassa_secret_key": "test_" + marker,
+                   "billing.admin_jwt_secret": marker + "-" * 32}
+        try:
+            self.cluster.set_conf(**{k.replace(".", "__"): v for k, v in secrets.items()})
+            # A mistyped secret fails; its statement would be echoed under the error.
+            code, _ = self.sqlstate("ALTER SYSTEM SET \"BILLING.STRIPE_SECRET_KEY\" = 'sk bad %s'" % marker)
+            self.assertEqual(code, "22023")
+            # log_statement writes every statement; set_config names the secret.
+            conn = self.cluster.connect()
+            with conn.cursor() as cur:
+                cur.execute("SET log_statement = 'all'")
+                cur.execute("SELECT set_config('billing.stripe_secret_key', %s, false)", ("sk_test_" + marker,))
+                cur.execute("SELECT %s AS not_a_secret", (marker + "-public",))
+            conn.close()
+        finally:
+            conn = self.cluster.connect()
+            with conn.cursor() as cur:
+                for name in secrets:
+                    cur.execute("ALTER SYSTEM RESET %s" % name)
+            conn.close()
+            self.cluster.set_conf()
+
+        def logged():
+            with open(log_path, errors="replace") as f:
+                f.seek(before)
+                text = f.read()
+            # Set, then reset: the two secrets postgresql.conf has change back,
+            # the others are "removed from configuration file".
+            return text if text.count("(a secret: its value is not logged)") >= 6 else None
+        text = wait_for(logged, 10, what="the reloads in the server log")
+        for name in secrets:
+            self.assertIn('parameter "%s" changed (a secret: its value is not logged)' % name, text)
+        self.assertIn("statement not logged: it names the secret setting billing.stripe_secret_key", text)
+        self.assertIn("invalid value for billing.stripe_secret_key", text)
+        # Only the statement that names no secret is there as it was sent.
+        self.assertEqual(text.count(marker), 1, text)
+        self.assertIn(marker + "-public", text)
+        # And the payments still use the configured key.
+        user = new_user()
+        self.assertTrue(self.checkout(user, self.invoice(user)).startswith(self.base))
+
     def test_session_of_a_rolled_back_checkout_is_still_matched(self):
         self.ctl("POST", "webhooks", {"mode": "deliver"})
         user = new_user()
