@@ -25,5 +25,6 @@ GRANT EXECUTE ON FUNCTION
     billing.cancel_payment(uuid, uuid),
     billing.has_access(uuid, text),
     billing.payment_info(uuid),
-    billing.stripe_webhook(json, text)
+    billing.stripe_webhook(json, text),
+    billing.currencies()
 TO billing_app;

@@ -16,6 +16,8 @@ SELECT billing.cancel_payment('a0000000-0000-4000-8000-000000000001', id) AS can
 FROM (SELECT payment_id AS id FROM jsonb_to_recordset(billing.payment_info('a0000000-0000-4000-8000-000000000001') -> 'payments')
           AS p(payment_id uuid)) p;
 SELECT billing.has_access('a0000000-0000-4000-8000-000000000001', 'films') AS access;
+-- Amounts are minor units: the application shows them by their currency's decimals.
+SELECT code, exponent FROM billing.currencies() WHERE code IN ('RUB', 'JPY') ORDER BY code;
 
 -- Nothing else.
 SELECT c AS call, err(c) AS result FROM (VALUES
