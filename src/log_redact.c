@@ -25,30 +25,54 @@
 static emit_log_hook_type prev_emit_log_hook = NULL;
 
 /*
- * The first billing.* setting named in the text that is a secret, copied into
- * name (NULL if there is none).  Setting names are case-insensitive, and may
- * be quoted or written in upper case in a statement.
+ * If a setting's name starts at p ("billing" "." name, each part perhaps
+ * double-quoted, blanks around the dot, as SQL allows), its lower-case name
+ * in name; false otherwise.
+ */
+static bool
+setting_name_at(const char *p, char *name, size_t size)
+{
+	size_t		n = 0;
+	bool		quoted;
+
+	if (*p == '"')
+		p++;
+	if (pg_strncasecmp(p, "billing", 7) != 0)
+		return false;
+	p += 7;
+	if (*p == '"')
+		p++;
+	while (isspace((unsigned char) *p))
+		p++;
+	if (*p++ != '.')
+		return false;
+	while (isspace((unsigned char) *p))
+		p++;
+	quoted = (*p == '"');
+	if (quoted)
+		p++;
+	strlcpy(name, "billing.", size);
+	n = strlen(name);
+	while (n + 1 < size && (isalnum((unsigned char) *p) || *p == '_' || (quoted && *p && *p != '"')))
+		name[n++] = pg_tolower((unsigned char) *p++);
+	name[n] = '\0';
+	return n > strlen("billing.");
+}
+
+/*
+ * The first secret setting named in the text, in name (NULL if none).
+ * Setting names are case-insensitive, and a statement may quote them.
  */
 static const char *
 secret_named_in(const char *text, char *name, size_t size)
 {
-	static const char prefix[] = "billing.";
+	const int	secret = GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL;
 
 	for (const char *p = text; *p; p++)
 	{
-		size_t		n = 0;
-
-		if (pg_strncasecmp(p, prefix, sizeof(prefix) - 1) != 0)
-			continue;
-		while (n + 1 < size && (isalnum((unsigned char) p[n]) || p[n] == '_' || p[n] == '.'))
-		{
-			name[n] = pg_tolower((unsigned char) p[n]);
-			n++;
-		}
-		name[n] = '\0';
 		/* A lookup only: no placeholder is made, an unknown name gives 0. */
-		if ((GetConfigOptionFlags(name, true) & (GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL)) ==
-			(GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL))
+		if (setting_name_at(p, name, size) &&
+			(GetConfigOptionFlags(name, true) & secret) == secret)
 			return name;
 	}
 	return NULL;

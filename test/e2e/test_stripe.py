@@ -401,6 +401,7 @@ class StripeE2E(unittest.TestCase):
             with conn.cursor() as cur:
                 cur.execute("SET log_statement = 'all'")
                 cur.execute("SELECT set_config('billing.stripe_secret_key', %s, false)", ("sk_test_" + marker,))
+                cur.execute("""SET "Billing" . "STRIPE_SECRET_KEY" TO %s""", ("sk_test_" + marker,))
                 cur.execute("SELECT %s AS not_a_secret", (marker + "-public",))
             conn.close()
         finally:
