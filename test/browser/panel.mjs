@@ -133,6 +133,28 @@ function shownTime(sqlExpr, lang) {
 // Raw timestamps as the api writes them (2026-12-02T01:40:37.123456+00:00).
 const ISO = /\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}|\d{2}:\d{2}:\d{2}\.\d{3,6}/;
 
+// The rows of a CSV file (RFC 4180: quoted cells may hold commas, quotes
+// doubled, and line breaks), each an array of its cells.
+function parseCsv(text) {
+    const rows = [[]];
+    let cellText = '';
+    let quoted = false;
+    for (let i = 0; i < text.length; i++) {
+        const c = text[i];
+        if (quoted) {
+            if (c === '"' && text[i + 1] === '"') { cellText += '"'; i++; } else if (c === '"') quoted = false;
+            else cellText += c;
+        } else if (c === '"') quoted = true;
+        else if (c === ',') { rows[rows.length - 1].push(cellText); cellText = ''; }
+        else if (c === '\n' || c === '\r') {
+            if (c === '\r' && text[i + 1] === '\n') i++;
+            rows[rows.length - 1].push(cellText); cellText = ''; rows.push([]);
+        } else cellText += c;
+    }
+    rows[rows.length - 1].push(cellText);
+    return rows.filter(r => r.length > 1 || r[0] !== '');
+}
+
 async function confirmDialog(p) {
     await p.getByRole('dialog').getByRole('button', { name: 'Confirm' }).click();
 }
@@ -281,6 +303,20 @@ await test('buy as a user through the Stripe stand-in, find the payment by e-mai
     await visible(row.getByRole('cell', { name: 'RUB 211.65', exact: true }));
     await visible(row.getByRole('cell', { name: shownTime(`SELECT created_at FROM billing.payments WHERE id = '${paymentId}'`, 'en'), exact: true }));
     await docShot('payments');
+    step('exporting the list');
+    const [download] = await Promise.all([
+        page.waitForEvent('download'),
+        page.getByRole('button', { name: 'Export' }).click(),
+    ]);
+    const [header, ...lines] = parseCsv(fs.readFileSync(await download.path(), 'utf8'));
+    const exported = lines.find(cells => cells[header.indexOf('id')] === paymentId);
+    if (!exported) throw new Error(`the payment is not in the export: ${header}`);
+    const cell = name => exported[header.indexOf(name)];
+    // Amounts in roubles with a decimal point, the currency beside them.
+    for (const [name, want] of [['total', '211.65'], ['monthly_price', '249.00'], ['list_price', '249.00'],
+                                ['currency', 'RUB'], ['status', 'paid']]) {
+        if (cell(name) !== want) throw new Error(`export: ${name} = ${cell(name)}, not ${want}`);
+    }
     await row.click();
     await visible(page.getByText('History'));
     step('reading the amounts of the payment');

@@ -58,7 +58,7 @@ const TIMESTAMP = /^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2
 const DAY = /^\d{4}-\d{2}-\d{2}$/;
 // Columns that hold minor units of the row's currency, in the JSON documents
 // the panel shows field by field (a tariff's or a payment's row in the audit).
-const MONEY_KEYS = new Set(['monthly_price', 'list_price', 'discount', 'total', 'old_price', 'new_price',
+export const MONEY_KEYS = new Set(['monthly_price', 'list_price', 'discount', 'total', 'old_price', 'new_price',
     'paid', 'refunded', 'amount', 'price']);
 
 const cache = new Map();

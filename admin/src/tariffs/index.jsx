@@ -12,9 +12,10 @@ import { TextField as MuiTextField, Typography, Box } from '@mui/material';
 import ActionButton from '../common/ActionButton';
 import { rpc } from '../providers/httpClient';
 import { CurrencyInput, DateTimeField, MoneyField, MoneyInput, toMinorUnits, useFormat } from '../common/format';
+import { exportInMajorUnits } from '../common/exporter';
 
 export const TariffList = () => (
-    <List sort={{ field: 'code', order: 'ASC' }}>
+    <List sort={{ field: 'code', order: 'ASC' }} exporter={exportInMajorUnits}>
         <Datagrid rowClick="edit" bulkActionButtons={false}>
             <TextField source="code" />
             <TextField source="title" />
