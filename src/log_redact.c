@@ -78,6 +78,34 @@ secret_named_in(const char *text, char *name, size_t size)
 	return NULL;
 }
 
+/* The first secret named by any of the texts (NULLs skipped), in name. */
+static const char *
+secret_named_by(const char *a, const char *b, const char *c, char *name, size_t size)
+{
+	const char *texts[] = {a, b, c};
+
+	for (size_t i = 0; i < lengthof(texts); i++)
+		if (texts[i] && secret_named_in(texts[i], name, size))
+			return name;
+	return NULL;
+}
+
+/*
+ * Whether the message is PostgreSQL's echo of a statement (postgres.c):
+ * log_statement's "statement: …" (an EXECUTE's prepared text in its detail),
+ * log_min_duration_statement's "duration: … ms  …", the extended protocol's
+ * "execute <portal>: …" (format "%s %s%s%s: %s", the bound values in its
+ * detail).
+ */
+static bool
+echoes_statement(const ErrorData *edata)
+{
+	const char *id = edata->message_id;
+
+	return id && (strncmp(id, "statement: ", 11) == 0 || strncmp(id, "duration: ", 10) == 0 ||
+				  strcmp(id, "%s %s%s%s: %s") == 0);
+}
+
 static void
 redact_secrets(ErrorData *edata)
 {
@@ -87,13 +115,26 @@ redact_secrets(ErrorData *edata)
 		strcmp(edata->message_id, "parameter \"%s\" changed to \"%s\"") == 0 &&
 		secret_named_in(edata->message, name, sizeof(name)))
 		edata->message = psprintf("parameter \"%s\" changed (a secret: its value is not logged)", name);
-
-	if (debug_query_string && secret_named_in(debug_query_string, name, sizeof(name)))
+	else if (echoes_statement(edata))
 	{
-		/* The STATEMENT line under an error, and log_statement's own line. */
-		edata->hide_stmt = true;
-		if (edata->message && strstr(edata->message, debug_query_string))
+		/* The statement, its bound values or its prepared text name one. */
+		if (secret_named_by(debug_query_string, edata->message, edata->detail_log ? edata->detail_log : edata->detail,
+							name, sizeof(name)))
+		{
 			edata->message = psprintf("statement not logged: it names the secret setting %s", name);
+			edata->detail = edata->detail_log = NULL;
+			edata->hide_stmt = true;
+		}
+	}
+	else if (secret_named_by(debug_query_string, edata->message, edata->detail, name, sizeof(name)))
+	{
+		/*
+		 * An error about a secret (a mistyped value, a SET without the right)
+		 * or in a statement that names one: its STATEMENT line would show the
+		 * value, and so might its context (the bound values of a portal).
+		 */
+		edata->hide_stmt = true;
+		edata->context = NULL;
 	}
 
 	if (prev_emit_log_hook)

@@ -8,6 +8,7 @@ import datetime
 import http.server
 import json
 import os
+import subprocess
 import threading
 import time
 import unittest
@@ -17,7 +18,7 @@ import uuid
 
 import psycopg2
 
-from harness import (Cluster, PYTHON, SRC, free_port, spawn, stripe_signature, wait_for,
+from harness import (Cluster, PGBIN, PYTHON, SRC, free_port, spawn, stripe_signature, wait_for,
                      wait_port, new_user)
 
 SECRET_KEY = "sk_test_e2e"
@@ -402,8 +403,22 @@ class StripeE2E(unittest.TestCase):
                 cur.execute("SET log_statement = 'all'")
                 cur.execute("SELECT set_config('billing.stripe_secret_key', %s, false)", ("sk_test_" + marker,))
                 cur.execute("""SET "Billing" . "STRIPE_SECRET_KEY" TO %s""", ("sk_test_" + marker,))
+                # An EXECUTE's text holds the value; its prepared text names the secret.
+                cur.execute("PREPARE set_key(text) AS SELECT set_config('billing.stripe_secret_key', $1, false)")
+                cur.execute("EXECUTE set_key(%s)", ("sk_test_" + marker,))
                 cur.execute("SELECT %s AS not_a_secret", (marker + "-public",))
             conn.close()
+            # The extended protocol: the value is a bound parameter, logged in
+            # the detail, and in the context of its error.
+            script = os.path.join(self.cluster.dir, "set_secret.sql")
+            with open(script, "w") as f:
+                f.write("SELECT set_config('billing.stripe_secret_key', :v, false);\n")
+            for value in ("sk_test_" + marker, "sk bad " + marker):
+                subprocess.run([os.path.join(PGBIN, "pgbench"), "-n", "-t", "1", "-M", "extended",
+                                "-D", "v=" + value, "-f", script, self.cluster.url],
+                               env=dict(os.environ, PGOPTIONS="-c log_statement=all "
+                                        "-c log_parameter_max_length_on_error=-1"),
+                               capture_output=True, timeout=60)
         finally:
             conn = self.cluster.connect()
             with conn.cursor() as cur:
@@ -422,7 +437,9 @@ class StripeE2E(unittest.TestCase):
         text = wait_for(logged, 10, what="the reloads in the server log")
         for name in secrets:
             self.assertIn('parameter "%s" changed (a secret: its value is not logged)' % name, text)
-        self.assertIn("statement not logged: it names the secret setting billing.stripe_secret_key", text)
+        # set_config, SET, EXECUTE (and its PREPARE), pgbench's two executes.
+        self.assertGreaterEqual(text.count(
+            "statement not logged: it names the secret setting billing.stripe_secret_key"), 6, text)
         self.assertIn("invalid value for billing.stripe_secret_key", text)
         # Only the statement that names no secret is there as it was sent.
         self.assertEqual(text.count(marker), 1, text)
