@@ -279,13 +279,13 @@ stripe_define_gucs(void)
 							&stripe_poll_max_interval, 3600, 1, 7 * 86400,
 							PGC_SUSET, GUC_UNIT_S, NULL, NULL, NULL);
 	DefineCustomIntVariable("billing.stripe_poll_batch",
-							"Most payments one run of billing.stripe_poll() asks Stripe about.",
+							"Most payments one run of billing.stripe_poll() asks their provider (Stripe or YooKassa) about.",
 							NULL,
 							&stripe_poll_batch, 50, 1, 10000,
 							PGC_SUSET, 0, NULL, NULL, NULL);
 	DefineCustomStringVariable("billing.stripe_poll_schedule",
-							   "pg_cron schedule of billing.stripe_poll() (empty: not scheduled).",
-							   "Read by billing.schedule_jobs(), which CREATE EXTENSION runs.",
+							   "pg_cron schedule of billing.stripe_poll(), which polls both providers (empty: not scheduled).",
+							   "Read by billing.schedule_jobs(), which CREATE EXTENSION runs.  The name predates YooKassa.",
 							   &stripe_poll_schedule, "* * * * *",
 							   PGC_SUSET, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("billing.stripe_event_retention",
