@@ -269,6 +269,24 @@ await test('create and delete a promo code', async () => {
         psql(`SELECT deleted_at IS NOT NULL FROM marketing.promo_codes WHERE code = '${code}'`) === 't');
 });
 
+await test('an export keeps a formula-like title as text and gives the price in roubles', async () => {
+    // A title a spreadsheet would run as a formula (CSV injection).
+    const code = `x${stamp}`;
+    const title = '=HYPERLINK("http://attacker.example/","Open")';
+    psql(`SELECT billing.create_tariff('${code}', $t$${title}$t$, 12345)`);
+    await menu(page, 'Tariffs');
+    await visible(page.getByRole('cell', { name: code, exact: true }));
+    const [download] = await Promise.all([
+        page.waitForEvent('download'),
+        page.getByRole('button', { name: 'Export' }).click(),
+    ]);
+    const [header, ...lines] = parseCsv(fs.readFileSync(await download.path(), 'utf8'));
+    const row = lines.find(cells => cells[header.indexOf('code')] === code);
+    if (!row) throw new Error(`the tariff is not in the export: ${header}`);
+    if (row[header.indexOf('title')] !== `'${title}`) throw new Error(`title: ${row[header.indexOf('title')]}`);
+    if (row[header.indexOf('monthly_price')] !== '123.45') throw new Error(`price: ${row[header.indexOf('monthly_price')]}`);
+});
+
 await test('buy as a user through the Stripe stand-in, find the payment by e-mail, refund it', async () => {
     const token = userToken(buyer);
     const call = async (fn, args) => {

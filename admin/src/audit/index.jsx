@@ -4,6 +4,7 @@ import React from 'react';
 import { List, Datagrid, TextField, TextInput, DateTimeInput, useRecordContext, useTranslate } from 'react-admin';
 import { Table, TableBody, TableCell, TableHead, TableRow } from '@mui/material';
 import { DateTimeField, useFormat } from '../common/format';
+import { exportForSpreadsheets } from '../common/exporter';
 
 const filters = [
     <TextInput key="actor_name" source="actor_name" alwaysOn />,
@@ -51,7 +52,7 @@ const BeforeAfter = () => {
 };
 
 export const AuditList = () => (
-    <List filters={filters} sort={{ field: 'id', order: 'DESC' }} perPage={25}>
+    <List filters={filters} sort={{ field: 'id', order: 'DESC' }} perPage={25} exporter={exportForSpreadsheets}>
         <Datagrid expand={<BeforeAfter />} bulkActionButtons={false} rowClick="expand">
             <DateTimeField source="at" />
             <TextField source="actor_name" />

@@ -5,6 +5,7 @@ import { List, Datagrid, TextField, NumberField, useRecordContext } from 'react-
 import ActionButton from '../common/ActionButton';
 import { DateTimeField, JsonField } from '../common/format';
 import { rpc } from '../providers/httpClient';
+import { exportForSpreadsheets } from '../common/exporter';
 
 const RowActions = () => {
     const record = useRecordContext();
@@ -22,7 +23,7 @@ const RowActions = () => {
 };
 
 export const DeadList = () => (
-    <List sort={{ field: 'id', order: 'DESC' }}>
+    <List sort={{ field: 'id', order: 'DESC' }} exporter={exportForSpreadsheets}>
         <Datagrid bulkActionButtons={false}>
             <NumberField source="id" />
             <TextField source="kind" />

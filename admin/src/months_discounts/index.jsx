@@ -1,9 +1,10 @@
 // Months discounts: tiers by number of months bought; set and remove.
 import React from 'react';
 import { List, Datagrid, NumberField, Create, SimpleForm, NumberInput, required, DeleteWithConfirmButton } from 'react-admin';
+import { exportForSpreadsheets } from '../common/exporter';
 
 export const MonthsDiscountList = () => (
-    <List sort={{ field: 'months', order: 'ASC' }} pagination={false}>
+    <List sort={{ field: 'months', order: 'ASC' }} pagination={false} exporter={exportForSpreadsheets}>
         <Datagrid bulkActionButtons={false}>
             <NumberField source="months" />
             <NumberField source="percent" />

@@ -10,7 +10,7 @@ import {
 import { TextField as MuiTextField, Grid } from '@mui/material';
 import ActionButton from '../common/ActionButton';
 import { DateTimeField, MoneyField } from '../common/format';
-import { exportInMajorUnits } from '../common/exporter';
+import { exportForSpreadsheets } from '../common/exporter';
 import { rpc } from '../providers/httpClient';
 import { RenewalCharges } from '../renewals';
 
@@ -39,7 +39,7 @@ const AutomaticText = () => {
 };
 
 export const PaymentList = () => (
-    <List filters={filters} sort={{ field: 'created_at', order: 'DESC' }} perPage={25} exporter={exportInMajorUnits}>
+    <List filters={filters} sort={{ field: 'created_at', order: 'DESC' }} perPage={25} exporter={exportForSpreadsheets}>
         <Datagrid rowClick="show" bulkActionButtons={false}>
             <DateTimeField source="created_at" />
             <TextField source="email" />

@@ -5,9 +5,10 @@ import {
     DateTimeInput, required, DeleteWithConfirmButton,
 } from 'react-admin';
 import { DateTimeField } from '../common/format';
+import { exportForSpreadsheets } from '../common/exporter';
 
 export const PersonalDiscountList = () => (
-    <List sort={{ field: 'updated_at', order: 'DESC' }} filters={[<TextInput key="u" source="user_id" alwaysOn />]}>
+    <List sort={{ field: 'updated_at', order: 'DESC' }} filters={[<TextInput key="u" source="user_id" alwaysOn />]} exporter={exportForSpreadsheets}>
         <Datagrid bulkActionButtons={false}>
             <TextField source="user_id" />
             <NumberField source="percent" />

@@ -6,6 +6,7 @@ import {
     DateTimeInput, required, DeleteWithConfirmButton, FunctionField, useRecordContext,
 } from 'react-admin';
 import { DateTimeField } from '../common/format';
+import { exportForSpreadsheets } from '../common/exporter';
 
 const DeleteLive = () => {
     const record = useRecordContext();
@@ -17,7 +18,7 @@ const filters = [
 ];
 
 export const PromoCodeList = () => (
-    <List sort={{ field: 'created_at', order: 'DESC' }} filters={filters}>
+    <List sort={{ field: 'created_at', order: 'DESC' }} filters={filters} exporter={exportForSpreadsheets}>
         <Datagrid bulkActionButtons={false}>
             <TextField source="code" />
             <NumberField source="percent" />

@@ -12,10 +12,10 @@ import { TextField as MuiTextField, Typography, Box } from '@mui/material';
 import ActionButton from '../common/ActionButton';
 import { rpc } from '../providers/httpClient';
 import { CurrencyInput, DateTimeField, MoneyField, MoneyInput, toMinorUnits, useFormat } from '../common/format';
-import { exportInMajorUnits } from '../common/exporter';
+import { exportForSpreadsheets } from '../common/exporter';
 
 export const TariffList = () => (
-    <List sort={{ field: 'code', order: 'ASC' }} exporter={exportInMajorUnits}>
+    <List sort={{ field: 'code', order: 'ASC' }} exporter={exportForSpreadsheets}>
         <Datagrid rowClick="edit" bulkActionButtons={false}>
             <TextField source="code" />
             <TextField source="title" />

@@ -11,6 +11,7 @@ import ActionButton from '../common/ActionButton';
 import { DateTimeField, MoneyField, useFormat } from '../common/format';
 import { StatusText } from '../payments';
 import { RenewalCharges, ReasonText, cardText } from '../renewals';
+import { exportForSpreadsheets } from '../common/exporter';
 
 const filters = [
     <TextInput key="email" source="email" alwaysOn />,
@@ -18,7 +19,7 @@ const filters = [
 ];
 
 export const UserList = () => (
-    <List filters={filters} sort={{ field: 'created_at', order: 'DESC' }}>
+    <List filters={filters} sort={{ field: 'created_at', order: 'DESC' }} exporter={exportForSpreadsheets}>
         <Datagrid rowClick="show" bulkActionButtons={false}>
             <TextField source="id" />
             <TextField source="email" />
