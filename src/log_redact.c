@@ -3,89 +3,69 @@
  *
  * A secret setting (superuser-only and hidden from SHOW ALL: the Stripe and
  * YooKassa keys, the webhook secrets, the admin tokens' signing secret) never
- * appears in a message of ours, but PostgreSQL writes it to the log itself in
- * two ways:
+ * appears in a message of ours, but PostgreSQL writes one to the log itself:
  *   - after a reload the postmaster logs `parameter "…" changed to "<value>"`;
- *   - a statement that sets one (ALTER SYSTEM, set_config) is echoed under an
- *     error as STATEMENT, and by log_statement / log_min_duration_statement.
+ *   - a statement that sets one (ALTER SYSTEM, SET, set_config, EXECUTE of a
+ *     prepared set_config) is echoed by log_statement and
+ *     log_min_duration_statement, with its bound values and prepared text in
+ *     the detail, and under an error as STATEMENT, bound values in CONTEXT.
  * An emit_log_hook, installed in the postmaster so that every process inherits
- * it, drops the value from the first and the statement from the second.  What
- * is left says which setting changed, or that a statement was held back.
+ * it, drops the value from the first, replaces the echo of such a statement,
+ * and takes STATEMENT and CONTEXT off an error about a secret.  What is left
+ * says which setting changed, or that a statement was held back.
+ *
+ * A text "names" a secret when it contains the setting's name after
+ * "billing." anywhere, in any case: that also catches a name that is quoted,
+ * spaced around its dot, or put together at run time ('billing.' || '…').
  */
 #include "postgres.h"
-
-#include <ctype.h>
 
 #include "tcop/tcopprot.h"
 #include "utils/elog.h"
 #include "utils/guc.h"
+#include "utils/guc_tables.h"
 
 #include "billing.h"
 
+#define MAX_SECRETS 16
+
 static emit_log_hook_type prev_emit_log_hook = NULL;
 
-/*
- * If a setting's name starts at p ("billing" "." name, each part perhaps
- * double-quoted, blanks around the dot, as SQL allows), its lower-case name
- * in name; false otherwise.
- */
+/* The secret settings' full names ("billing.stripe_secret_key"). */
+static const char *secrets[MAX_SECRETS];
+static int	nsecrets = 0;
+
+/* Whether text contains word, ignoring case. */
 static bool
-setting_name_at(const char *p, char *name, size_t size)
+contains_ignoring_case(const char *text, const char *word)
 {
-	size_t		n = 0;
-	bool		quoted;
-
-	if (*p == '"')
-		p++;
-	if (pg_strncasecmp(p, "billing", 7) != 0)
-		return false;
-	p += 7;
-	if (*p == '"')
-		p++;
-	while (isspace((unsigned char) *p))
-		p++;
-	if (*p++ != '.')
-		return false;
-	while (isspace((unsigned char) *p))
-		p++;
-	quoted = (*p == '"');
-	if (quoted)
-		p++;
-	strlcpy(name, "billing.", size);
-	n = strlen(name);
-	while (n + 1 < size && (isalnum((unsigned char) *p) || *p == '_' || (quoted && *p && *p != '"')))
-		name[n++] = pg_tolower((unsigned char) *p++);
-	name[n] = '\0';
-	return n > strlen("billing.");
-}
-
-/*
- * The first secret setting named in the text, in name (NULL if none).
- * Setting names are case-insensitive, and a statement may quote them.
- */
-static const char *
-secret_named_in(const char *text, char *name, size_t size)
-{
-	const int	secret = GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL;
+	size_t		len = strlen(word);
 
 	for (const char *p = text; *p; p++)
-	{
-		/* A lookup only: no placeholder is made, an unknown name gives 0. */
-		if (setting_name_at(p, name, size) &&
-			(GetConfigOptionFlags(name, true) & secret) == secret)
-			return name;
-	}
+		if (pg_strncasecmp(p, word, len) == 0)
+			return true;
+	return false;
+}
+
+/* The first secret setting named in the text (NULL if none). */
+static const char *
+secret_named_in(const char *text)
+{
+	for (int i = 0; i < nsecrets; i++)
+		if (contains_ignoring_case(text, secrets[i] + strlen("billing.")))
+			return secrets[i];
 	return NULL;
 }
 
-/* The first secret named by any of the texts (NULLs skipped), in name. */
+/* The first secret named by any of the texts (NULLs skipped). */
 static const char *
-secret_named_by(const char *a, const char *b, const char *c, char *name, size_t size)
+secret_named_by(const char *a, const char *b, const char *c)
 {
 	const char *texts[] = {a, b, c};
+	const char *name;
 
 	for (size_t i = 0; i < lengthof(texts); i++)
-		if (texts[i] && secret_named_in(texts[i], name, size))
+		if (texts[i] && (name = secret_named_in(texts[i])) != NULL)
 			return name;
 	return NULL;
 }
@@ -109,24 +89,25 @@ echoes_statement(const ErrorData *edata)
 static void
 redact_secrets(ErrorData *edata)
 {
-	char		name[NAMEDATALEN];
+	const char *name;
 
 	if (edata->message_id && edata->message &&
 		strcmp(edata->message_id, "parameter \"%s\" changed to \"%s\"") == 0 &&
-		secret_named_in(edata->message, name, sizeof(name)))
+		(name = secret_named_in(edata->message)) != NULL)
 		edata->message = psprintf("parameter \"%s\" changed (a secret: its value is not logged)", name);
 	else if (echoes_statement(edata))
 	{
 		/* The statement, its bound values or its prepared text name one. */
-		if (secret_named_by(debug_query_string, edata->message, edata->detail_log ? edata->detail_log : edata->detail,
-							name, sizeof(name)))
+		name = secret_named_by(debug_query_string, edata->message,
+							   edata->detail_log ? edata->detail_log : edata->detail);
+		if (name)
 		{
 			edata->message = psprintf("statement not logged: it names the secret setting %s", name);
 			edata->detail = edata->detail_log = NULL;
 			edata->hide_stmt = true;
 		}
 	}
-	else if (secret_named_by(debug_query_string, edata->message, edata->detail, name, sizeof(name)))
+	else if (secret_named_by(debug_query_string, edata->message, edata->detail))
 	{
 		/*
 		 * An error about a secret (a mistyped value, a SET without the right)
@@ -141,9 +122,21 @@ redact_secrets(ErrorData *edata)
 		prev_emit_log_hook(edata);
 }
 
+/* After every setting is defined (the end of _PG_init), in the postmaster. */
 void
 log_redact_init(void)
 {
+	struct config_generic **vars = get_guc_variables();
+	const int	secret = GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL;
+
+	for (int i = 0; i < GetNumConfigOptions(); i++)
+		if (strncmp(vars[i]->name, "billing.", strlen("billing.")) == 0 &&
+			(vars[i]->flags & secret) == secret)
+		{
+			if (nsecrets == MAX_SECRETS)
+				elog(ERROR, "more than %d secret settings", MAX_SECRETS);
+			secrets[nsecrets++] = vars[i]->name;	/* lives as long as the process */
+		}
 	prev_emit_log_hook = emit_log_hook;
 	emit_log_hook = redact_secrets;
 }

@@ -403,6 +403,7 @@ class StripeE2E(unittest.TestCase):
                 cur.execute("SET log_statement = 'all'")
                 cur.execute("SELECT set_config('billing.stripe_secret_key', %s, false)", ("sk_test_" + marker,))
                 cur.execute("""SET "Billing" . "STRIPE_SECRET_KEY" TO %s""", ("sk_test_" + marker,))
+                cur.execute("SELECT set_config('billing.' || 'stripe_secret_key', %s, false)", ("sk_test_" + marker,))
                 # An EXECUTE's text holds the value; its prepared text names the secret.
                 cur.execute("PREPARE set_key(text) AS SELECT set_config('billing.stripe_secret_key', $1, false)")
                 cur.execute("EXECUTE set_key(%s)", ("sk_test_" + marker,))
@@ -437,9 +438,9 @@ class StripeE2E(unittest.TestCase):
         text = wait_for(logged, 10, what="the reloads in the server log")
         for name in secrets:
             self.assertIn('parameter "%s" changed (a secret: its value is not logged)' % name, text)
-        # set_config, SET, EXECUTE (and its PREPARE), pgbench's two executes.
+        # set_config twice, SET, EXECUTE (and its PREPARE), pgbench's two executes.
         self.assertGreaterEqual(text.count(
-            "statement not logged: it names the secret setting billing.stripe_secret_key"), 6, text)
+            "statement not logged: it names the secret setting billing.stripe_secret_key"), 7, text)
         self.assertIn("invalid value for billing.stripe_secret_key", text)
         # Only the statement that names no secret is there as it was sent.
         self.assertEqual(text.count(marker), 1, text)
