@@ -58,6 +58,8 @@ check_jwt_secret(char **newval, void **extra, GucSource source)
 	/* PostgREST refuses a secret shorter than 32 characters. */
 	if (*newval != NULL && (*newval)[0] != '\0' && strlen(*newval) < 32)
 	{
+		/* Our own message: PostgreSQL's default one would quote the secret. */
+		GUC_check_errmsg("invalid value for billing.admin_jwt_secret");
 		GUC_check_errdetail("The secret must be at least 32 characters long, as PostgREST requires.");
 		return false;
 	}

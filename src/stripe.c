@@ -172,7 +172,11 @@ check_webhook_secrets(char **newval, void **extra, GucSource source)
 	ws = (WebhookSecrets *) malloc(offsetof(WebhookSecrets, secret) +
 								   sizeof(char *) * Max(count, 1) + len + 1);
 	if (ws == NULL)
+	{
+		/* Said here: PostgreSQL's default message would quote the secrets. */
+		GUC_check_errmsg("out of memory for billing.stripe_webhook_secrets");
 		return false;
+	}
 	copy = (char *) ws + offsetof(WebhookSecrets, secret) + sizeof(char *) * Max(count, 1);
 	memcpy(copy, s, len + 1);
 	ws->count = 0;

@@ -382,9 +382,10 @@ class StripeE2E(unittest.TestCase):
         self.assertEqual(len({r["idempotency_key"] for r in calls}), 1)
 
     def test_secrets_stay_out_of_the_server_log(self):
-        # PostgreSQL logs a reloaded setting's new value, and the text of a
-        # statement under its error or by log_statement: for a secret, the
-        # module's log hook keeps the name and drops the value.
+        # PostgreSQL logs a reloaded setting's new value, the text of a
+        # statement under its error or by log_statement, its bound values, and
+        # an error may quote a value: for a secret, the module's log hook
+        # keeps the name and drops the value.
         log_path = os.path.join(self.cluster.dir, "server.log")
         before = os.path.getsize(log_path)
         marker = "leak" + uuid.uuid4().hex
@@ -409,14 +410,40 @@ class StripeE2E(unittest.TestCase):
                 cur.execute("EXECUTE set_key(%s)", ("sk_test_" + marker,))
                 cur.execute("SELECT %s AS not_a_secret", (marker + "-public",))
             conn.close()
+            # Without log_statement: a function that sets the secret and then
+            # fails (its STATEMENT line holds the value), and an error that
+            # quotes the value.  What is set is redacted wherever it shows.
+            conn = self.cluster.connect()
+            with conn.cursor() as cur:
+                cur.execute("CREATE FUNCTION pg_temp.set_key(k text) RETURNS void LANGUAGE plpgsql AS "
+                            "$$BEGIN PERFORM set_config('billing.stripe_secret_key', k, false); "
+                            "RAISE EXCEPTION 'failed after setting it'; END$$")
+                for sql in ("SELECT pg_temp.set_key('sk_test_%s')" % marker,
+                            "SELECT set_config('billing.stripe_secret_key', 'sk_test_%s', false), "
+                            "current_setting('billing.stripe_secret_key')::int" % marker):
+                    with self.assertRaises(psycopg2.Error) as caught:
+                        cur.execute(sql)
+                    self.assertNotIn(marker, str(caught.exception))
+            conn.close()
+            # A short admin secret is refused without being quoted.
+            short = "jwt" + marker[4:20]
+            code, msg = self.sqlstate("SET billing.admin_jwt_secret = '%s'" % short)
+            self.assertEqual(code, "22023", msg)
+            self.assertNotIn(short, msg)
             # The extended protocol: the value is a bound parameter, logged in
             # the detail, and in the context of its error.
             script = os.path.join(self.cluster.dir, "set_secret.sql")
             with open(script, "w") as f:
                 f.write("SELECT set_config('billing.stripe_secret_key', :v, false);\n")
-            for value in ("sk_test_" + marker, "sk bad " + marker):
+            # The name bound too, and an error after it: the values in its context.
+            named = os.path.join(self.cluster.dir, "set_named.sql")
+            with open(named, "w") as f:
+                f.write("SELECT set_config(:n, :v, false), 1/0;\n")
+            for path, value in ((script, "sk_test_" + marker), (script, "sk bad " + marker),
+                                (named, "sk_test_" + marker)):
                 subprocess.run([os.path.join(PGBIN, "pgbench"), "-n", "-t", "1", "-M", "extended",
-                                "-D", "v=" + value, "-f", script, self.cluster.url],
+                                "-D", "n=billing.stripe_secret_key", "-D", "v=" + value, "-f", path,
+                                self.cluster.url],
                                env=dict(os.environ, PGOPTIONS="-c log_statement=all "
                                         "-c log_parameter_max_length_on_error=-1"),
                                capture_output=True, timeout=60)
@@ -444,6 +471,9 @@ class StripeE2E(unittest.TestCase):
         self.assertIn("invalid value for billing.stripe_secret_key", text)
         # Only the statement that names no secret is there as it was sent.
         self.assertEqual(text.count(marker), 1, text)
+        self.assertNotIn(short, text)
+        self.assertIn("failed after setting it", text)
+        self.assertIn("division by zero", text)
         self.assertIn(marker + "-public", text)
         # And the payments still use the configured key.
         user = new_user()
