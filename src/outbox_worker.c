@@ -8,8 +8,11 @@
 
 #include <unistd.h>
 
+#include "access/heapam.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
-#include "commands/dbcommands.h"
+#include "catalog/pg_database.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -19,6 +22,7 @@
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
+#include "utils/snapmgr.h"
 
 #include "billing.h"
 #include "common.h"
@@ -187,15 +191,33 @@ outbox_worker_init(void)
 
 /* --- the launcher ------------------------------------------------------- */
 
-/* Does the worker's database exist?  (pg_database is shared: no database needed.) */
+/*
+ * Does the worker's database exist?  pg_database is shared, so the launcher
+ * reads it with no database of its own, but only through its heap, as
+ * autovacuum's launcher does: an index scan (get_database_oid) needs the
+ * index's relcache entry, which a process without a database can only take
+ * from the shared relcache init file; on a fresh cluster, and on a standby
+ * made by pg_basebackup (which leaves that file out) once promoted, there is
+ * none yet, and the launcher died with "cannot read pg_class without having
+ * selected a database".  The table has a row per database: a scan is cheap.
+ */
 static bool
 database_exists(void)
 {
-	bool		exists;
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tuple;
+	bool		exists = false;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
-	exists = OidIsValid(get_database_oid(outbox_database, true));
+	(void) GetTransactionSnapshot();
+	rel = table_open(DatabaseRelationId, AccessShareLock);
+	scan = table_beginscan_catalog(rel, 0, NULL);
+	while (!exists && (tuple = heap_getnext(scan, ForwardScanDirection)) != NULL)
+		exists = strcmp(NameStr(((Form_pg_database) GETSTRUCT(tuple))->datname), outbox_database) == 0;
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
 	CommitTransactionCommand();
 	return exists;
 }

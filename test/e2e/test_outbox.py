@@ -578,6 +578,12 @@ class OutboxDelivery(unittest.TestCase):
 
     def test_z_drop_and_recreate_the_workers_own_database(self):
         import psycopg2
+        # The cluster began without the database and without the shared
+        # relcache init file (the launcher runs before the first connection
+        # writes it): the launcher never died of reading pg_database.
+        log = self.cluster.log()
+        self.assertNotIn("cannot read pg_class without having selected a database", log)
+        self.assertNotRegex(log, r'"billing outbox launcher" \(PID \d+\) exited with exit code 1')
         admin = psycopg2.connect(self.cluster.dsn.replace("dbname=billing", "dbname=postgres"))
         admin.autocommit = True
         try:
