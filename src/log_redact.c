@@ -18,12 +18,18 @@
  *
  * A text "names" a secret when it contains the setting's name after
  * "billing." anywhere, in any case: that also catches a name that is quoted,
- * spaced around its dot, or put together at run time ('billing.' || '…').
+ * spaced around its dot, or prefixed at run time ('billing.' || '…'), not one
+ * spelt in pieces or escapes.
  * Names can still be hidden (a function that sets the secret for its
  * caller); so, last, the current value of every secret is replaced wherever
  * it appears, and a statement that holds one is not echoed under an error.
  * log_statement logs a statement before it runs, before any value is set:
  * set secrets in postgresql.conf or with a statement that names them.
+ *
+ * The hook edits the message itself, so a client that gets it sees the same
+ * (an error quoting a secret's value says [secret] to the client too).  It
+ * runs for every message every process logs: the common path allocates
+ * nothing and reads each text once.
  */
 #include "postgres.h"
 
@@ -36,32 +42,32 @@
 #include "billing.h"
 
 #define MAX_SECRETS 16
+#define MIN_VALUE_LEN 8			/* shorter values are not searched for */
 
 static emit_log_hook_type prev_emit_log_hook = NULL;
 
-/* The secret settings' full names ("billing.stripe_secret_key"). */
+/*
+ * The secret settings: full names ("billing.stripe_secret_key") and the part
+ * after "billing." that a text is searched for; which one is a list.
+ */
 static const char *secrets[MAX_SECRETS];
+static const char *short_names[MAX_SECRETS];
 static int	nsecrets = 0;
+static const char *const list_secret = "billing.stripe_webhook_secrets";
 
-/* Whether text contains word, ignoring case. */
-static bool
-contains_ignoring_case(const char *text, const char *word)
-{
-	size_t		len = strlen(word);
-
-	for (const char *p = text; *p; p++)
-		if (pg_strncasecmp(p, word, len) == 0)
-			return true;
-	return false;
-}
-
-/* The first secret setting named in the text (NULL if none). */
+/* The first secret named in the text (NULL if none), in one pass. */
 static const char *
 secret_named_in(const char *text)
 {
-	for (int i = 0; i < nsecrets; i++)
-		if (contains_ignoring_case(text, secrets[i] + strlen("billing.")))
-			return secrets[i];
+	for (const char *p = text; *p; p++)
+	{
+		char		c = pg_tolower((unsigned char) *p);
+
+		for (int i = 0; i < nsecrets; i++)
+			if (c == short_names[i][0] &&
+				pg_strncasecmp(p, short_names[i], strlen(short_names[i])) == 0)
+				return secrets[i];
+	}
 	return NULL;
 }
 
@@ -79,11 +85,36 @@ secret_named_by(const char *a, const char *b, const char *c)
 }
 
 /*
+ * Whether bound values (a "parameters: $1 = '…', …" detail) hold a secret's
+ * name cut short by log_parameter_max_length: 'billing.stripe_secret_ke...'.
+ */
+static bool
+truncated_name_in(const char *detail)
+{
+	if (detail == NULL || strncmp(detail, "parameters: ", 12) != 0)
+		return false;
+	for (const char *p = detail; (p = strchr(p, '\'')) != NULL; p++)
+	{
+		const char *start = p + 1;
+		const char *dots;
+		size_t		len;
+
+		if (pg_strncasecmp(start, "billing.", 8) != 0 || (dots = strstr(start, "...'")) == NULL)
+			continue;
+		len = dots - start;
+		for (int i = 0; i < nsecrets; i++)
+			if (len <= strlen(secrets[i]) && pg_strncasecmp(start, secrets[i], len) == 0)
+				return true;
+	}
+	return false;
+}
+
+/*
  * Whether the message is PostgreSQL's echo of a statement (postgres.c):
  * log_statement's "statement: …" (an EXECUTE's prepared text in its detail),
  * log_min_duration_statement's "duration: … ms  …", the extended protocol's
  * "execute <portal>: …" (format "%s %s%s%s: %s", the bound values in its
- * detail).
+ * detail); and pg_cron's "cron job … starting: <command>".
  */
 static bool
 echoes_statement(const ErrorData *edata)
@@ -94,33 +125,58 @@ echoes_statement(const ErrorData *edata)
 				  strcmp(id, "%s %s%s%s: %s") == 0 || strcmp(id, "cron job %ld starting: %s") == 0);
 }
 
-/* Text with every occurrence of what replaced by with (NULL stays NULL). */
-static char *
-replace_all(char *text, const char *what, const char *with)
+/* Where the len bytes of what first occur in text (NULL if nowhere). */
+static const char *
+find(const char *text, const char *what, size_t len)
+{
+	for (const char *p = text; (p = strchr(p, what[0])) != NULL; p++)
+		if (strncmp(p, what, len) == 0)
+			return p;
+	return NULL;
+}
+
+/* A field of edata with each occurrence of the value replaced; the old one freed. */
+static void
+replace_value(char **field, const char *value, size_t len)
 {
 	StringInfoData out;
-	size_t		len = strlen(what);
 	const char *p;
 	const char *hit;
 
-	if (text == NULL || strstr(text, what) == NULL)
-		return text;
+	if (*field == NULL || find(*field, value, len) == NULL)
+		return;
 	initStringInfo(&out);
-	for (p = text; (hit = strstr(p, what)) != NULL; p = hit + len)
+	for (p = *field; (hit = find(p, value, len)) != NULL; p = hit + len)
 	{
 		appendBinaryStringInfo(&out, p, hit - p);
-		appendStringInfoString(&out, with);
+		appendStringInfoString(&out, "[secret]");
 	}
 	appendStringInfoString(&out, p);
-	return out.data;
+	pfree(*field);
+	*field = out.data;
+}
+
+static void
+redact_value(ErrorData *edata, const char *value, size_t len)
+{
+	if (len < MIN_VALUE_LEN)
+		return;
+	replace_value(&edata->message, value, len);
+	replace_value(&edata->detail, value, len);
+	replace_value(&edata->detail_log, value, len);
+	replace_value(&edata->hint, value, len);
+	replace_value(&edata->context, value, len);
+	replace_value(&edata->internalquery, value, len);
+	/* The STATEMENT line is debug_query_string itself: hide it whole. */
+	if (debug_query_string && find(debug_query_string, value, len))
+		edata->hide_stmt = true;
 }
 
 /*
- * The last line of defence, whatever the message: a secret's value itself
- * (each of a list's values; at least 8 characters, so that a short test value
- * does not blank out common words) wherever it appears.  It reaches the text
- * only once set, so it cannot help log_statement, which logs a statement
- * before it runs.
+ * The last line of defence, whatever the message: each secret's current
+ * value (and each item of the webhook secrets' list), if at least
+ * MIN_VALUE_LEN bytes, wherever it appears.  It reaches a text only once set,
+ * so it cannot help log_statement, which logs a statement before it runs.
  */
 static void
 redact_values(ErrorData *edata)
@@ -128,29 +184,30 @@ redact_values(ErrorData *edata)
 	for (int i = 0; i < nsecrets; i++)
 	{
 		const char *value = GetConfigOption(secrets[i], true, false);
-		char	   *copy;
-		char	   *piece;
-		char	   *save;
 
-		if (value == NULL || strlen(value) < 8)
+		if (value == NULL || value[0] == '\0')
 			continue;
-		copy = pstrdup(value);
-		for (piece = strtok_r(copy, ", \t", &save); piece; piece = strtok_r(NULL, ", \t", &save))
+		redact_value(edata, value, strlen(value));
+		if (strcmp(secrets[i], list_secret) != 0)
+			continue;
+		for (const char *p = value; *p;)
 		{
-			if (strlen(piece) < 8)
-				continue;
-			edata->message = replace_all(edata->message, piece, "[secret]");
-			edata->detail = replace_all(edata->detail, piece, "[secret]");
-			edata->detail_log = replace_all(edata->detail_log, piece, "[secret]");
-			edata->hint = replace_all(edata->hint, piece, "[secret]");
-			edata->context = replace_all(edata->context, piece, "[secret]");
-			edata->internalquery = replace_all(edata->internalquery, piece, "[secret]");
-			/* The STATEMENT line is debug_query_string itself: hide it whole. */
-			if (debug_query_string && strstr(debug_query_string, piece))
-				edata->hide_stmt = true;
+			size_t		len = strcspn(p, ", \t");
+
+			redact_value(edata, p, len);
+			p += len;
+			p += strspn(p, ", \t");
 		}
-		pfree(copy);
 	}
+}
+
+/* Replace a field of edata with NULL or a new text, freeing the old one. */
+static void
+set_field(char **field, char *text)
+{
+	if (*field)
+		pfree(*field);
+	*field = text;
 }
 
 static void
@@ -163,26 +220,25 @@ redact_secrets(ErrorData *edata)
 		(strcmp(id, "parameter \"%s\" changed to \"%s\"") == 0 ||
 		 strcmp(id, "invalid value for parameter \"%s\": \"%s\"") == 0) &&
 		(name = secret_named_in(edata->message)) != NULL)
-		edata->message = psprintf(strncmp(id, "parameter", 9) == 0 ?
-								  "parameter \"%s\" changed (a secret: its value is not logged)" :
-								  "invalid value for parameter \"%s\" (a secret: its value is not logged)",
-								  name);
+		set_field(&edata->message,
+				  psprintf(strncmp(id, "parameter", 9) == 0 ?
+						   "parameter \"%s\" changed (a secret: its value is not logged)" :
+						   "invalid value for parameter \"%s\" (a secret: its value is not logged)",
+						   name));
 	else if (echoes_statement(edata))
 	{
-		/*
-		 * The statement, its bound values or its prepared text name one; or
-		 * a bound value mentions "billing." (log_parameter_max_length may have
-		 * cut a name short).
-		 */
+		/* The statement, its bound values or its prepared text name one. */
 		const char *detail = edata->detail_log ? edata->detail_log : edata->detail;
 
 		name = secret_named_by(debug_query_string, edata->message, detail);
-		if (name == NULL && detail && contains_ignoring_case(detail, "billing."))
+		if (name == NULL && truncated_name_in(detail))
 			name = "billing.*";
 		if (name)
 		{
-			edata->message = psprintf("statement not logged: it names the secret setting %s", name);
-			edata->detail = edata->detail_log = NULL;
+			set_field(&edata->message,
+					  psprintf("statement not logged: it names the secret setting %s", name));
+			set_field(&edata->detail, NULL);
+			set_field(&edata->detail_log, NULL);
 			edata->hide_stmt = true;
 		}
 	}
@@ -197,11 +253,11 @@ redact_secrets(ErrorData *edata)
 		 * statements) may each hold the value.
 		 */
 		edata->hide_stmt = true;
-		edata->context = NULL;
-		edata->internalquery = NULL;
+		set_field(&edata->context, NULL);
+		set_field(&edata->internalquery, NULL);
 		edata->internalpos = 0;
 		if (edata->detail_log && secret_named_in(edata->detail_log))
-			edata->detail_log = NULL;
+			set_field(&edata->detail_log, NULL);
 	}
 	redact_values(edata);
 
@@ -222,7 +278,10 @@ log_redact_init(void)
 		{
 			if (nsecrets == MAX_SECRETS)
 				elog(ERROR, "more than %d secret settings", MAX_SECRETS);
-			secrets[nsecrets++] = vars[i]->name;	/* lives as long as the process */
+			/* Names are lower case and live as long as the process. */
+			secrets[nsecrets] = vars[i]->name;
+			short_names[nsecrets] = vars[i]->name + strlen("billing.");
+			nsecrets++;
 		}
 	prev_emit_log_hook = emit_log_hook;
 	emit_log_hook = redact_secrets;

@@ -409,6 +409,10 @@ class StripeE2E(unittest.TestCase):
                 cur.execute("PREPARE set_key(text) AS SELECT set_config('billing.stripe_secret_key', $1, false)")
                 cur.execute("EXECUTE set_key(%s)", ("sk_test_" + marker,))
                 cur.execute("SELECT %s AS not_a_secret", (marker + "-public",))
+                # Statements that name no secret are echoed as they are, even
+                # when they call billing functions.
+                cur.execute("PREPARE public_query AS SELECT count(*) FROM billing.currencies()")
+                cur.execute("EXECUTE public_query")
             conn.close()
             # Without log_statement: a function that sets the secret and then
             # fails (its STATEMENT line holds the value), and an error that
@@ -435,18 +439,31 @@ class StripeE2E(unittest.TestCase):
             script = os.path.join(self.cluster.dir, "set_secret.sql")
             with open(script, "w") as f:
                 f.write("SELECT set_config('billing.stripe_secret_key', :v, false);\n")
-            # The name bound too, and an error after it: the values in its context.
+            # The name bound too, and an error after the setting (a bound
+            # divisor: a constant one would fail at planning, before it): the
+            # values are in the error's context.
             named = os.path.join(self.cluster.dir, "set_named.sql")
             with open(named, "w") as f:
-                f.write("SELECT set_config(:n, :v, false), 1/0;\n")
-            for path, value in ((script, "sk_test_" + marker), (script, "sk bad " + marker),
-                                (named, "sk_test_" + marker)):
-                subprocess.run([os.path.join(PGBIN, "pgbench"), "-n", "-t", "1", "-M", "extended",
-                                "-D", "n=billing.stripe_secret_key", "-D", "v=" + value, "-f", path,
-                                self.cluster.url],
-                               env=dict(os.environ, PGOPTIONS="-c log_statement=all "
-                                        "-c log_parameter_max_length_on_error=-1"),
-                               capture_output=True, timeout=60)
+                f.write("SELECT set_config(:n, :v, false), 1 / (:z)::int;\n")
+            public = os.path.join(self.cluster.dir, "public.sql")
+            with open(public, "w") as f:
+                f.write("SELECT (:v)::text AS address;\n")
+            # The name bound and cut short by log_parameter_max_length.
+            bound = os.path.join(self.cluster.dir, "set_bound.sql")
+            with open(bound, "w") as f:
+                f.write("SELECT set_config(:n, :v, false);\n")
+            for path, value, ok, options in (
+                    (script, "sk_test_" + marker, True, ""), (script, "sk bad " + marker, False, ""),
+                    (named, "sk_test_" + marker, False, ""),
+                    (bound, "sk_test_" + marker, True, " -c log_parameter_max_length=24"),
+                    (public, "ops-%s@billing.example.com" % marker[4:12], True, "")):
+                run = subprocess.run([os.path.join(PGBIN, "pgbench"), "-n", "-t", "1", "-M", "extended",
+                                      "-D", "n=billing.stripe_secret_key", "-D", "v=" + value, "-D", "z=0",
+                                      "-f", path, self.cluster.url],
+                                     env=dict(os.environ, PGOPTIONS="-c log_statement=all "
+                                              "-c log_parameter_max_length_on_error=-1" + options),
+                                     capture_output=True, text=True, timeout=60)
+                self.assertEqual(run.returncode == 0, ok, run.stderr)
         finally:
             conn = self.cluster.connect()
             with conn.cursor() as cur:
@@ -468,12 +485,16 @@ class StripeE2E(unittest.TestCase):
         # set_config twice, SET, EXECUTE (and its PREPARE), pgbench's two executes.
         self.assertGreaterEqual(text.count(
             "statement not logged: it names the secret setting billing.stripe_secret_key"), 7, text)
+        self.assertIn("statement not logged: it names the secret setting billing.*", text)
         self.assertIn("invalid value for billing.stripe_secret_key", text)
         # Only the statement that names no secret is there as it was sent.
         self.assertEqual(text.count(marker), 1, text)
         self.assertNotIn(short, text)
+        self.assertNotIn("sk_test_" + marker[:8], text)     # a value cut short too
         self.assertIn("failed after setting it", text)
         self.assertIn("division by zero", text)
+        self.assertIn("statement: EXECUTE public_query", text)
+        self.assertIn("parameters: $1 = 'ops-%s@billing.example.com'" % marker[4:12], text)
         self.assertIn(marker + "-public", text)
         # And the payments still use the configured key.
         user = new_user()
