@@ -136,6 +136,8 @@ const ISO = /\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}|\d{2}:\d{2}:\d{2}\.\d{3,6}/;
 // The rows of a CSV file (RFC 4180: quoted cells may hold commas, quotes
 // doubled, and line breaks), each an array of its cells.
 function parseCsv(text) {
+    if (!text.startsWith('\ufeff')) throw new Error('the export has no byte order mark');
+    text = text.slice(1);
     const rows = [[]];
     let cellText = '';
     let quoted = false;

@@ -5,7 +5,10 @@
 //   - text that a spreadsheet would run as a formula (a first =, +, -, @, tab
 //     or return: "CSV injection") behind an apostrophe, so that a tariff's
 //     title or an e-mail address stays text; numbers are left as they are;
-//   - every other column as the api gives it (times in ISO 8601, ids whole).
+//   - every other column as the api gives it (times in ISO 8601, ids whole);
+//   - comma-separated UTF-8 with a byte order mark.  A spreadsheet set to a
+//     language that writes a decimal comma (Russian) takes the file through
+//     its import dialog ("comma", "point"), not by opening it.
 import jsonExport from 'jsonexport/dist';
 import { downloadCSV } from 'react-admin';
 import { MONEY_KEYS, minorToDecimal } from './format';
@@ -15,6 +18,9 @@ const NUMBER = /^-?\d+(\.\d+)?$/;
 
 function inert(value) {
     if (typeof value === 'string') return FORMULA.test(value) && !NUMBER.test(value) ? `'${value}` : value;
+    // A list of plain values is one cell (jsonexport joins it with ";"):
+    // judged as that cell, not item by item.
+    if (Array.isArray(value) && value.every(v => v === null || typeof v !== 'object')) return inert(value.join(';'));
     if (Array.isArray(value)) return value.map(inert);
     if (value && typeof value === 'object') {
         return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, inert(v)]));
@@ -22,13 +28,17 @@ function inert(value) {
     return value;
 }
 
+// A row, and every document inside it that has a currency of its own (the
+// audit's before and after, a tariff's or a payment's row), in major units.
 function inMajorUnits(record, exponents) {
+    if (Array.isArray(record)) return record.map(item => inMajorUnits(item, exponents));
+    if (!record || typeof record !== 'object') return record;
     const exponent = exponents.get(String(record.currency ?? '').trim().toUpperCase());
-    if (exponent === undefined) return record;
-    const row = { ...record };
-    for (const key of Object.keys(row)) {
-        const decimal = MONEY_KEYS.has(key) && row[key] !== null ? minorToDecimal(row[key], exponent) : null;
-        if (decimal !== null) row[key] = decimal;
+    const row = {};
+    for (const [key, value] of Object.entries(record)) {
+        const decimal = exponent !== undefined && MONEY_KEYS.has(key) && value !== null && typeof value !== 'object'
+            ? minorToDecimal(value, exponent) : null;
+        row[key] = decimal !== null ? decimal : inMajorUnits(value, exponents);
     }
     return row;
 }
@@ -41,5 +51,7 @@ export async function exportForSpreadsheets(records, fetchRelatedRecords, dataPr
     const rows = records.map(record => inert(inMajorUnits(record, exponents)));
     const csv = await new Promise((resolve, reject) =>
         jsonExport(rows, (err, out) => (err ? reject(err) : resolve(out))));
-    downloadCSV(csv, resource);
+    // A byte order mark: Excel reads the file as UTF-8 only with one (titles
+    // in Cyrillic), other spreadsheets skip it.
+    downloadCSV(`\ufeff${csv}`, resource);
 }
