@@ -10,7 +10,10 @@
 #      Each round runs the single node for SECONDS, then the primary for the
 #      same number of transactions, so both ledgers grow alike (create_invoice
 #      slows as its tables grow, and the faster node would otherwise be
-#      measured on a bigger ledger).
+#      measured on a bigger ledger; the primary's clients, each with its share,
+#      end a little apart, a small cost to its figure).  Autovacuum is off for
+#      both: this measures the replication, not pg_auto_failover's own
+#      autovacuum scale factors, which a formation pays in production.
 #   2. failover: kill -9 of the primary's pg_autoctl and postmaster while a
 #      client calls create_invoice through PostgREST (multi-host URI,
 #      target_session_attrs=read-write) every 50 ms; the time from the kill to
@@ -81,12 +84,23 @@ declare -A single_tps sync_tps ratios
 for r in $(seq "$ROUNDS"); do
 	for c in $CLIENTS; do
 		out=$(run "$single_port" "$c" -T "$SECONDS_PER_RUN"); read -r st n <<<"$out"
+		[ -n "$st" ] && [ -n "$n" ] || { echo "no tps or count in $BILLING_WORK/ha-bench-$single_port.log" >&2; exit 1; }
 		out=$(run "$ha_port" "$c" -t $(((n + c - 1) / c))); read -r ht _ <<<"$out"
+		[ -n "$ht" ] || { echo "no tps in $BILLING_WORK/ha-bench-$ha_port.log" >&2; exit 1; }
 		single_tps[$c]+="$st " sync_tps[$c]+="$ht " ratios[$c]+="$(calc "$ht / $st" 3) "
 		printf '  round %s, %2s clients: single %5.0f tps, sync standby %5.0f tps, ratio %s\n' \
 			"$r" "$c" "$st" "$ht" "$(calc "$ht / $st" 2)"
 	done
 done
+# What the two servers ran with, printed beside the figures: the comparison
+# holds only if these match but for the replication itself.
+settings() {		# port
+	psql_at "$1" -At -c "SELECT string_agg(name || '=' || setting, ' ' ORDER BY name) FROM pg_settings
+		WHERE name IN ('shared_buffers', 'work_mem', 'autovacuum', 'wal_log_hints', 'synchronous_commit',
+		               'synchronous_standby_names', 'max_wal_size', 'checkpoint_timeout')"
+}
+single_settings=$(settings "$single_port") ha_settings=$(settings "$ha_port")
+
 # The best of each server's medians over the client counts, as a ratio.
 capacity() {
 	local c best_s=0 best_h=0 m
@@ -147,7 +161,9 @@ $(for c in $CLIENTS; do
 		"$c" "$(median ${single_tps[$c]})" "$(median ${sync_tps[$c]})" "$(median ${ratios[$c]})"
 done)
   capacity, each at its best client count: ratio $(capacity)
-  target: ratio >= 0.6 at 8 clients
+  target: ratio >= 0.6 at ${CLIENTS%% *} clients
+settings, single node: $single_settings
+          primary:     $ha_settings
 
 failover (kill -9 of the primary's pg_autoctl and postmaster):
   kill -> monitor reports the standby writable   $(calc "$t_promoted - $t_kill") s
