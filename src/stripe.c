@@ -174,6 +174,7 @@ check_webhook_secrets(char **newval, void **extra, GucSource source)
 	if (ws == NULL)
 	{
 		/* Said here: PostgreSQL's default message would quote the secrets. */
+		GUC_check_errcode(ERRCODE_OUT_OF_MEMORY);
 		GUC_check_errmsg("out of memory for billing.stripe_webhook_secrets");
 		return false;
 	}

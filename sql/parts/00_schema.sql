@@ -383,7 +383,7 @@ COMMENT ON COLUMN billing.payments.currency IS 'ISO 4217 currency code.';
 COMMENT ON COLUMN billing.payments.status IS 'invoiced, pending, paid, canceled, expired, failed, refund_pending or refunded (billing.payment_status).';
 COMMENT ON COLUMN billing.payments.created_at IS 'When the invoice was made (billing.now()).';
 COMMENT ON COLUMN billing.payments.updated_at IS 'Last change.';
-COMMENT ON COLUMN billing.payments.expires_at IS 'created_at plus billing.invoice_lifetime: an unpaid invoice expires then (billing.expire_invoices, or the Stripe poller for an open checkout).';
+COMMENT ON COLUMN billing.payments.expires_at IS 'created_at plus billing.invoice_lifetime: an unpaid invoice expires then (billing.expire_invoices, or the poller for an open checkout, through its provider).';
 COMMENT ON COLUMN billing.payments.paid_at IS 'The provider''s time of success; billing.refund_window counts from it.';
 COMMENT ON COLUMN billing.payments.closed_at IS 'When it was canceled, expired, failed or refunded.';
 COMMENT ON COLUMN billing.payments.subscription_id IS 'The subscription its months went to, once paid.';
@@ -393,7 +393,7 @@ COMMENT ON COLUMN billing.payments.provider_session_id IS 'The provider''s id of
 COMMENT ON COLUMN billing.payments.provider_url IS 'The payment page of that session.';
 COMMENT ON COLUMN billing.payments.provider_payment_intent IS 'The provider''s id of the charge (Stripe''s payment intent), once paid.';
 COMMENT ON COLUMN billing.payments.provider_refund_id IS 'The provider''s refund id, once a refund was created.';
-COMMENT ON COLUMN billing.payments.next_poll_at IS 'When the Stripe poller asks about this pending or refund_pending payment next: billing.stripe_poll_interval doubling per poll, at most billing.stripe_poll_max_interval.';
+COMMENT ON COLUMN billing.payments.next_poll_at IS 'When the poller next asks the provider about this pending or refund_pending payment: billing.stripe_poll_interval doubling per poll, at most billing.stripe_poll_max_interval.';
 COMMENT ON COLUMN billing.payments.poll_attempts IS 'Polls so far (the backoff''s exponent).';
 COMMENT ON COLUMN billing.payments.save_method IS 'The checkout asked the provider to save the payment method for automatic renewal (billing.checkout(…, auto_renew => true)); once paid, the subscription renews with it.';
 COMMENT ON COLUMN billing.payments.provider_customer IS 'The provider''s customer id the payment was made under (a checkout with auto_renew, an automatic charge).';

@@ -258,7 +258,7 @@ CREATE FUNCTION billing.admin_dashboard_promo_codes() RETURNS jsonb
 $$;
 
 -- The undelivered messages (outbox_order covers every status but done) and
--- the payments the Stripe poller waits on (payments_poll).
+-- the payments the poller waits on, for either provider (payments_poll).
 CREATE FUNCTION billing.admin_dashboard_delivery() RETURNS jsonb
     LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     SELECT pg_catalog.jsonb_build_object(
@@ -334,7 +334,7 @@ $$;
 COMMENT ON FUNCTION api.admin_dashboard(int) IS
 $$The admin dashboard (admin)
 
-Arguments: days — 30 or 90.  Revenue per day by tariff and currency (amounts in minor units, days in billing.time_zone), paid and refunded totals with the refund rate, subscriptions active, in grace and blocked now, new versus renewing purchases, the most used promo codes, the recovery of failed automatic charges (renewals: {failed, recovered, recovery_rate}), delivery health and the Stripe poller's backlog.$$;
+Arguments: days — 30 or 90.  Revenue per day by tariff and currency (amounts in minor units, days in billing.time_zone), paid and refunded totals with the refund rate, subscriptions active, in grace and blocked now, new versus renewing purchases, the most used promo codes, the recovery of failed automatic charges (renewals: {failed, recovered, recovery_rate}), delivery health and the provider poller's backlog.$$;
 
 -- Mark a payment paid by hand, with the reason in the audit.
 CREATE FUNCTION billing.mark_payment_paid(payment_id uuid, reason text) RETURNS text
