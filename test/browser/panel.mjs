@@ -157,6 +157,19 @@ function parseCsv(text) {
     return rows.filter(r => r.length > 1 || r[0] !== '');
 }
 
+// Presses the list's Export and finds the row whose column `key` is `value`
+// in the downloaded CSV; returns a reader of that row's cells by column name.
+async function exportedRow(p, key, value) {
+    const [download] = await Promise.all([
+        p.waitForEvent('download'),
+        p.getByRole('button', { name: 'Export' }).click(),
+    ]);
+    const [header, ...lines] = parseCsv(fs.readFileSync(await download.path(), 'utf8'));
+    const row = lines.find(cells => cells[header.indexOf(key)] === value);
+    if (!row) throw new Error(`no row with ${key} = ${value} in the export: ${header}`);
+    return name => row[header.indexOf(name)];
+}
+
 async function confirmDialog(p) {
     await p.getByRole('dialog').getByRole('button', { name: 'Confirm' }).click();
 }
@@ -278,15 +291,9 @@ await test('an export keeps a formula-like title as text and gives the price in 
     psql(`SELECT billing.create_tariff('${code}', $t$${title}$t$, 12345)`);
     await menu(page, 'Tariffs');
     await visible(page.getByRole('cell', { name: code, exact: true }));
-    const [download] = await Promise.all([
-        page.waitForEvent('download'),
-        page.getByRole('button', { name: 'Export' }).click(),
-    ]);
-    const [header, ...lines] = parseCsv(fs.readFileSync(await download.path(), 'utf8'));
-    const row = lines.find(cells => cells[header.indexOf('code')] === code);
-    if (!row) throw new Error(`the tariff is not in the export: ${header}`);
-    if (row[header.indexOf('title')] !== `'${title}`) throw new Error(`title: ${row[header.indexOf('title')]}`);
-    if (row[header.indexOf('monthly_price')] !== '123.45') throw new Error(`price: ${row[header.indexOf('monthly_price')]}`);
+    const cell = await exportedRow(page, 'code', code);
+    if (cell('title') !== `'${title}`) throw new Error(`title: ${cell('title')}`);
+    if (cell('monthly_price') !== '123.45') throw new Error(`price: ${cell('monthly_price')}`);
 });
 
 await test('buy as a user through the Stripe stand-in, find the payment by e-mail, refund it', async () => {
@@ -324,14 +331,7 @@ await test('buy as a user through the Stripe stand-in, find the payment by e-mai
     await visible(row.getByRole('cell', { name: shownTime(`SELECT created_at FROM billing.payments WHERE id = '${paymentId}'`, 'en'), exact: true }));
     await docShot('payments');
     step('exporting the list');
-    const [download] = await Promise.all([
-        page.waitForEvent('download'),
-        page.getByRole('button', { name: 'Export' }).click(),
-    ]);
-    const [header, ...lines] = parseCsv(fs.readFileSync(await download.path(), 'utf8'));
-    const exported = lines.find(cells => cells[header.indexOf('id')] === paymentId);
-    if (!exported) throw new Error(`the payment is not in the export: ${header}`);
-    const cell = name => exported[header.indexOf(name)];
+    const cell = await exportedRow(page, 'id', paymentId);
     // Amounts in roubles with a decimal point, the currency beside them.
     for (const [name, want] of [['total', '211.65'], ['monthly_price', '249.00'], ['list_price', '249.00'],
                                 ['currency', 'RUB'], ['status', 'paid']]) {

@@ -435,23 +435,18 @@ class StripeE2E(unittest.TestCase):
             self.assertEqual(code, "22023", msg)
             self.assertNotIn(short, msg)
             # The extended protocol: the value is a bound parameter, logged in
-            # the detail, and in the context of its error.
-            script = os.path.join(self.cluster.dir, "set_secret.sql")
-            with open(script, "w") as f:
-                f.write("SELECT set_config('billing.stripe_secret_key', :v, false);\n")
-            # The name bound too, and an error after the setting (a bound
-            # divisor: a constant one would fail at planning, before it): the
-            # values are in the error's context.
-            named = os.path.join(self.cluster.dir, "set_named.sql")
-            with open(named, "w") as f:
-                f.write("SELECT set_config(:n, :v, false), 1 / (:z)::int;\n")
-            public = os.path.join(self.cluster.dir, "public.sql")
-            with open(public, "w") as f:
-                f.write("SELECT (:v)::text AS address;\n")
-            # The name bound and cut short by log_parameter_max_length.
-            bound = os.path.join(self.cluster.dir, "set_bound.sql")
-            with open(bound, "w") as f:
-                f.write("SELECT set_config(:n, :v, false);\n")
+            # the detail.  "named": the name bound too, and an error after the
+            # setting (a bound divisor: a constant one would fail at planning,
+            # before it), the values in the error's context.  "bound": the
+            # name bound and cut short by log_parameter_max_length.
+            scripts = {"script": "SELECT set_config('billing.stripe_secret_key', :v, false);",
+                       "named": "SELECT set_config(:n, :v, false), 1 / (:z)::int;",
+                       "bound": "SELECT set_config(:n, :v, false);",
+                       "public": "SELECT (:v)::text AS address;"}
+            for name, text in scripts.items():
+                with open(os.path.join(self.cluster.dir, name + ".sql"), "w") as f:
+                    f.write(text + "\n")
+            script, named, bound, public = (os.path.join(self.cluster.dir, n + ".sql") for n in scripts)
             for path, value, ok, options in (
                     (script, "sk_test_" + marker, True, ""), (script, "sk bad " + marker, False, ""),
                     (named, "sk_test_" + marker, False, ""),
