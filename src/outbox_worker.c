@@ -215,7 +215,12 @@ database_exists(void)
 	rel = table_open(DatabaseRelationId, AccessShareLock);
 	scan = table_beginscan_catalog(rel, 0, NULL);
 	while (!exists && (tuple = heap_getnext(scan, ForwardScanDirection)) != NULL)
-		exists = strcmp(NameStr(((Form_pg_database) GETSTRUCT(tuple))->datname), outbox_database) == 0;
+	{
+		Form_pg_database db = (Form_pg_database) GETSTRUCT(tuple);
+
+		/* One left invalid by an interrupted DROP DATABASE takes no connection. */
+		exists = strcmp(NameStr(db->datname), outbox_database) == 0 && !database_is_invalid_form(db);
+	}
 	table_endscan(scan);
 	table_close(rel, AccessShareLock);
 	CommitTransactionCommand();

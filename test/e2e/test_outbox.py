@@ -576,6 +576,34 @@ class OutboxDelivery(unittest.TestCase):
         self.worker_pid()
         self.wait_delivered("idempotency_key = %s", (key,))
 
+    def test_y_an_invalid_database_is_waited_for_like_a_missing_one(self):
+        # An interrupted DROP DATABASE leaves the database invalid
+        # (datconnlimit -2): no connection is possible, so the launcher must
+        # wait as for a missing one rather than start a worker that dies each
+        # second.  Marked so by hand here, from the postgres database.
+        import psycopg2
+        admin = psycopg2.connect(self.cluster.dsn.replace("dbname=billing", "dbname=postgres"))
+        admin.autocommit = True
+        waits = 'billing outbox worker waits for database "billing" to exist'
+        try:
+            with admin.cursor() as cur:
+                start = len(self.cluster.log())
+                cur.execute("UPDATE pg_database SET datconnlimit = -2 WHERE datname = 'billing'")
+                cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                            " WHERE backend_type = 'billing outbox worker'")
+                # (Before, the launcher took it for present and restarted a
+                # worker that died at once, each second, never saying this.)
+                wait_for(lambda: waits in self.cluster.log()[start:],
+                         what="the launcher waiting for the invalid database")
+                self.assertNotIn("billing outbox worker started", self.cluster.log()[start:])
+                cur.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'billing outbox worker'")
+                self.assertEqual(cur.fetchone()[0], 0)
+        finally:
+            with admin.cursor() as cur:
+                cur.execute("UPDATE pg_database SET datconnlimit = -1 WHERE datname = 'billing'")
+            admin.close()
+        self.worker_pid(timeout=20)
+
     def test_z_drop_and_recreate_the_workers_own_database(self):
         import psycopg2
         # The cluster began without the database and without the shared
