@@ -2,7 +2,8 @@
 # High-availability benchmark, in one run of this script:
 #   1. create_invoice throughput (pgbench, 8 and 32 clients) on the primary of a
 #      pg_auto_failover formation with its synchronous standby (scripts/ha-cluster)
-#      against a single node with the same settings, rounds interleaved; the
+#      against a single node with the same settings (both printed: pg_auto_failover
+#      adds wal_log_hints and its own work_mem), rounds interleaved; the
 #      ratio sync / single (the median of the rounds' ratios).  Target: >= 0.6
 #      at 8 clients.  Also at 32: a commit waits for the standby's answer, so
 #      more clients at once (a larger PostgREST pool) hide more of that wait;
