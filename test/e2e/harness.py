@@ -8,10 +8,12 @@ file by hand needs the same (run `scripts/test e2e` once to get them)."""
 import atexit
 import hashlib
 import hmac
+import http.server
 import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 import uuid
 
@@ -104,6 +106,26 @@ def stop(proc, sig=signal.SIGTERM, timeout=10):
 def _cleanup():
     for proc in _children:
         stop(proc, signal.SIGKILL)
+
+
+def serve_hooks(handle):
+    """A webhook endpoint on a free port of 127.0.0.1, for a stand-in to post
+    to: each POST's raw body and headers go to handle(body, headers), which
+    returns the HTTP status to answer.  Returns (server, url); end it with
+    server.shutdown()."""
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(handle(body, self.headers))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, "http://127.0.0.1:%d/hook" % server.server_address[1]
 
 
 class Cluster:

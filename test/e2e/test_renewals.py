@@ -10,7 +10,6 @@ billing.stripe_webhook, as PostgREST does; time moves with billing.test_clock
 and the stand-in's clock together."""
 
 import datetime
-import http.server
 import os
 import threading
 import unittest
@@ -21,7 +20,7 @@ import urllib.request
 import psycopg2
 
 from renewal_helpers import UTC, RenewalHelpers
-from harness import Cluster, PYTHON, SRC, free_port, new_user, spawn, wait_for, wait_port
+from harness import Cluster, PYTHON, SRC, free_port, new_user, serve_hooks, spawn, wait_for, wait_port
 
 SECRET_KEY = "sk_test_renew"
 WEBHOOK_SECRET = "whsec_renew"
@@ -32,45 +31,18 @@ ALWAYS_DECLINES = "4000000000000341"
 AUTHENTICATE = "4000002760003184"
 
 
-class Receiver(http.server.BaseHTTPRequestHandler):
-    """Stripe's webhook endpoint: raw body + header to the SQL function, at
-    the test's billing time (the signature's tolerance counts from it)."""
-    test = None
-
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        t = Receiver.test
-        status = 200
-        try:
-            t.cluster.query("SELECT billing.stripe_webhook(%s::json, %s)",
-                            (body.decode(), self.headers.get("Stripe-Signature")), t.clock)
-            t.hooks.append("ok")
-        except psycopg2.Error as e:
-            t.hooks.append(e.pgerror)
-            status = 400
-        self.send_response(status)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
 class RenewalE2E(RenewalHelpers, unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
         cls.clock = None
         cls.hooks = []
-        Receiver.test = cls
-        cls.hook_port = free_port()
-        cls.hook = http.server.ThreadingHTTPServer(("127.0.0.1", cls.hook_port), Receiver)
-        threading.Thread(target=cls.hook.serve_forever, daemon=True).start()
+        cls.hook, hook_url = serve_hooks(cls.receive_webhook)
         cls.stripe_port = free_port()
         cls.stripe = spawn([PYTHON, os.path.join(SRC, "test", "standins", "stripe_server.py"),
                             "--port", str(cls.stripe_port), "--secret-key", SECRET_KEY,
                             "--webhook-secret", WEBHOOK_SECRET, "--webhook-retries", "3",
-                            "--webhook-url", "http://127.0.0.1:%d/hook" % cls.hook_port],
+                            "--webhook-url", hook_url],
                            "renewal_standin.log")
         wait_port(cls.stripe_port)
         cls.base = "http://127.0.0.1:%d" % cls.stripe_port
@@ -91,6 +63,19 @@ class RenewalE2E(RenewalHelpers, unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.hook.shutdown()
+
+    @classmethod
+    def receive_webhook(cls, body, headers):
+        """Stripe's webhook endpoint: raw body + header to the SQL function, at
+        the test's billing time (the signature's tolerance counts from it)."""
+        try:
+            cls.cluster.query("SELECT billing.stripe_webhook(%s::json, %s)",
+                              (body.decode(), headers.get("Stripe-Signature")), cls.clock)
+            cls.hooks.append("ok")
+        except psycopg2.Error as e:
+            cls.hooks.append(e.pgerror)
+            return 400
+        return 200
 
     def setUp(self):
         self.ctl("POST", "faults", {"clear": True})

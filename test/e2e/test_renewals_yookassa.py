@@ -12,10 +12,8 @@ them to billing.yookassa_webhook, as PostgREST does; time moves with
 billing.test_clock and the stand-in's clock together."""
 
 import datetime
-import http.server
 import json
 import os
-import threading
 import unittest
 import urllib.parse
 import urllib.request
@@ -23,7 +21,7 @@ import urllib.request
 import psycopg2
 
 from renewal_helpers import UTC, RenewalHelpers
-from harness import Cluster, PYTHON, SRC, free_port, new_user, spawn, wait_for, wait_port
+from harness import Cluster, PYTHON, SRC, free_port, new_user, serve_hooks, spawn, wait_for, wait_port
 
 SHOP_ID = "505050"
 SECRET_KEY = "test_yk_renew_7d2a"
@@ -35,43 +33,17 @@ EXPIRED = "5555555555554543"
 THREE_DS_FAILED = "5555555555554592"
 
 
-class Receiver(http.server.BaseHTTPRequestHandler):
-    """The notification endpoint: the body to the SQL function at the test's
-    billing time; 200 once committed."""
-    test = None
-
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        t = Receiver.test
-        status = 200
-        try:
-            t.results.append(t.cluster.query("SELECT billing.yookassa_webhook(%s::json)",
-                                             (body.decode(),), t.clock)[0][0])
-        except psycopg2.Error as e:
-            t.results.append({"error": e.pgcode, "message": e.pgerror})
-            status = 503
-        self.send_response(status)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
 class YooKassaRenewalE2E(RenewalHelpers, unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
         cls.clock = None
         cls.results = []
-        Receiver.test = cls
-        cls.hook_port = free_port()
-        cls.hook = http.server.ThreadingHTTPServer(("127.0.0.1", cls.hook_port), Receiver)
-        threading.Thread(target=cls.hook.serve_forever, daemon=True).start()
+        cls.hook, hook_url = serve_hooks(cls.receive_notification)
         cls.yk_port = free_port()
         cls.yk = spawn([PYTHON, os.path.join(SRC, "test", "standins", "yookassa_server.py"),
                         "--port", str(cls.yk_port), "--notify-retries", "3",
-                        "--notify-url", "http://127.0.0.1:%d/hook" % cls.hook_port],
+                        "--notify-url", hook_url],
                        "yookassa_renewal_standin.log",
                        env={"YOOKASSA_SHOP_ID": SHOP_ID, "YOOKASSA_SECRET_KEY": SECRET_KEY})
         wait_port(cls.yk_port)
@@ -94,6 +66,18 @@ class YooKassaRenewalE2E(RenewalHelpers, unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.hook.shutdown()
+
+    @classmethod
+    def receive_notification(cls, body, headers):
+        """The notification endpoint: the body to the SQL function at the test's
+        billing time; 200 once committed."""
+        try:
+            cls.results.append(cls.cluster.query("SELECT billing.yookassa_webhook(%s::json)",
+                                                 (body.decode(),), cls.clock)[0][0])
+        except psycopg2.Error as e:
+            cls.results.append({"error": e.pgcode, "message": e.pgerror})
+            return 503
+        return 200
 
     def setUp(self):
         self.ctl("POST", "faults", {"clear": True})

@@ -5,7 +5,6 @@ header to billing.stripe_webhook, as PostgREST does.  Time moves with
 billing.test_clock and the stand-in's clock together."""
 
 import datetime
-import http.server
 import json
 import os
 import subprocess
@@ -18,39 +17,12 @@ import uuid
 
 import psycopg2
 
-from harness import (Cluster, PGBIN, PYTHON, SRC, free_port, spawn, stripe_signature, wait_for,
+from harness import (Cluster, PGBIN, PYTHON, SRC, free_port, serve_hooks, spawn, stripe_signature, wait_for,
                      wait_port, new_user)
 
 SECRET_KEY = "sk_test_e2e"
 WEBHOOK_SECRET = "whsec_e2e"
 OLD_WEBHOOK_SECRET = "whsec_old"        # still configured: rotation
-
-
-class Receiver(http.server.BaseHTTPRequestHandler):
-    """Stripe's webhook endpoint: raw body + header to the SQL function."""
-    test = None
-
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        sig = self.headers.get("Stripe-Signature")
-        t = Receiver.test
-        t.received.append((body, sig))
-        status = 200
-        try:
-            conn = t.connect()
-            with conn.cursor() as cur:
-                cur.execute("SELECT billing.stripe_webhook(%s::json, %s)", (body.decode(), sig))
-                t.results.append(cur.fetchone()[0])
-            conn.close()
-        except psycopg2.Error as e:
-            t.results.append({"error": e.pgcode, "message": e.pgerror})
-            status = 400
-        self.send_response(status)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
 
 
 class StripeE2E(unittest.TestCase):
@@ -59,16 +31,13 @@ class StripeE2E(unittest.TestCase):
     def setUpClass(cls):
         cls.received, cls.results = [], []
         cls.clock = None            # None: real time
-        Receiver.test = cls
-        cls.hook_port = free_port()
-        cls.hook = http.server.ThreadingHTTPServer(("127.0.0.1", cls.hook_port), Receiver)
-        threading.Thread(target=cls.hook.serve_forever, daemon=True).start()
+        cls.hook, hook_url = serve_hooks(cls.receive_webhook)
 
         cls.stripe_port = free_port()
         cls.stripe = spawn([PYTHON, os.path.join(SRC, "test", "standins", "stripe_server.py"),
                             "--port", str(cls.stripe_port), "--secret-key", SECRET_KEY,
                             "--webhook-secret", WEBHOOK_SECRET, "--webhook-retries", "0",
-                            "--webhook-url", "http://127.0.0.1:%d/hook" % cls.hook_port],
+                            "--webhook-url", hook_url],
                            "stripe_standin.log")
         wait_port(cls.stripe_port)
         cls.base = "http://127.0.0.1:%d" % cls.stripe_port
@@ -88,6 +57,22 @@ class StripeE2E(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.hook.shutdown()
+
+    @classmethod
+    def receive_webhook(cls, body, headers):
+        """Stripe's webhook endpoint: raw body + header to the SQL function."""
+        sig = headers.get("Stripe-Signature")
+        cls.received.append((body, sig))
+        try:
+            conn = cls.connect()
+            with conn.cursor() as cur:
+                cur.execute("SELECT billing.stripe_webhook(%s::json, %s)", (body.decode(), sig))
+                cls.results.append(cur.fetchone()[0])
+            conn.close()
+        except psycopg2.Error as e:
+            cls.results.append({"error": e.pgcode, "message": e.pgerror})
+            return 400
+        return 200
 
     # ---- helpers -----------------------------------------------------------
     @classmethod

@@ -7,16 +7,14 @@ behaviour, so that the extension's tests against it mean something."""
 
 import hashlib
 import hmac
-import http.server
 import json
 import os
-import threading
 import unittest
 import urllib.error
 import urllib.parse
 import urllib.request
 
-from harness import PYTHON, SRC, free_port, spawn, wait_for, wait_port
+from harness import PYTHON, SRC, free_port, serve_hooks, spawn, wait_for, wait_port
 
 SECRET_KEY = "sk_test_standin_e2e"
 WEBHOOK_SECRET = "whsec_standin_e2e"
@@ -27,31 +25,17 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-class Receiver(http.server.BaseHTTPRequestHandler):
-    """A webhook endpoint that records what it gets."""
-    received = []
-
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        Receiver.received.append((body, self.headers.get("Stripe-Signature")))
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
 class StripeStandIn(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.hook = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Receiver)
-        threading.Thread(target=cls.hook.serve_forever, daemon=True).start()
+        cls.received = []       # (body, Stripe-Signature) of each webhook
+        cls.hook, hook_url = serve_hooks(
+            lambda body, headers: cls.received.append((body, headers.get("Stripe-Signature"))) or 200)
         cls.port = free_port()
         cls.proc = spawn([PYTHON, os.path.join(SRC, "test", "standins", "stripe_server.py"),
                           "--port", str(cls.port), "--webhook-retries", "0",
-                          "--webhook-url", "http://127.0.0.1:%d/hook" % cls.hook.server_address[1]],
+                          "--webhook-url", hook_url],
                          "stripe_standin_alone.log",
                          env={"STRIPE_SECRET_KEY": SECRET_KEY, "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET})
         wait_port(cls.port)
@@ -527,7 +511,7 @@ class StripeStandIn(unittest.TestCase):
 
         def delivered():
             got = {}
-            for body, sig in list(Receiver.received):
+            for body, sig in list(self.received):
                 event = json.loads(body)
                 got[(event["type"], event["data"]["object"]["id"])] = (body, sig)
             return got if {("payment_intent.succeeded", ok["id"]),

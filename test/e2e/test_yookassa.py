@@ -6,12 +6,9 @@ as PostgREST does, and answers 200 only after the call committed.  Time moves
 with billing.test_clock and the stand-in's clock together."""
 
 import datetime
-import http.server
 import json
 import os
 import random
-import threading
-import time
 import unittest
 import urllib.parse
 import urllib.request
@@ -19,37 +16,12 @@ import uuid
 
 import psycopg2
 
-from harness import Cluster, PYTHON, SRC, free_port, spawn, wait_for, wait_port, new_user
+from harness import Cluster, PYTHON, SRC, free_port, serve_hooks, spawn, wait_for, wait_port, new_user
 
 SHOP_ID = "654321"
 SECRET_KEY = "test_yk_secret_e2e_5f1c"
 STRIPE_KEY = "sk_test_e2e_yk"
 RETURN_URL = "https://cinema.example/back"
-
-
-class Receiver(http.server.BaseHTTPRequestHandler):
-    """The notification endpoint: the body to the SQL function; 200 once committed."""
-    test = None
-
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        t = Receiver.test
-        status = 200
-        try:
-            conn = t.connect()
-            with conn.cursor() as cur:
-                cur.execute("SELECT billing.yookassa_webhook(%s::json)", (body.decode(),))
-                t.results.append(cur.fetchone()[0])
-            conn.close()
-        except psycopg2.Error as e:
-            t.results.append({"error": e.pgcode, "message": e.pgerror})
-            status = 400 if e.pgcode and e.pgcode[:2] in ("22", "42") else 503
-        self.send_response(status)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
 
 
 class YooKassaE2E(unittest.TestCase):
@@ -58,15 +30,12 @@ class YooKassaE2E(unittest.TestCase):
     def setUpClass(cls):
         cls.results = []
         cls.clock = None
-        Receiver.test = cls
-        cls.hook_port = free_port()
-        cls.hook = http.server.ThreadingHTTPServer(("127.0.0.1", cls.hook_port), Receiver)
-        threading.Thread(target=cls.hook.serve_forever, daemon=True).start()
+        cls.hook, hook_url = serve_hooks(cls.receive_notification)
 
         cls.yk_port = free_port()
         cls.yk = spawn([PYTHON, os.path.join(SRC, "test", "standins", "yookassa_server.py"),
                         "--port", str(cls.yk_port), "--notify-retries", "3",
-                        "--notify-url", "http://127.0.0.1:%d/hook" % cls.hook_port],
+                        "--notify-url", hook_url],
                        "yookassa_standin.log",
                        env={"YOOKASSA_SHOP_ID": SHOP_ID, "YOOKASSA_SECRET_KEY": SECRET_KEY})
         cls.stripe_port = free_port()
@@ -98,6 +67,20 @@ class YooKassaE2E(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.hook.shutdown()
+
+    @classmethod
+    def receive_notification(cls, body, headers):
+        """The notification endpoint: the body to the SQL function; 200 once committed."""
+        try:
+            conn = cls.connect()
+            with conn.cursor() as cur:
+                cur.execute("SELECT billing.yookassa_webhook(%s::json)", (body.decode(),))
+                cls.results.append(cur.fetchone()[0])
+            conn.close()
+        except psycopg2.Error as e:
+            cls.results.append({"error": e.pgcode, "message": e.pgerror})
+            return 400 if e.pgcode and e.pgcode[:2] in ("22", "42") else 503
+        return 200
 
     # ---- helpers -----------------------------------------------------------
     @classmethod
